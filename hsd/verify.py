@@ -1,0 +1,331 @@
+"""Verification rules: given one draft block, decide how much of it the verifier keeps.
+
+Contract (used by the engine, the tests, the app and external checks)::
+
+    RULES[name](draft_tokens, draft_probs, verifier_probs, generator) -> Verdict
+
+- ``draft_tokens``   LongTensor (γ,)      the drafted tokens x_1..x_γ
+- ``draft_probs``    Tensor (γ, V)        row t: the drafter's distribution that x_{t+1} was drawn from
+- ``verifier_probs`` Tensor (γ+1, V)      row t: the verifier's distribution after the draft prefix x_≤t
+- ``generator``      torch.Generator      the only source of randomness
+
+Every rule is written as its exact *outcome distribution* ``outcome[k, v]`` = P(keep exactly k draft
+tokens, then emit token v) -- shape (γ+1, V) -- followed by ONE categorical draw from it.  That is
+distributionally identical to the sequential coin-flip descriptions in the papers, it is what the
+exact-enumeration tests check, and it makes each verification consume exactly one random number.
+When every verifier row is one-hot (temperature 0) the rule takes its greedy path: keep the draft
+while it equals the verifier's argmax, then emit the argmax; no randomness is used.
+
+Rules (one pure function each; a new rule is a new function, never a flag):
+- ``token``        Leviathan et al. 2023 / Chen et al. 2023: token-wise rejection sampling.
+- ``block``        Sun et al. 2024, "Block Verification Accelerates Speculative Decoding"
+                   (arXiv 2403.10444), Algorithm 2: capped running ratio and a backward scan.
+- ``hsd``          Zhou et al. 2026, "Overcoming Joint Intractability with Lossless Hierarchical
+                   Speculative Decoding" (arXiv 2601.05724): the same decision written as branch
+                   mass balancing along the draft path (excess vs deficit mass, step-back flow).
+- ``hsd-uncapped`` the tempting variant that accepts the whole block with the *uncapped* joint
+                   ratio min(1, Π ρ_t).  LOSSY; kept as a labelled teaching/negative control.
+
+This module knows nothing about models, tokenizers or caches: plain tensors in, a Verdict out.
+All arithmetic is float64; 0/0 is guarded so p = q rows, one-hot rows and zero-probability draft
+tokens never produce NaN.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+TOP_ENTRIES = 6  # vocabulary entries per node kept in the diagnostics (for the pictures)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Outcome of verifying one draft block, plus plain-data diagnostics.
+
+    ``n_accepted`` in 0..γ draft tokens are kept; ``next_token`` follows them: a *replacement*
+    (drawn from the residual at the stopping node) when ``n_accepted < γ`` or a resample happened,
+    a *bonus* (drawn from the verifier's last row) when the whole block is accepted.
+    """
+
+    n_accepted: int
+    next_token: int
+    bonus: bool
+    rule: str
+    diagnostics: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def next_kind(self) -> str:
+        return "bonus" if self.bonus else "replacement"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A registered verification rule: ``outcome(...)`` gives the exact (γ+1, V) outcome table."""
+
+    name: str
+    lossless: bool
+    summary: str
+    outcome: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict]]
+
+    def __call__(self, draft_tokens, draft_probs, verifier_probs, generator) -> Verdict:
+        return verify(self, draft_tokens, draft_probs, verifier_probs, generator)
+
+
+# --------------------------------------------------------------------------------------------
+# shared pieces
+# --------------------------------------------------------------------------------------------
+
+def _as64(draft_tokens, draft_probs, verifier_probs):
+    draft_tokens = torch.as_tensor(draft_tokens, dtype=torch.long).reshape(-1)
+    draft_probs = torch.as_tensor(draft_probs).to(torch.float64)
+    verifier_probs = torch.as_tensor(verifier_probs).to(torch.float64)
+    gamma = draft_tokens.shape[0]
+    if draft_probs.shape[0] != gamma or verifier_probs.shape[0] != gamma + 1:
+        raise ValueError(
+            f"shape mismatch: draft_tokens ({gamma},), draft_probs {tuple(draft_probs.shape)}, "
+            f"verifier_probs {tuple(verifier_probs.shape)}; expected (γ, V) and (γ+1, V)")
+    if draft_probs.shape[1] != verifier_probs.shape[1]:
+        raise ValueError("draft_probs and verifier_probs must have the same vocabulary size")
+    return draft_tokens, draft_probs, verifier_probs
+
+
+def _safe_div(num: torch.Tensor, den: torch.Tensor, *, if_zero: float) -> torch.Tensor:
+    """num / den with ``if_zero`` where den == 0 (no NaN, no inf)."""
+    out = torch.full_like(num, if_zero)
+    nz = den > 0
+    return torch.where(nz, num / torch.where(nz, den, torch.ones_like(den)), out)
+
+
+def _ratios(draft_tokens, draft_probs, verifier_probs):
+    """ρ_t = verifier(x_t) / draft(x_t), shape (γ,).  A token the drafter gave zero mass counts as
+    ρ = +inf (capped to 1 wherever a cap applies) if the verifier likes it, and 0 if nobody does."""
+    gamma = draft_tokens.shape[0]
+    idx = torch.arange(gamma)
+    q_x = draft_probs[idx, draft_tokens]          # (γ,)
+    p_x = verifier_probs[idx, draft_tokens]       # (γ,)
+    rho = _safe_div(p_x, q_x, if_zero=0.0)
+    return torch.where((q_x == 0) & (p_x > 0), torch.full_like(rho, float("inf")), rho)
+
+
+def _capped_running(rho: torch.Tensor) -> torch.Tensor:
+    """c_0 = 1, c_t = min(1, c_{t-1} ρ_t); shape (γ+1,).  (Sun et al. 2024, Alg. 2 line 3)"""
+    c = [torch.ones((), dtype=torch.float64)]
+    for r in rho:
+        prev = c[-1]
+        c.append(torch.clamp(torch.where(prev > 0, prev * r, prev * 0), max=1.0))
+    return torch.stack(c)
+
+
+def _normalise(rows: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
+    """Row-normalise; a row with no mass is replaced by the matching ``fallback`` row."""
+    z = rows.sum(-1, keepdim=True)
+    return torch.where(z > 0, rows / torch.where(z > 0, z, torch.ones_like(z)), fallback)
+
+
+def _top_entries(a: torch.Tensor, b: torch.Tensor, k: int = TOP_ENTRIES) -> list[dict]:
+    """Per node: the k vocabulary entries with the most mass in a or b (plain lists)."""
+    out = []
+    for t in range(a.shape[0]):
+        score = torch.maximum(a[t], b[t])
+        kk = min(k, score.shape[0])
+        ids = torch.topk(score, kk).indices
+        out.append({"ids": ids.tolist(), "target": a[t, ids].tolist(), "draft": b[t, ids].tolist()})
+    return out
+
+
+def _is_one_hot(rows: torch.Tensor) -> bool:
+    return bool(torch.all(rows.max(dim=-1).values == 1.0))
+
+
+def _greedy(rule: Rule, draft_tokens, verifier_probs) -> Verdict:
+    """Temperature 0: keep the draft while it equals the verifier's argmax, then emit the argmax."""
+    best = verifier_probs.argmax(dim=-1)                     # (γ+1,)
+    gamma = draft_tokens.shape[0]
+    match = (best[:gamma] == draft_tokens).tolist()
+    n = match.index(False) if False in match else gamma
+    diagnostics = {"greedy": True, "ratios": [1.0 if m else 0.0 for m in match]}
+    return Verdict(n, int(best[n]), n == gamma, rule.name, diagnostics)
+
+
+def verify(rule: Rule, draft_tokens, draft_probs, verifier_probs, generator) -> Verdict:
+    """Run ``rule`` on one draft block: exact outcome table, then one categorical draw."""
+    draft_tokens, draft_probs, verifier_probs = _as64(draft_tokens, draft_probs, verifier_probs)
+    if _is_one_hot(verifier_probs):
+        return _greedy(rule, draft_tokens, verifier_probs)
+    table, diagnostics = rule.outcome(draft_tokens, draft_probs, verifier_probs)   # (γ+1, V)
+    flat = table.reshape(-1)
+    pick = int(torch.multinomial(flat / flat.sum(), 1, generator=generator))
+    n, v = divmod(pick, table.shape[1])
+    gamma = draft_tokens.shape[0]
+    return Verdict(n, v, n == gamma, rule.name, diagnostics)
+
+
+# --------------------------------------------------------------------------------------------
+# token-wise verification (Leviathan et al. 2023, Alg. 1; Chen et al. 2023)
+# --------------------------------------------------------------------------------------------
+
+def token_outcome(draft_tokens, draft_probs, verifier_probs):
+    """P(keep k, emit v) = Π_{t<k} β_t · (1-β_k) · norm(p_k - q_k)_+(v), β_t = min(1, ρ_t);
+    keep all γ: Π β_t · p_γ(v)."""
+    gamma = draft_tokens.shape[0]
+    rho = _ratios(draft_tokens, draft_probs, verifier_probs)
+    beta = torch.clamp(rho, max=1.0)                                   # (γ,)
+    reach = torch.cat([torch.ones(1, dtype=torch.float64), torch.cumprod(beta, 0)])  # (γ+1,)
+    residual = _normalise((verifier_probs[:gamma] - draft_probs).clamp(min=0), verifier_probs[:gamma])
+    table = torch.empty_like(verifier_probs)
+    table[:gamma] = (reach[:gamma] * (1 - beta))[:, None] * residual
+    table[gamma] = reach[gamma] * verifier_probs[gamma]
+    diagnostics = {
+        "ratios": rho.clamp(max=1e300).tolist(),
+        "accept_prob": beta.tolist(),
+        "reach_prob": reach.tolist(),
+        "nodes": _top_entries(verifier_probs[:gamma], draft_probs),
+    }
+    return table, diagnostics
+
+
+# --------------------------------------------------------------------------------------------
+# block verification (Sun et al. 2024, arXiv 2403.10444, Alg. 2)
+# --------------------------------------------------------------------------------------------
+
+def _backward_scan(stop: torch.Tensor, accept_all: torch.Tensor):
+    """Mass flowing down the draft path from the leaf: 1 - accept_all arrives at node γ-1; at node
+    t a share stop_t is resampled there, the rest steps back to the parent.  Returns per node t
+    (γ,) the mass arriving and the mass resampled; node 0 always resamples what reaches it."""
+    gamma = stop.shape[0]
+    arriving = torch.zeros(gamma, dtype=torch.float64)
+    resampled = torch.zeros(gamma, dtype=torch.float64)
+    flow = 1.0 - accept_all
+    for t in range(gamma - 1, -1, -1):
+        arriving[t] = flow
+        share = torch.ones((), dtype=torch.float64) if t == 0 else stop[t]
+        resampled[t] = flow * share
+        flow = flow - resampled[t]
+    return arriving, resampled
+
+
+def block_outcome(draft_tokens, draft_probs, verifier_probs):
+    """Capped running ratio c_t; residual at node t: (c_t p_t - q_t)_+ with mass Z_t; stop weight
+    h_t = Z_t / (Z_t + 1 - c_t); accept all with probability c_γ, else the last node whose
+    Bernoulli(h_t) fires (scanning backward) resamples from its normalised residual."""
+    gamma = draft_tokens.shape[0]
+    rho = _ratios(draft_tokens, draft_probs, verifier_probs)
+    c = _capped_running(rho)                                            # (γ+1,)
+    resid = (c[:gamma, None] * verifier_probs[:gamma] - draft_probs).clamp(min=0)   # (γ, V)
+    z = resid.sum(-1)                                                   # (γ,)
+    h = _safe_div(z, z + 1 - c[:gamma], if_zero=0.0)                    # (γ,)
+    arriving, resampled = _backward_scan(h, c[gamma])
+    table = torch.empty_like(verifier_probs)
+    table[:gamma] = resampled[:, None] * _normalise(resid, verifier_probs[:gamma])
+    table[gamma] = c[gamma] * verifier_probs[gamma]
+    diagnostics = {
+        "ratios": rho.clamp(max=1e300).tolist(),
+        "capped": c.tolist(),
+        "stop_prob": h.tolist(),
+        "residual_mass": z.tolist(),
+        "accept_all_prob": float(c[gamma]),
+        "arriving": arriving.tolist(),
+        "resampled": resampled.tolist(),
+        "nodes": _top_entries(c[:gamma, None] * verifier_probs[:gamma], draft_probs),
+    }
+    return table, diagnostics
+
+
+# --------------------------------------------------------------------------------------------
+# hierarchical / branch-mass-balancing verification (Zhou et al. 2026, arXiv 2601.05724)
+# --------------------------------------------------------------------------------------------
+
+def _branch_masses(draft_tokens, draft_probs, verifier_probs):
+    """At node t (prefix x_≤t): capped target child mass A_t(v) = c_t p_t(v), draft child mass
+    B_t(v) = q_t(v); excess D_t = Σ(B-A)_+ (draft-heavy), deficit E_t = Σ(A-B)_+ (target-heavy)."""
+    gamma = draft_tokens.shape[0]
+    rho = _ratios(draft_tokens, draft_probs, verifier_probs)
+    c = _capped_running(rho)
+    a = c[:gamma, None] * verifier_probs[:gamma]                        # (γ, V)
+    b = draft_probs                                                     # (γ, V)
+    excess = (b - a).clamp(min=0).sum(-1)                              # D_t
+    deficit_rows = (a - b).clamp(min=0)                                 # (γ, V)
+    deficit = deficit_rows.sum(-1)                                      # E_t
+    return rho, c, a, b, excess, deficit_rows, deficit
+
+
+def _balanced_outcome(draft_tokens, draft_probs, verifier_probs, accept_all, lossy_note):
+    gamma = draft_tokens.shape[0]
+    rho, c, a, b, excess, deficit_rows, deficit = _branch_masses(draft_tokens, draft_probs, verifier_probs)
+    balance = _safe_div(deficit, excess, if_zero=0.0).clamp(max=1.0)    # E_t / D_t
+    arriving, resampled = _backward_scan(balance, accept_all)
+    table = torch.empty_like(verifier_probs)
+    table[:gamma] = resampled[:, None] * _normalise(deficit_rows, verifier_probs[:gamma])
+    table[gamma] = accept_all * verifier_probs[gamma]
+    diagnostics = {
+        "ratios": rho.clamp(max=1e300).tolist(),
+        "capped": c.tolist(),
+        "excess": excess.tolist(),
+        "deficit": deficit.tolist(),
+        "stop_prob": balance.tolist(),
+        "accept_all_prob": float(accept_all),
+        "accept_all_capped": float(c[gamma]),
+        "accept_all_uncapped": float(_uncapped_joint(rho)),
+        "arriving": arriving.tolist(),
+        "resampled": resampled.tolist(),
+        "stepped_back": (arriving - resampled).tolist(),
+        "nodes": _top_entries(a, b),
+    }
+    if lossy_note:
+        diagnostics["lossy"] = lossy_note
+    return table, diagnostics
+
+
+def _uncapped_joint(rho: torch.Tensor) -> torch.Tensor:
+    """min(1, Π ρ_t) computed in log space (no 0·inf)."""
+    log_rho = torch.log(rho).clamp(max=700.0)
+    return torch.clamp(torch.exp(log_rho.sum()), max=1.0)
+
+
+def hsd_outcome(draft_tokens, draft_probs, verifier_probs):
+    """Branch mass balancing: whole block kept with the CAPPED ratio c_γ; the rejected mass walks
+    back along the path and at node t a share E_t / D_t is resampled into the deficit children."""
+    rho = _ratios(draft_tokens, draft_probs, verifier_probs)
+    accept_all = _capped_running(rho)[-1]
+    return _balanced_outcome(draft_tokens, draft_probs, verifier_probs, accept_all, None)
+
+
+def hsd_uncapped_outcome(draft_tokens, draft_probs, verifier_probs):
+    """LOSSY: as ``hsd`` but the whole block is kept with min(1, Π ρ_t), which overshoots the
+    target wherever a later ratio above 1 'pays back' an earlier one below 1."""
+    rho = _ratios(draft_tokens, draft_probs, verifier_probs)
+    note = "accepts the whole block with the uncapped joint ratio min(1, Πρ); not the target distribution"
+    return _balanced_outcome(draft_tokens, draft_probs, verifier_probs, _uncapped_joint(rho), note)
+
+
+RULES: dict[str, Rule] = {
+    r.name: r
+    for r in (
+        Rule("token", True, "token-wise rejection sampling (Leviathan et al. / Chen et al.)", token_outcome),
+        Rule("block", True, "block verification, capped running ratio (Sun et al. 2024)", block_outcome),
+        Rule("hsd", True, "branch mass balancing, capped (Zhou et al. 2026)", hsd_outcome),
+        Rule("hsd-uncapped", False, "LOSSY teaching variant: uncapped joint acceptance", hsd_uncapped_outcome),
+    )
+}
+
+LOSSLESS_RULES = tuple(name for name, r in RULES.items() if r.lossless)
+
+
+def get_rule(name: str) -> Rule:
+    """The rule called ``name``; an unknown name raises ``UnknownRuleError`` listing the known ones."""
+    from hsd.errors import UnknownRuleError
+
+    try:
+        return RULES[name]
+    except KeyError:
+        raise UnknownRuleError(f"unknown verification rule {name!r}; known rules: {', '.join(RULES)}") from None
+
+
+def outcome_table(name: str, draft_tokens, draft_probs, verifier_probs) -> torch.Tensor:
+    """Exact (γ+1, V) table P(keep k, emit v) of rule ``name`` (float64); greedy rows included."""
+    rule = get_rule(name)
+    draft_tokens, draft_probs, verifier_probs = _as64(draft_tokens, draft_probs, verifier_probs)
+    table, _ = rule.outcome(draft_tokens, draft_probs, verifier_probs)
+    return table
