@@ -1,0 +1,5 @@
+import sys
+
+from hsd.cli import main
+
+sys.exit(main())

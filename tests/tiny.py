@@ -1,0 +1,52 @@
+"""Tiny REAL transformers models and a tokenizer, built in memory for tests (no mocks, no hub)."""
+from __future__ import annotations
+
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers, decoders
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+ALPHABET = list("abcdefghijklmnopqrstuvwxyz ():=\n")
+EOS = "<eos>"
+
+
+def tiny_tokenizer(alphabet=ALPHABET) -> PreTrainedTokenizerFast:
+    """A character-level tokenizer: one token per character, plus <eos> (id 0)."""
+    vocab = {EOS: 0}
+    for ch in alphabet:
+        vocab.setdefault(ch, len(vocab))
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=EOS))
+    tok.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, unk_token=EOS, pad_token=EOS)
+
+
+def tiny_llama(seed: int, *, vocab_size: int, hidden: int = 32, layers: int = 1, heads: int = 2,
+               max_positions: int = 128, scale: float = 1.0) -> LlamaForCausalLM:
+    """A random-weight Llama; ``scale`` multiplies the output head (sharper or flatter rows)."""
+    config = LlamaConfig(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=2 * hidden,
+                         num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
+                         max_position_embeddings=max_positions, tie_word_embeddings=False,
+                         bos_token_id=None, eos_token_id=0, pad_token_id=0)
+    torch.manual_seed(seed)  # weight init only, in tests; decoding never touches the global RNG
+    model = LlamaForCausalLM(config).eval()
+    with torch.no_grad():
+        model.lm_head.weight.mul_(scale)
+    return model
+
+
+def tiny_family(n: int = 3, *, vocab_size: int | None = None, seed: int = 0, scale: float = 30.0):
+    """n tiny models of growing size sharing the tiny tokenizer; the drafts are the target with
+    noise added, so acceptance is high but far from 1 (like a real distilled family)."""
+    tok = tiny_tokenizer()
+    v = vocab_size or len(tok)
+    target = tiny_llama(seed, vocab_size=v, hidden=32, layers=2, scale=scale)
+    family = []
+    for i in range(n - 1):
+        draft = tiny_llama(seed, vocab_size=v, hidden=32, layers=2, scale=scale)
+        g = torch.Generator().manual_seed(seed * 100 + i + 1)
+        with torch.no_grad():
+            for p in draft.parameters():
+                p.add_(torch.randn(p.shape, generator=g) * 0.05 * (n - 1 - i))
+        family.append(draft)
+    family.append(target)
+    return family, tok
