@@ -1,0 +1,193 @@
+"""Expected latency of a hierarchy under i.i.d. acceptance, and a Monte Carlo check of it.
+
+OUR DERIVATION.  The paper's full text (Globerson et al., arXiv 2510.19705) was not available to
+us; the expression below is our own derivation for the engine's "exact buffer" policy, validated
+by simulation (``simulate``, tests) and by measurement (``python -m hsd validate``).
+
+The policy (levels 0..K, chain ``m_0 < … < m_K``, buffers ``T_0 … T_{K-1}``):
+
+- level 0 samples ``T_0`` tokens one at a time: ``T_0`` one-token forwards, cost ``T_0·c_0(1)``;
+- level i (0 < i < K) runs rounds: ask level i-1 for ``T_{i-1}`` tokens, verify them in ONE
+  forward over ``T_{i-1}+1`` new tokens (cost ``c_i(T_{i-1}+1)``), keep the accepted ones plus one
+  replacement/bonus token; once it holds ≥ ``T_i`` it hands up EXACTLY ``T_i`` (rest discarded);
+- the target (level K) verifies one block of ``T_{K-1}`` per round and commits accepted + 1.
+
+Under i.i.d. acceptance with rate α a round with γ drafts outputs ``O = k+1`` tokens with
+``P(O=k+1) = α^k (1-α)`` for k < γ and ``α^γ`` for k = γ, so ``E[O] = (1-α^{γ+1})/(1-α)``.
+
+Write ``C_i`` for the expected cost (ms) of one call of level i (producing ``T_i`` tokens):
+
+    C_0 = T_0 · c_0(1)
+    C_i = E[N_i] · (C_{i-1} + c_i(T_{i-1}+1))              (Wald's identity)
+
+where ``N_i`` is the number of rounds until the running sum of O's reaches ``T_i`` (a renewal
+count, ``expected_rounds``).  Each round's cost is independent of whether the round happens
+(acceptances are i.i.d.), so Wald applies.  The target is a renewal-reward process:
+
+    ms per committed token = (C_{K-1} + c_K(T_{K-1}+1)) / E[O_K]
+
+which is ``(γ·c_0(1) + c_1(γ+1))·(1-α)/(1-α^{γ+1})`` for one draft and ``c_K(1)`` for the target
+alone (DESIGN §4).  Because the state of level i is just (model, buffer), the expression is Markov
+in (model, buffer) — the basis of the shortest-path optimiser in ``hsd.optimize``.  An "at least
+T_i" (overshoot) policy would make the hand-up size random and break this.
+
+Costs: ``c_j(n)`` is ``profile.cost_ms[name_j][n-1]`` for n = 1..N; beyond N we extrapolate
+linearly from the last two measured points (a forward's cost grows ~linearly in n once the
+per-call overhead is paid); never below the last measured value.
+
+This module knows nothing of models or tensors; it reads a ``Profile``.
+"""
+from __future__ import annotations
+
+import random
+from typing import Sequence
+
+from hsd.errors import ConfigError
+
+
+# --------------------------------------------------------------------------------------------
+# closed forms
+# --------------------------------------------------------------------------------------------
+def output_distribution(gamma: int, alpha: float) -> list[float]:
+    """P(O = o) for o = 1..γ+1: a verify of γ i.i.d. drafts keeps k of them plus one token."""
+    probs = [alpha ** k * (1.0 - alpha) for k in range(gamma)]
+    probs.append(alpha ** gamma)
+    return probs
+
+
+def expected_output(gamma: int, alpha: float) -> float:
+    """E[O] = (1 - α^{γ+1}) / (1 - α): expected tokens out of one verify of γ drafts (γ+1 at α=1)."""
+    if alpha >= 1.0:
+        return float(gamma + 1)
+    return (1.0 - alpha ** (gamma + 1)) / (1.0 - alpha)
+
+
+def rounds_table(max_tokens: int, gamma: int, alpha: float) -> list[float]:
+    """``table[t]`` = E[number of rounds until the outputs sum to ≥ t], t = 0..max_tokens.
+
+    Renewal recursion: f(t) = 1 + Σ_o P(O=o)·f(t-o), with f(t) = 0 for t ≤ 0."""
+    probs = output_distribution(gamma, alpha)
+    table = [0.0] * (max_tokens + 1)
+    for t in range(1, max_tokens + 1):
+        table[t] = 1.0 + sum(p * table[t - o] for o, p in enumerate(probs, start=1) if o < t)
+    return table
+
+
+def expected_rounds(tokens: int, gamma: int, alpha: float) -> float:
+    """E[N]: expected verify rounds a level needs to hold ≥ ``tokens`` when each round verifies a
+    block of ``gamma`` drafts accepted i.i.d. with rate ``alpha``."""
+    return rounds_table(tokens, gamma, alpha)[tokens]
+
+
+# --------------------------------------------------------------------------------------------
+# costs from a profile
+# --------------------------------------------------------------------------------------------
+def cost_at(costs_ms: Sequence[float], n_tokens: int) -> float:
+    """c(n): measured forward cost over ``n_tokens`` new tokens, linear extrapolation past the end."""
+    if n_tokens < 1:
+        raise ValueError(f"a forward covers at least 1 token, got {n_tokens}")
+    if n_tokens <= len(costs_ms):
+        return float(costs_ms[n_tokens - 1])
+    last = float(costs_ms[-1])
+    if len(costs_ms) < 2:
+        return last
+    slope = max(0.0, last - float(costs_ms[-2]))
+    return last + slope * (n_tokens - len(costs_ms))
+
+
+def model_cost(profile, model: int, n_tokens: int) -> float:
+    """c_model(n) in ms."""
+    return cost_at(profile.cost_ms[profile.models[model]], n_tokens)
+
+
+def check_hierarchy(profile, chain: Sequence[int], buffers: Sequence[int]) -> tuple[list[int], list[int]]:
+    """Validate (chain, buffers) against a profile; returns them as lists of ints."""
+    chain = [int(c) for c in chain]
+    buffers = [int(b) for b in buffers]
+    n = len(profile.models)
+    if not chain:
+        raise ConfigError("a hierarchy needs at least the target model")
+    if any(not 0 <= c < n for c in chain):
+        raise ConfigError(f"chain {chain} names a model outside 0..{n - 1}")
+    if any(a >= b for a, b in zip(chain, chain[1:])):
+        raise ConfigError(f"chain {chain} must be strictly increasing (smallest model first)")
+    if len(buffers) != len(chain) - 1:
+        raise ConfigError(f"chain {chain} has {len(chain) - 1} draft level(s) but {len(buffers)} buffer(s)")
+    if any(b < 1 for b in buffers):
+        raise ConfigError(f"every buffer must be ≥ 1, got {buffers}")
+    return chain, buffers
+
+
+# --------------------------------------------------------------------------------------------
+# the expression
+# --------------------------------------------------------------------------------------------
+def level_costs_ms(profile, chain: Sequence[int], buffers: Sequence[int]) -> list[float]:
+    """[C_0, …, C_{K-1}]: expected ms of one call of each draft level (see module docstring)."""
+    chain, buffers = check_hierarchy(profile, chain, buffers)
+    costs: list[float] = []
+    for i in range(len(buffers)):
+        if i == 0:
+            costs.append(buffers[0] * model_cost(profile, chain[0], 1))
+            continue
+        alpha = profile.alpha(chain[i - 1], chain[i])
+        rounds = expected_rounds(buffers[i], buffers[i - 1], alpha)
+        costs.append(rounds * (costs[-1] + model_cost(profile, chain[i], buffers[i - 1] + 1)))
+    return costs
+
+
+def expected_ms_per_token(profile, chain: Sequence[int], buffers: Sequence[int]) -> float:
+    """Model-predicted expected ms per committed token of the hierarchy (OUR derivation)."""
+    chain, buffers = check_hierarchy(profile, chain, buffers)
+    if len(chain) == 1:
+        return model_cost(profile, chain[0], 1)
+    below = level_costs_ms(profile, chain, buffers)[-1]
+    gamma = buffers[-1]
+    round_ms = below + model_cost(profile, chain[-1], gamma + 1)
+    return round_ms / expected_output(gamma, profile.alpha(chain[-2], chain[-1]))
+
+
+def expected_tokens_per_target_call(profile, chain: Sequence[int], buffers: Sequence[int]) -> float:
+    """E[O_K]: model-predicted committed tokens per target forward (1.0 for AR)."""
+    chain, buffers = check_hierarchy(profile, chain, buffers)
+    if len(chain) == 1:
+        return 1.0
+    return expected_output(buffers[-1], profile.alpha(chain[-2], chain[-1]))
+
+
+# --------------------------------------------------------------------------------------------
+# Monte Carlo simulation of the same policy
+# --------------------------------------------------------------------------------------------
+def simulate(profile, chain: Sequence[int], buffers: Sequence[int], n_tokens: int = 20000,
+             seed: int = 0) -> float:
+    """Simulated ms per committed token: play the exact-buffer policy level by level, drawing
+    Bernoulli(α) acceptances, summing model costs, until ≥ ``n_tokens`` are committed (whole
+    target rounds; ratio of totals = the renewal-reward estimate)."""
+    chain, buffers = check_hierarchy(profile, chain, buffers)
+    rng = random.Random(seed)
+    k = len(chain) - 1
+    if k == 0:
+        return model_cost(profile, chain[0], 1)
+    alphas = [profile.alpha(chain[i - 1], chain[i]) for i in range(1, k + 1)]
+    verify_ms = [model_cost(profile, chain[i], buffers[i - 1] + 1) for i in range(1, k + 1)]
+    draft_ms = model_cost(profile, chain[0], 1)
+
+    def round_output(gamma: int, alpha: float) -> int:
+        accepted = 0
+        while accepted < gamma and rng.random() < alpha:
+            accepted += 1
+        return accepted + 1                 # accepted drafts + replacement/bonus
+
+    def produce(level: int) -> float:       # ms for level `level` to hand up buffers[level]
+        if level == 0:
+            return buffers[0] * draft_ms
+        held, spent = 0, 0.0
+        while held < buffers[level]:
+            spent += produce(level - 1) + verify_ms[level - 1]
+            held += round_output(buffers[level - 1], alphas[level - 1])
+        return spent                        # truncated to exactly buffers[level]
+
+    committed, spent = 0, 0.0
+    while committed < n_tokens:
+        spent += produce(k - 1) + verify_ms[k - 1]
+        committed += round_output(buffers[k - 1], alphas[k - 1])
+    return spent / committed

@@ -1,0 +1,145 @@
+"""Claims about the GSP optimiser (hsd/optimize.py): it returns exactly the brute-force argmin of
+the latency model, its k-best ranking is exact, its graph follows the drawing convention, and it
+scales polynomially."""
+from __future__ import annotations
+
+import math
+import time
+
+import networkx as nx
+import pytest
+
+from hsd.errors import ConfigError
+from hsd.latency import expected_ms_per_token
+from hsd.optimize import Plan, best_single_draft, brute_force, optimal_hierarchy, plan_for
+from _profiles import random_profile
+
+CASES = [(n, seed) for n in (3, 4, 5, 6) for seed in range(6)]
+
+
+def _max_buffer(n_models: int) -> int:
+    return {3: 6, 4: 5, 5: 4, 6: 3}[n_models]
+
+
+@pytest.mark.parametrize("n_models,seed", CASES)
+def test_optimum_equals_brute_force_argmin(n_models, seed):
+    prof = random_profile(n_models, seed=1000 * n_models + seed)
+    b = _max_buffer(n_models)
+    plan = optimal_hierarchy(prof, max_buffer=b, top=1, with_graph=False)
+    ms, chain, buffers = brute_force(prof, b)[0]
+    assert plan.expected_ms_per_token == pytest.approx(ms, rel=1e-12)
+    assert expected_ms_per_token(prof, plan.chain, plan.buffers) == pytest.approx(ms, rel=1e-12)
+    if not math.isclose(brute_force(prof, b)[1][0], ms, rel_tol=1e-12):   # unique optimum
+        assert (plan.chain, plan.buffers) == (chain, buffers)
+
+
+@pytest.mark.parametrize("n_models,seed", [(4, 1), (5, 2), (6, 3)])
+def test_k_best_ranking_equals_brute_force_ranking(n_models, seed):
+    prof = random_profile(n_models, seed=seed)
+    b = _max_buffer(n_models)
+    plan = optimal_hierarchy(prof, max_buffer=b, top=10, with_graph=False)
+    brute = brute_force(prof, b)
+    ranked = [p for p in plan.ranking][:10]
+    assert [p.expected_ms_per_token for p in ranked] == pytest.approx([r[0] for r in brute[:10]], rel=1e-12)
+    assert len({(p.chain, p.buffers) for p in plan.ranking}) == len(plan.ranking)   # distinct
+    for p in plan.ranking:
+        assert p.expected_ms_per_token == pytest.approx(expected_ms_per_token(prof, p.chain, p.buffers))
+
+
+def test_optimum_sometimes_is_a_deep_stack():
+    """Sanity of the test set: the brute-force comparison covers cases where depth ≥ 2 wins."""
+    depths = {len(optimal_hierarchy(random_profile(n, 1000 * n + s), _max_buffer(n),
+                                    top=1, with_graph=False).chain) for n, s in CASES}
+    assert max(depths) >= 3
+
+
+def test_autoregressive_and_best_single_draft_are_always_ranked():
+    prof = random_profile(5, seed=11)
+    plan = optimal_hierarchy(prof, max_buffer=8, top=2, with_graph=False)
+    keys = {(p.chain, p.buffers) for p in plan.ranking}
+    single = best_single_draft(prof, 8)
+    assert ((4,), ()) in keys
+    assert (single.chain, single.buffers) in keys
+    assert plan.expected_ms_per_token <= single.expected_ms_per_token
+    assert [p.expected_ms_per_token for p in plan.ranking] == sorted(p.expected_ms_per_token for p in plan.ranking)
+
+
+def test_optimum_is_autoregressive_when_drafts_are_useless():
+    prof = random_profile(3, seed=5)
+    for i in range(3):
+        for j in range(3):
+            if i != j:
+                prof.acceptance[i][j] = 0.0
+    plan = optimal_hierarchy(prof, max_buffer=6)
+    assert plan.chain == (2,) and plan.buffers == ()
+    assert plan.speedup_vs_ar == pytest.approx(1.0)
+    assert plan.path == (("target", 2),)
+
+
+def test_graph_follows_the_drawing_convention():
+    prof = random_profile(4, seed=21)
+    b = 5
+    plan = optimal_hierarchy(prof, max_buffer=b)
+    g = plan.graph
+    assert isinstance(g, nx.DiGraph) and nx.is_directed_acyclic_graph(g)
+    assert g.number_of_nodes() == 3 * b + 1
+    # arcs: every lower draft node into every higher draft node, and every draft node into the target
+    assert g.number_of_edges() == 3 * b * b + 3 * b
+    for node, attrs in g.nodes(data=True):
+        assert set(attrs) >= {"model", "name", "buffer", "best_cost_ms", "on_optimal"}
+        assert attrs["name"] == prof.models[attrs["model"]]
+        if node[0] == "draft":
+            assert node == ("draft", attrs["model"], attrs["buffer"])
+    assert g.nodes[("target", 3)]["best_cost_ms"] == pytest.approx(plan.expected_ms_per_token)
+    # the path is the plan's hierarchy, bottom-up, and exactly its arcs are flagged
+    assert plan.path[-1] == ("target", 3)
+    assert [n[1] for n in plan.path] == list(plan.chain)
+    assert [n[2] for n in plan.path[:-1]] == list(plan.buffers)
+    flagged = {(u, v) for u, v, d in g.edges(data=True) if d["on_optimal"]}
+    assert flagged == set(zip(plan.path, plan.path[1:]))
+    # cost·gain composition along the path reproduces the plan's ms/token
+    c = g.nodes[plan.path[0]]["leaf_cost_ms"]
+    for u, v in zip(plan.path, plan.path[1:]):
+        c = g.edges[u, v]["gain"] * (c + g.edges[u, v]["cost_ms"])
+    assert c == pytest.approx(plan.expected_ms_per_token, rel=1e-12)
+    # best_cost_ms of each draft node is the best over its in-arcs (or its leaf cost)
+    for node in g.nodes:
+        if node[0] != "draft":
+            continue
+        options = [g.nodes[node]["leaf_cost_ms"]] + [
+            d["gain"] * (g.nodes[u]["best_cost_ms"] + d["cost_ms"]) for u, _, d in g.in_edges(node, data=True)]
+        assert g.nodes[node]["best_cost_ms"] == pytest.approx(min(options), rel=1e-12)
+
+
+def test_plan_json_is_plain_data():
+    import json
+    plan = optimal_hierarchy(random_profile(4, seed=3), max_buffer=6)
+    d = json.loads(json.dumps(plan.to_dict()))
+    assert d["chain"] == list(plan.chain) and len(d["runners_up"]) == len(plan.runners_up)
+
+
+def test_plan_for_single_draft_reports_model_predicted_speedup():
+    prof = random_profile(3, seed=8)
+    p = plan_for(prof, [0, 2], [4])
+    assert isinstance(p, Plan) and p.kind == "single draft"
+    assert p.speedup_vs_ar == pytest.approx(prof.cost_ms["m2"][0] / p.expected_ms_per_token)
+    assert p.label == "m0[4] → m2"
+
+
+def test_twelve_models_with_buffers_up_to_16_solve_in_polynomial_time():
+    prof = random_profile(12, seed=12)
+    t0 = time.perf_counter()
+    plan = optimal_hierarchy(prof, max_buffer=16, top=8)
+    elapsed = time.perf_counter() - t0
+    print(f"12 models × max_buffer 16: {elapsed:.3f} s, {plan.graph.number_of_edges()} arcs, "
+          f"optimum {plan.label}")
+    assert elapsed < 5.0           # brute force would enumerate Σ_d C(11,d)·16^d = 17^11 ≈ 3.4e13
+    assert plan.graph.number_of_nodes() == 11 * 16 + 1
+
+
+def test_bad_settings_raise_config_errors():
+    prof = random_profile(3, seed=1)
+    with pytest.raises(ConfigError):
+        optimal_hierarchy(prof, max_buffer=0)
+    with pytest.raises(ConfigError):
+        optimal_hierarchy(prof, top=0)
