@@ -151,3 +151,212 @@ class Profile:
 
 def _finite_number(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+# --------------------------------------------------------------------------------------------
+# measuring a profile on real models
+# --------------------------------------------------------------------------------------------
+ProgressFn = Callable[[int, int, str], None]     # (done, total, what) -> None
+
+
+def encode_prompt(tokenizer, text: str) -> list[int]:
+    """Token ids of ``text`` with a transformers tokenizer (or a raw ``tokenizers.Tokenizer``)."""
+    if callable(tokenizer):
+        return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return list(tokenizer.encode(text).ids)
+
+
+def sample_contexts(target, prompts_ids: Sequence[Sequence[int]], new_tokens: int, *,
+                    seed: int = 0, eos_token_id: int | None = None) -> list[tuple[list[int], int]]:
+    """The target (a ``LevelModel``) continues each prompt by ``new_tokens`` sampled tokens at its
+    settings (argmax when greedy), with an explicit generator.  Returns (sequence, prompt_len)."""
+    import torch
+
+    generator = torch.Generator().manual_seed(int(seed))
+    out = []
+    for ids in prompts_ids:
+        seq = list(ids)
+        target.reset()
+        for _ in range(new_tokens):
+            row = target.probs_after(seq, 1)[0]                                  # (V,)
+            tok = int(row.argmax()) if target.settings.greedy else int(
+                torch.multinomial(row, 1, generator=generator))
+            seq.append(tok)
+            if tok == eos_token_id:
+                break
+        out.append((seq, len(ids)))
+    return out
+
+
+def measure_acceptance(levels, contexts: Sequence[tuple[list[int], int]]) -> tuple[list[list[float]], int]:
+    """α[i][j] = mean over generated positions of Σ_v min(p_i(v), p_j(v)); one forward of each model
+    over each whole context gives every row at once.  Returns (matrix, number of positions)."""
+    import torch
+
+    n = len(levels)
+    sums = [[0.0] * n for _ in range(n)]
+    positions = 0
+    for seq, prompt_len in contexts:
+        generated = len(seq) - prompt_len
+        if generated < 1:
+            continue
+        rows = []
+        for lm in levels:
+            lm.reset()
+            rows.append(lm.probs_after(seq[:-1], generated).double())             # (g, V)
+        positions += generated
+        for i in range(n):
+            for j in range(i + 1, n):
+                sums[i][j] += float(torch.minimum(rows[i], rows[j]).sum(-1).sum())
+    if positions == 0:
+        raise ConfigError("profile: the contexts hold no generated positions to measure acceptance on")
+    acc = [[1.0] * n for _ in range(n)]
+    for i in range(n):
+        for j in range(i + 1, n):
+            acc[i][j] = acc[j][i] = min(1.0, sums[i][j] / positions)
+    return acc, positions
+
+
+def measure_costs(levels, context: list[int], *, max_n: int, repeats: int, warmup: int, seed: int = 0,
+                  progress: ProgressFn | None = None) -> dict[str, list[float]]:
+    """cost_ms[name][n-1]: median wall ms of ``LevelModel.probs_after(context + n new tokens, n)``
+    with the cache warm on ``context`` — exactly the call the engine makes to verify a block of
+    n-1 drafts (n = 1: one drafting step).  The cache crop back to ``context`` is included, as in
+    the engine.  Rounds interleave every (model, n) so slow drifts hit all of them alike; the first
+    ``warmup`` rounds are discarded."""
+    import torch
+
+    generator = torch.Generator().manual_seed(int(seed))
+    vocab = levels[0].vocab_size
+    samples = {lm.name: [[] for _ in range(max_n)] for lm in levels}
+    for lm in levels:
+        lm.reset()
+        lm.logits_after(context, 1)                                              # warm cache
+    total, done = (warmup + repeats) * len(levels) * max_n, 0
+    for r in range(warmup + repeats):
+        for lm in levels:
+            for n in range(1, max_n + 1):
+                new = torch.randint(vocab, (n,), generator=generator).tolist()
+                if len(lm.cached_ids) > len(context) and new[0] == lm.cached_ids[len(context)]:
+                    new[0] = (new[0] + 1) % vocab                                # force the crop
+                t0 = time.perf_counter()
+                lm.probs_after(context + new, n)
+                ms = (time.perf_counter() - t0) * 1000.0
+                if r >= warmup:
+                    samples[lm.name][n - 1].append(ms)
+                done += 1
+            if progress:
+                progress(done, total, f"timing {lm.name}")
+    return {name: [statistics.median(s) for s in per_n] for name, per_n in samples.items()}
+
+
+def measure_profile(family, *, max_n: int = 17, repeats: int = 15, warmup: int = 3,
+                    temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+                    prompts: Sequence[str] = DEFAULT_PROMPTS, contexts: Sequence[Sequence[int]] | None = None,
+                    context_tokens: int = 64, seed: int = 0,
+                    progress: ProgressFn | None = None) -> Profile:
+    """Measure a ``Profile`` of ``family`` (a ``hsd.models.LoadedFamily``) on this machine.
+
+    1) contexts: the target samples ``context_tokens`` tokens after each prompt at the serving
+       settings (or use ``contexts``, ready token-id sequences; α is then measured on all but
+       their first token);
+    2) acceptance: α[i][j] = E_ctx[Σ_v min(p_i, p_j)] over those positions;
+    3) costs: forward over n = 1..max_n new tokens with a warm cache on the first context,
+       median of ``repeats`` after ``warmup`` discarded rounds.
+    """
+    import torch
+    from hsd.lm import LevelModel, SamplingSettings
+
+    if not isinstance(max_n, int) or max_n < 2:
+        raise ConfigError(f"profile: max-n must be a whole number ≥ 2, got {max_n!r}")
+    if not isinstance(repeats, int) or repeats < 1:
+        raise ConfigError(f"profile: repeats must be a whole number ≥ 1, got {repeats!r}")
+    settings = SamplingSettings(temperature, top_k, top_p)
+    names = list(family.names)
+    levels = [LevelModel(m, name=n, vocab_size=family.vocab_size, settings=settings)
+              for m, n in zip(family.models, names)]
+    # 1) contexts produced by the target at the serving temperature
+    if contexts is not None:
+        ctxs = [(list(c), 1) for c in contexts if len(c) >= 2]
+    else:
+        eos = getattr(family.tokenizer, "eos_token_id", None)
+        prompt_ids = [encode_prompt(family.tokenizer, p) for p in prompts]
+        prompt_ids = [p for p in prompt_ids if p]
+        if not prompt_ids:
+            raise ConfigError("profile: every prompt encodes to zero tokens")
+        if progress:
+            progress(0, 1, f"sampling {len(prompt_ids)} contexts from {names[-1]}")
+        ctxs = sample_contexts(levels[-1], prompt_ids, context_tokens, seed=seed, eos_token_id=eos)
+    if not ctxs:
+        raise ConfigError("profile: no usable contexts (each needs at least 2 tokens)")
+    # 2) acceptance
+    if progress:
+        progress(0, 1, "measuring acceptance")
+    acceptance, positions = measure_acceptance(levels, ctxs)
+    # 3) costs on the longest context (cache length like a real decode)
+    timing_ctx = max((c for c, _ in ctxs), key=len)
+    cost_ms = measure_costs(levels, timing_ctx, max_n=max_n, repeats=repeats, warmup=warmup,
+                            seed=seed, progress=progress)
+    device = str(getattr(family, "device", levels[0].device))
+    meta = {"device": device, "torch_threads": torch.get_num_threads(), "temperature": float(temperature),
+            "top_k": int(top_k), "top_p": float(top_p), "max_n": max_n, "repeats": repeats,
+            "warmup": warmup, "contexts": len(ctxs), "acceptance_positions": positions,
+            "timing_context_tokens": len(timing_ctx), "seed": seed,
+            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "cost": "LevelModel.probs_after over n new tokens, warm cache, median wall ms",
+            "acceptance": "mean over target-sampled positions of sum_v min(p_i, p_j)"}
+    return Profile(models=names, cost_ms=cost_ms, acceptance=acceptance, meta=meta)
+
+
+# --------------------------------------------------------------------------------------------
+# CLI: python -m hsd profile --family bundled --out profile.json
+# --------------------------------------------------------------------------------------------
+def _progress_bar(stream=sys.stderr, width: int = 30) -> ProgressFn:
+    def show(done: int, total: int, what: str) -> None:
+        frac = done / total if total else 0.0
+        bar = "#" * int(frac * width)
+        stream.write(f"\r[{bar:<{width}}] {100 * frac:5.1f}%  {what:<40}")
+        if done >= total and total > 1:
+            stream.write("\n")
+        stream.flush()
+    return show
+
+
+def add_cli(subparsers) -> None:
+    p = subparsers.add_parser("profile", help="measure forward costs and pairwise acceptance of a family",
+                              description="Measure a latency profile (cost by block length, pairwise "
+                                          "acceptance) of a model family on this machine.")
+    p.add_argument("--family", default="bundled", help="family to profile (default: bundled)")
+    p.add_argument("--out", required=True, help="where to write the profile JSON")
+    p.add_argument("--max-n", type=int, default=17, help="longest forward timed, in new tokens (default 17)")
+    p.add_argument("--repeats", type=int, default=15, help="timed repeats per (model, n) (default 15)")
+    p.add_argument("--temperature", type=float, default=1.0, help="serving temperature (default 1.0)")
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--context-tokens", type=int, default=64,
+                   help="tokens the target samples per prompt for the acceptance contexts (default 64)")
+    p.add_argument("--device", default=None, help="cpu, cuda or mps (default: best available)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import torch
+    from hsd.models import load_family
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    family = load_family(args.family, device=args.device)
+    profile = measure_profile(family, max_n=args.max_n, repeats=args.repeats, temperature=args.temperature,
+                              top_k=args.top_k, top_p=args.top_p, context_tokens=args.context_tokens,
+                              seed=args.seed, progress=_progress_bar())
+    profile.meta["family"] = args.family
+    profile.save(args.out)
+    print(f"\nwrote {args.out}: {len(profile.models)} models, costs n=1..{args.max_n}", file=sys.stderr)
+    width = max(len(m) for m in profile.models)
+    print(f"{'model':<{width}}  {'c(1) ms':>8}  {'c(' + str(args.max_n) + ') ms':>9}  α under target")
+    for i, m in enumerate(profile.models):
+        a = profile.alpha(i, profile.target) if i < profile.target else 1.0
+        print(f"{m:<{width}}  {profile.cost_ms[m][0]:>8.3f}  {profile.cost_ms[m][-1]:>9.3f}  {a:.3f}")
+    return 0

@@ -13,7 +13,7 @@ from hsd.latency import (
     expected_ms_per_token, expected_output, expected_rounds, output_distribution, simulate,
     cost_at, level_costs_ms, expected_tokens_per_target_call,
 )
-from _profiles import random_profile
+from tests._profiles import random_profile
 
 
 def test_expected_output_matches_closed_form_and_distribution():

@@ -12,7 +12,7 @@ import pytest
 from hsd.errors import ConfigError
 from hsd.latency import expected_ms_per_token
 from hsd.optimize import Plan, best_single_draft, brute_force, optimal_hierarchy, plan_for
-from _profiles import random_profile
+from tests._profiles import random_profile
 
 CASES = [(n, seed) for n in (3, 4, 5, 6) for seed in range(6)]
 

@@ -8,7 +8,7 @@ import pytest
 
 from hsd.errors import ConfigError
 from hsd.profile import Profile
-from _profiles import random_profile
+from tests._profiles import random_profile
 
 
 def test_profile_json_round_trip(tmp_path):
@@ -52,3 +52,74 @@ def test_loading_a_missing_or_broken_file_is_a_config_error(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(ConfigError, match="not valid JSON"):
         Profile.load(bad)
+
+
+# --------------------------------------------------------------------------------------------
+# measuring on tiny real models
+# --------------------------------------------------------------------------------------------
+import types
+
+import torch
+
+from hsd.profile import measure_profile
+from tests.tiny import tiny_family
+
+
+def _family(n=3):
+    models, tok = tiny_family(n)
+    return types.SimpleNamespace(names=[f"tiny{i}" for i in range(n)], models=models, tokenizer=tok,
+                                 vocab_size=len(tok), device=torch.device("cpu"))
+
+
+def _direct_alpha(model_i, model_j, seq, temperature):
+    """Σ_v min(p_i, p_j) averaged over every position after the first, full forward, no cache."""
+    with torch.no_grad():
+        ids = torch.tensor([seq[:-1]])
+        pi = torch.softmax(model_i(ids).logits[0].double() / temperature, -1)
+        pj = torch.softmax(model_j(ids).logits[0].double() / temperature, -1)
+    return torch.minimum(pi, pj).sum(-1)                           # (len-1,)
+
+
+def test_measured_acceptance_is_mean_sum_of_min_over_positions():
+    fam = _family(3)
+    contexts = [[1, 5, 9, 3, 7, 2, 8, 4, 6, 10, 11], [3, 3, 4, 12, 9, 1, 2]]
+    prof = measure_profile(fam, max_n=3, repeats=1, warmup=0, temperature=0.7, contexts=contexts)
+    for i, j in [(0, 1), (0, 2), (1, 2)]:
+        per_pos = torch.cat([_direct_alpha(fam.models[i], fam.models[j], c, 0.7) for c in contexts])
+        assert prof.acceptance[i][j] == pytest.approx(float(per_pos.mean()), abs=1e-5)
+        assert prof.acceptance[j][i] == prof.acceptance[i][j]
+    assert prof.meta["acceptance_positions"] == sum(len(c) - 1 for c in contexts)
+
+
+def test_identical_drafter_has_acceptance_one_and_greedy_counts_argmax_agreement():
+    fam = _family(2)
+    fam.models = [fam.models[1], fam.models[1]]
+    prof = measure_profile(fam, max_n=2, repeats=1, warmup=0, temperature=1.0, contexts=[[1, 2, 3, 4, 5]])
+    assert prof.acceptance[0][1] == pytest.approx(1.0, abs=1e-6)
+    fam = _family(2)
+    seq = [1, 2, 3, 4, 5, 6, 7, 8]
+    prof = measure_profile(fam, max_n=2, repeats=1, warmup=0, temperature=0.0, contexts=[seq])
+    with torch.no_grad():
+        ids = torch.tensor([seq[:-1]])
+        agree = (fam.models[0](ids).logits[0].argmax(-1) == fam.models[1](ids).logits[0].argmax(-1))
+    assert prof.acceptance[0][1] == pytest.approx(float(agree.double().mean()))
+
+
+def test_measured_profile_has_positive_costs_for_every_block_length_and_round_trips(tmp_path):
+    fam = _family(3)
+    calls = []
+    prof = measure_profile(fam, max_n=5, repeats=2, warmup=1, temperature=1.0, context_tokens=6,
+                           prompts=["abc def", "x = (y)"], progress=lambda d, t, w: calls.append((d, t)))
+    assert prof.models == fam.names
+    assert all(len(prof.cost_ms[m]) == 5 and min(prof.cost_ms[m]) > 0 for m in prof.models)
+    assert 0.0 <= prof.acceptance[0][2] <= 1.0 and prof.meta["contexts"] == 2
+    assert calls and calls[-1][0] == calls[-1][1]
+    prof.save(tmp_path / "p.json")
+    assert Profile.load(tmp_path / "p.json") == prof
+
+
+def test_profile_measurement_leaves_the_global_rng_alone():
+    fam = _family(2)
+    state = torch.random.get_rng_state()
+    measure_profile(fam, max_n=2, repeats=1, warmup=0, context_tokens=4, prompts=["ab"])
+    assert torch.equal(state, torch.random.get_rng_state())
