@@ -107,6 +107,30 @@ def best_single_draft(profile: Profile, max_buffer: int = 16) -> Plan:
     return min((plan_for(profile, c, b) for c, b in candidates), key=lambda p: p.expected_ms_per_token)
 
 
+def best_for_chain(profile: Profile, chain: Sequence[int], max_buffer: int = 16) -> Plan:
+    """The best buffers (each in 1..max_buffer) for a FIXED chain: the same DP restricted to one
+    model per level, O(depth·max_buffer²)."""
+    _check_max_buffer(max_buffer)
+    chain = [int(c) for c in chain]
+    if len(chain) == 1:
+        return plan_for(profile, chain, [])
+    plan_for(profile, chain, [1] * (len(chain) - 1))                 # validates the chain
+    b_max = max_buffer
+    # level 0: C(T) = T·c(1); back-pointers hold the buffers chosen below
+    best = {t: (t * model_cost(profile, chain[0], 1), (t,)) for t in range(1, b_max + 1)}
+    for lo, hi in zip(chain[:-2], chain[1:-1]):
+        alpha = profile.alpha(lo, hi)
+        tables = {t_lo: rounds_table(b_max, t_lo, alpha) for t_lo in range(1, b_max + 1)}
+        best = {t: min(((tables[t_lo][t] * (c + model_cost(profile, hi, t_lo + 1)), bufs + (t,))
+                        for t_lo, (c, bufs) in best.items()), key=lambda x: x[0])
+                for t in range(1, b_max + 1)}
+    alpha = profile.alpha(chain[-2], chain[-1])
+    ms, buffers = min((((c + model_cost(profile, chain[-1], t + 1)) / expected_output(t, alpha), bufs)
+                       for t, (c, bufs) in best.items()), key=lambda x: x[0])
+    plan = plan_for(profile, chain, buffers)
+    return plan
+
+
 def brute_force(profile: Profile, max_buffer: int) -> list[tuple[float, tuple[int, ...], tuple[int, ...]]]:
     """Every hierarchy (every increasing chain ending at the target × every buffer in
     1..max_buffer per draft level) as ``(ms_per_token, chain, buffers)``, best first.

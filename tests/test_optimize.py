@@ -143,3 +143,15 @@ def test_bad_settings_raise_config_errors():
         optimal_hierarchy(prof, max_buffer=0)
     with pytest.raises(ConfigError):
         optimal_hierarchy(prof, top=0)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_best_buffers_for_a_fixed_chain_equal_brute_force_over_that_chain(seed):
+    from hsd.optimize import best_for_chain
+    prof = random_profile(5, seed=300 + seed)
+    brute = brute_force(prof, 4)
+    for chain in [(4,), (1, 4), (0, 2, 4), (0, 1, 3, 4), (0, 1, 2, 3, 4)]:
+        best_ms = min(ms for ms, c, _ in brute if c == chain)
+        plan = best_for_chain(prof, chain, 4)
+        assert plan.chain == chain
+        assert plan.expected_ms_per_token == pytest.approx(best_ms, rel=1e-12)

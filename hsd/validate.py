@@ -1,0 +1,257 @@
+"""Predicted vs measured: run the optimiser's picks on real models and compare with the model.
+
+``python -m hsd validate`` decodes with several hierarchies — the optimum, the best single draft,
+autoregressive decoding and the two best deeper alternatives — through the real engine
+(``hsd.engine.Hierarchy``), interleaved per prompt so slow drifts of a shared machine hit every
+contender alike, and prints, side by side:
+
+- model-predicted ms/token (``hsd.latency``, OUR derivation) and measured ms/token (wall clock,
+  decode only: from the end of the prompt prefill to the last commit; median over runs);
+- their relative error, model-predicted and measured (wall clock) speedup over AR;
+- predicted vs measured tokens per target call;
+- per edge: the profile's α, the measured i.i.d. estimate (accepted / positions examined) and the
+  measured per-position conditional acceptance P(accept position t | positions < t accepted)
+  from the traces.  Under the model's i.i.d. assumption the per-position rates are all α; where
+  they drift with t, or differ from α, the assumption breaks.
+
+Measured numbers depend on the machine's load; run nothing else at the same time.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import statistics
+import sys
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from hsd.errors import ConfigError
+from hsd.latency import expected_tokens_per_target_call
+from hsd.optimize import Plan, best_for_chain, best_single_draft, optimal_hierarchy, plan_for
+from hsd.profile import Profile
+
+VALIDATE_PROMPTS = (
+    "def read_config(path):\n    \"\"\"Read a configuration file and return a dict.\"\"\"\n",
+    "class Queue:\n    def __init__(self, maxsize=0):\n",
+    "import re\n\n_pattern = re.compile(",
+    "    for key, value in sorted(items):\n        if ",
+    "def _check_type(obj, expected):\n    if not isinstance(obj, expected):\n",
+    "    except OSError as exc:\n        ",
+)
+
+
+@dataclass(frozen=True)
+class Contender:
+    role: str          # "optimum" | "best single draft" | "autoregressive" | "deeper alternative"
+    plan: Plan
+
+
+def pick_contenders(profile: Profile, max_buffer: int = 16, n_deeper: int = 2) -> list[Contender]:
+    """The optimum, the best single draft, AR, and the ``n_deeper`` best deeper hierarchies
+    (≥ 2 draft levels, chains other than the optimum's; the full stack among them when it differs)."""
+    optimum = optimal_hierarchy(profile, max_buffer=max_buffer, top=1, with_graph=False)
+    chosen = [Contender("optimum", optimum)]
+    keys = {(optimum.chain, optimum.buffers)}
+
+    def add(role: str, plan: Plan) -> None:
+        if (plan.chain, plan.buffers) not in keys:
+            keys.add((plan.chain, plan.buffers))
+            chosen.append(Contender(role, plan))
+
+    add("best single draft", best_single_draft(profile, max_buffer))
+    add("autoregressive", plan_for(profile, [profile.target], []))
+    k = profile.target
+    deep = sorted((best_for_chain(profile, drafts + (k,), max_buffer)
+                   for depth in range(2, k + 1) for drafts in itertools.combinations(range(k), depth)),
+                  key=lambda p: p.expected_ms_per_token)
+    deep = [p for p in deep if p.chain != optimum.chain]
+    picks = deep[:n_deeper]
+    full = [p for p in deep if len(p.chain) == k + 1]
+    if full and n_deeper >= 2 and full[0] not in picks:
+        picks = picks[:n_deeper - 1] + [full[0]]
+    for p in picks:
+        add("deeper alternative", p)
+    return chosen
+
+
+def decode_ms_per_token(trace) -> float:
+    """Wall ms per committed token, decode only (prefill of the prompt excluded, like the model)."""
+    prefills = trace.of_kind("prefill")
+    finished = trace.of_kind("finished")
+    n = sum(len(e.tokens) for e in trace.of_kind("committed"))
+    if not finished or n == 0:
+        return float("nan")
+    start = max((e.t_ms + e.dur_ms for e in prefills), default=0.0)
+    return (finished[-1].t_ms - start) / n
+
+
+def edge_acceptance(traces, verifier_level: int) -> dict:
+    """Acceptance of level ``verifier_level - 1`` under ``verifier_level`` over many traces:
+    the i.i.d. estimate (accepted / positions examined — a position is examined when every earlier
+    one was accepted) and the conditional rate at each draft position."""
+    reached, kept = [], []
+    accepted = examined = 0
+    for trace in traces:
+        for e in trace.of_kind("verified"):
+            if e.level != verifier_level:
+                continue
+            gamma, a = len(e.proposed), e.n_accepted
+            accepted += a
+            examined += a + (a < gamma)
+            for pos in range(min(a + 1, gamma)):
+                while len(reached) <= pos:
+                    reached.append(0)
+                    kept.append(0)
+                reached[pos] += 1
+                kept[pos] += pos < a
+    return {"alpha_iid": accepted / examined if examined else float("nan"),
+            "per_position": [k / r if r else float("nan") for k, r in zip(kept, reached)],
+            "per_position_n": reached}
+
+
+def validate(family, profile: Profile, *, prompts: Sequence[str] = VALIDATE_PROMPTS, max_new_tokens: int = 64,
+             repeats: int = 1, temperature: float | None = None, rule: str = "hsd", max_buffer: int = 16,
+             seed: int = 0, progress: Callable[[int, int, str], None] | None = None) -> dict:
+    """Decode every contender on every prompt (interleaved, rotating the order per prompt) and
+    return plain data: per contender predicted vs measured; see the module docstring."""
+    from hsd.engine import Hierarchy
+
+    if list(profile.models) != list(family.names):
+        raise ConfigError(f"the profile is for models {profile.models} but the family has {list(family.names)}: "
+                          "measure a profile of this family with `python -m hsd profile`")
+    if not prompts:
+        raise ConfigError("validate needs at least one prompt")
+    if temperature is None:
+        temperature = float(profile.meta.get("temperature", 1.0))
+    contenders = pick_contenders(profile, max_buffer)
+    hierarchies = [Hierarchy.from_family(family, chain=list(c.plan.chain), buffers=list(c.plan.buffers), rules=rule)
+                   for c in contenders]
+    # 1) warm-up (excluded): first call of each hierarchy allocates and fills caches
+    for h in hierarchies:
+        h.generate(prompts[0], max_new_tokens=min(8, max_new_tokens), temperature=temperature, seed=seed)
+    # 2) interleaved runs
+    ms_runs = [[] for _ in contenders]
+    traces = [[] for _ in contenders]
+    total, done = len(prompts) * repeats * len(contenders), 0
+    for (p, prompt), r in itertools.product(enumerate(prompts), range(repeats)):
+        shift = (p * repeats + r) % len(contenders)
+        for i in list(range(len(contenders)))[shift:] + list(range(len(contenders)))[:shift]:
+            result = hierarchies[i].generate(prompt, max_new_tokens=max_new_tokens, temperature=temperature,
+                                             seed=seed + 1000 * p + r)
+            ms_runs[i].append(decode_ms_per_token(result.trace))
+            traces[i].append(result.trace)
+            done += 1
+            if progress:
+                progress(done, total, contenders[i].plan.label)
+    # 3) summarise
+    ar_index = next(i for i, c in enumerate(contenders) if len(c.plan.chain) == 1)
+    ar_measured = statistics.median(ms_runs[ar_index])
+    rows = []
+    for c, runs, trs in zip(contenders, ms_runs, traces):
+        plan = c.plan
+        measured = statistics.median(runs)
+        n_tokens = sum(sum(len(e.tokens) for e in t.of_kind("committed")) for t in trs)
+        k = len(plan.chain) - 1
+        calls = sum(t.summary().target_calls for t in trs)
+        edges = []
+        for lv in range(1, k + 1):
+            stats = edge_acceptance(trs, lv)
+            edges.append({"drafter": plan.names[lv - 1], "verifier": plan.names[lv],
+                          "block": plan.buffers[lv - 1],
+                          "alpha_profile": profile.alpha(plan.chain[lv - 1], plan.chain[lv]), **stats})
+        rows.append({
+            "role": c.role, "label": plan.label, "kind": plan.kind,
+            "chain": list(plan.chain), "names": list(plan.names), "buffers": list(plan.buffers),
+            "predicted_ms_per_token": plan.expected_ms_per_token,
+            "measured_ms_per_token": measured,
+            "measured_runs_ms_per_token": runs,
+            "relative_error": (measured - plan.expected_ms_per_token) / plan.expected_ms_per_token,
+            "predicted_speedup_vs_ar": plan.speedup_vs_ar,
+            "measured_speedup_vs_ar": ar_measured / measured,
+            "predicted_tokens_per_target_call": expected_tokens_per_target_call(profile, plan.chain, plan.buffers),
+            "measured_tokens_per_target_call": n_tokens / calls if calls else float("nan"),
+            "edges": edges})
+    errors = [abs(r["relative_error"]) for r in rows]
+    return {"format": "hsd-validation/1", "models": list(profile.models), "rule": rule,
+            "temperature": temperature, "max_new_tokens": max_new_tokens, "prompts": len(prompts),
+            "repeats": repeats, "profile_meta": profile.meta, "rows": rows,
+            "median_abs_relative_error": statistics.median(errors),
+            "note": "predicted = our latency derivation under i.i.d. acceptance; measured = wall clock, "
+                    "decode only, median over prompts × repeats"}
+
+
+def format_report(report: dict) -> str:
+    lines = [f"{'hierarchy':<34} {'role':<19} {'pred ms/tok':>11} {'meas ms/tok':>11} {'rel err':>8} "
+             f"{'pred ×AR':>8} {'meas ×AR':>8} {'pred tok/call':>13} {'meas tok/call':>13}"]
+    for r in report["rows"]:
+        lines.append(f"{r['label']:<34} {r['role']:<19} {r['predicted_ms_per_token']:>11.3f} "
+                     f"{r['measured_ms_per_token']:>11.3f} {100 * r['relative_error']:>+7.1f}% "
+                     f"{r['predicted_speedup_vs_ar']:>7.2f}× {r['measured_speedup_vs_ar']:>7.2f}× "
+                     f"{r['predicted_tokens_per_target_call']:>13.2f} {r['measured_tokens_per_target_call']:>13.2f}")
+    lines.append(f"median |relative error|: {100 * report['median_abs_relative_error']:.1f}%   "
+                 f"(predicted: model, i.i.d. acceptance; measured: wall clock, decode only, median of "
+                 f"{report['prompts']}×{report['repeats']} runs; rule {report['rule']}, T={report['temperature']})")
+    lines.append("")
+    lines.append("acceptance per edge: profile α | measured i.i.d. estimate | measured P(accept position t | "
+                 "earlier accepted), t = 1, 2, …")
+    seen = set()
+    for r in report["rows"]:
+        for e in r["edges"]:
+            key = (e["drafter"], e["verifier"], e["block"])
+            if key in seen:
+                continue
+            seen.add(key)
+            pos = " ".join(f"{a:.2f}" for a, n in zip(e["per_position"], e["per_position_n"]) if n >= 5)
+            lines.append(f"  {e['drafter']} → {e['verifier']} (block {e['block']}): {e['alpha_profile']:.3f} | "
+                         f"{e['alpha_iid']:.3f} | {pos}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# CLI: python -m hsd validate
+# --------------------------------------------------------------------------------------------
+def add_cli(subparsers) -> None:
+    p = subparsers.add_parser("validate", help="predicted vs measured ms/token on real models",
+                              description="Decode with the optimum, the best single draft, AR and two "
+                                          "deeper hierarchies; print model-predicted vs measured latency.")
+    p.add_argument("--family", default="bundled", help="model family (default: bundled)")
+    p.add_argument("--profile", default=None,
+                   help="profile JSON (default: assets/profile-<family>.json)")
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--prompts", nargs="+", default=None, help="prompts (default: six Python snippets)")
+    p.add_argument("--repeats", type=int, default=1, help="runs per prompt and hierarchy (default 1)")
+    p.add_argument("--temperature", type=float, default=None, help="default: the profile's")
+    p.add_argument("--rule", default="hsd", help="verification rule at every level (default hsd)")
+    p.add_argument("--max-buffer", type=int, default=16)
+    p.add_argument("--device", default=None)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=None, help="also write the full report as JSON to this path")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    import torch
+    from hsd.models import load_family
+    from hsd.profile import _progress_bar
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    path = args.profile or str(Path(__file__).resolve().parent.parent / "assets" / f"profile-{args.family}.json")
+    if not Path(path).exists():
+        raise ConfigError(f"no profile at {path}: measure one with "
+                          f"`python -m hsd profile --family {args.family} --out {path}`")
+    profile = Profile.load(path)
+    family = load_family(args.family, device=args.device)
+    report = validate(family, profile, prompts=args.prompts or VALIDATE_PROMPTS,
+                      max_new_tokens=args.max_new_tokens, repeats=args.repeats, temperature=args.temperature,
+                      rule=args.rule, max_buffer=args.max_buffer, seed=args.seed, progress=_progress_bar())
+    report["profile"] = str(path)
+    print(format_report(report))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(report, f, indent=1)
+            f.write("\n")
+    return 0

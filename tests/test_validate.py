@@ -1,0 +1,61 @@
+"""Claims about hsd/validate.py: the contenders it compares, how it reads acceptance from traces,
+and that it runs end to end on tiny real models through the engine."""
+from __future__ import annotations
+
+import types
+
+import pytest
+import torch
+
+from hsd.errors import ConfigError
+from hsd.profile import measure_profile
+from hsd.trace import Trace, Verified
+from hsd.validate import edge_acceptance, format_report, pick_contenders, validate
+from tests._profiles import random_profile
+from tests.tiny import tiny_family
+
+
+def test_contenders_are_optimum_single_draft_ar_and_two_deeper_distinct_hierarchies():
+    prof = random_profile(4, seed=5)
+    cs = pick_contenders(prof, max_buffer=6)
+    roles = [c.role for c in cs]
+    assert roles[0] == "optimum"
+    assert any(c.plan.chain == (3,) for c in cs)                      # AR, whatever its role
+    assert any(len(c.plan.chain) == 2 for c in cs)                    # a single draft
+    assert roles.count("deeper alternative") == 2
+    assert len({(c.plan.chain, c.plan.buffers) for c in cs}) == len(cs)
+    assert all(len(c.plan.chain) >= 3 for c in cs if c.role == "deeper alternative")
+    assert any(len(c.plan.chain) == 4 for c in cs)                    # the full stack is shown
+
+
+def _verified(level, gamma, accepted):
+    return Verified(round=0, level=level, context_len=1, proposed=(1,) * gamma, proposed_texts=("a",) * gamma,
+                    proposed_origins=(0,) * gamma, n_accepted=accepted, next_token=2, next_text="b",
+                    next_kind="bonus" if accepted == gamma else "replacement", handed_up=accepted + 1,
+                    rule="token", diagnostics={}, t_ms=0.0, dur_ms=0.0)
+
+
+def test_edge_acceptance_counts_only_examined_positions():
+    trace = Trace(events=[_verified(1, 3, 0), _verified(1, 3, 2), _verified(1, 3, 3), _verified(2, 3, 1)])
+    stats = edge_acceptance([trace], 1)
+    # examined positions: 1 (rejected at 1st) + 3 (2 accepted, 3rd rejected) + 3 (all accepted)
+    assert stats["alpha_iid"] == pytest.approx(5 / 7)
+    assert stats["per_position"] == pytest.approx([2 / 3, 2 / 2, 1 / 2])
+    assert stats["per_position_n"] == [3, 2, 2]
+
+
+def test_validate_runs_every_contender_through_the_engine_on_tiny_models():
+    models, tok = tiny_family(3)
+    fam = types.SimpleNamespace(names=["t0", "t1", "t2"], models=models, tokenizer=tok,
+                                vocab_size=len(tok), device=torch.device("cpu"))
+    prof = measure_profile(fam, max_n=5, repeats=1, warmup=0, context_tokens=8, prompts=["abc (x)"])
+    report = validate(fam, prof, prompts=["def f(x):", "a = b"], max_new_tokens=6, max_buffer=4)
+    assert report["rows"][0]["role"] == "optimum"
+    for r in report["rows"]:
+        assert r["measured_ms_per_token"] > 0 and len(r["measured_runs_ms_per_token"]) == 2
+        assert len(r["edges"]) == len(r["chain"]) - 1
+    ar = next(r for r in report["rows"] if len(r["chain"]) == 1)
+    assert ar["measured_tokens_per_target_call"] == 1.0
+    assert "median |relative error|" in format_report(report)
+    with pytest.raises(ConfigError, match="profile is for models"):
+        validate(types.SimpleNamespace(**{**vars(fam), "names": ["x", "y", "z"]}), prof)
