@@ -1,0 +1,114 @@
+"""Accept/reject map of one verifier level: rows = its verifications, columns = draft position.
+
+Reads a ``hsd.trace.Trace`` only.  Cell colour AND symbol say what happened to the drafted token:
+✓ accepted, ✗ rejected (the cell also shows ↻ the replacement the verifier sampled there),
++ bonus token (after a fully accepted block), and positions the verifier never reached (drafted
+after a rejection) are gaps with the discarded token in faint text.
+"""
+from __future__ import annotations
+
+import math
+
+import plotly.graph_objects as go
+
+from visual import theme
+from visual.timeline import level_names
+
+ACCEPTED, REJECTED, BONUS = 0, 1, 2
+
+
+def _colorscale(level: int, dark: bool) -> list:
+    fills = [theme.tint(theme.ACCEPT_COLOR, 0.45, dark), theme.tint(theme.REJECT_COLOR, 0.3, dark),
+             theme.tint(theme.level_color(level), 0.35, dark)]
+    scale = []
+    for i, c in enumerate(fills):
+        scale += [[i / 3, c], [(i + 1) / 3, c]]
+    return scale
+
+
+def _row_labels(events) -> list[str]:
+    """'round r', or 'round r · i' when the level verified several blocks in round r."""
+    per_round: dict[int, int] = {}
+    for e in events:
+        per_round[e.round] = per_round.get(e.round, 0) + 1
+    labels, seen = [], {}
+    for e in events:
+        seen[e.round] = seen.get(e.round, 0) + 1
+        labels.append(f"round {e.round}" + (f" · {seen[e.round]}" if per_round[e.round] > 1 else ""))
+    return labels
+
+
+def _cell(e, pos: int, sep: str) -> tuple[float, str, str]:
+    """(code, cell text, hover) of draft position ``pos`` (0-based) of verification ``e``."""
+    ratios = e.diagnostics.get("ratios", []) if isinstance(e.diagnostics, dict) else []
+    rho = f"ρ = {ratios[pos]:.3g}" if pos < len(ratios) else ""
+    tok = theme.escape_token(e.proposed_texts[pos], 8)
+    nxt = theme.escape_token(e.next_text, 8)
+    where = f"position {pos + 1}: '{theme.escape_token(e.proposed_texts[pos], 24)}' (from L{e.proposed_origins[pos]})"
+    if pos < e.n_accepted:
+        return ACCEPTED, f"{theme.ACCEPT_SYMBOL} {tok}", f"{where}<br>{theme.ACCEPT_SYMBOL} accepted · {rho}"
+    if pos == e.n_accepted:
+        return (REJECTED, f"{theme.REJECT_SYMBOL} {tok}{sep}{theme.REPLACE_SYMBOL} {nxt}",
+                f"{where}<br>{theme.REJECT_SYMBOL} rejected · {rho}<br>{theme.REPLACE_SYMBOL} replacement "
+                f"'{theme.escape_token(e.next_text, 24)}' sampled by L{e.level}")
+    return math.nan, "", ""
+
+
+def figure_accept_map(trace, level: int | None = None, dark: bool = False, max_rows: int = 14) -> go.Figure:
+    """Heatmap of the verifications done by ``level`` (default: the target): one row per
+    verification (latest ``max_rows``), one column per draft position plus the bonus slot.
+    Cells carry the token text (whitespace made visible) with ✓ / ✗ / ↻ / + symbols."""
+    names = level_names(trace)
+    level = len(names) - 1 if level is None else level
+    events = [e for e in trace.of_kind("verified") if e.level == level]
+    if not events:
+        return theme.figure_empty(f"No verifications by level {level} yet.", dark=dark)
+    shown = events[-max_rows:]
+    width = max(len(e.proposed) for e in shown) + 1
+    z, text, hover, faint_x, faint_y, faint_t = [], [], [], [], [], []
+    rows = _row_labels(events)[-max_rows:]
+    sep = "<br>" if len(shown) <= 8 else " "     # two-line cells only when rows are tall enough
+    for row, e in zip(rows, shown):
+        zr, tr, hr = [], [], []
+        for pos in range(width):
+            if pos < len(e.proposed):
+                code, t, h = _cell(e, pos, sep)
+                if math.isnan(code):
+                    faint_x.append(pos + 1), faint_y.append(row)
+                    faint_t.append(theme.escape_token(e.proposed_texts[pos], 8))
+            elif pos == len(e.proposed) and e.next_kind == "bonus":
+                code, t = BONUS, f"{theme.BONUS_SYMBOL} {theme.escape_token(e.next_text, 8)}"
+                h = f"bonus token '{theme.escape_token(e.next_text, 24)}' sampled by L{level} after a full accept"
+            else:
+                code, t, h = math.nan, "", ""
+            zr.append(code), tr.append(t), hr.append(h)
+        z.append(zr), text.append(tr), hover.append(hr)
+    fig = go.Figure(go.Heatmap(
+        z=z, x=list(range(1, width + 1)), y=rows, text=text, texttemplate="%{text}",
+        textfont=dict(size=12, color=theme.text_color(dark)), customdata=hover,
+        hovertemplate="%{y}<br>%{customdata}<extra></extra>", hoverongaps=False,
+        colorscale=_colorscale(level, dark), zmin=-0.5, zmax=2.5, showscale=False, xgap=2, ygap=2,
+    ))
+    if faint_x:
+        fig.add_trace(go.Scatter(x=faint_x, y=faint_y, text=faint_t, mode="text", showlegend=False,
+                                 textfont=dict(size=11, color=theme.muted_color(dark)), hoverinfo="skip"))
+    _legend_keys(fig, level, dark)
+    fig.update_xaxes(title_text="draft position (+ = bonus token after a fully accepted block)", tickmode="linear", dtick=1,
+                     showgrid=False, zeroline=False, range=[0.5, width + 0.5])
+    fig.update_yaxes(autorange="reversed", showgrid=False, type="category")
+    drafter = f"L{level - 1}" + (f" ({names[level - 1]})" if level - 1 < len(names) else "")
+    title = f"Accept map · {drafter} drafts checked by L{level} ({names[level]}) · rule {events[-1].rule}"
+    if len(events) > max_rows:
+        title += f" · last {max_rows} of {len(events)}"
+    return theme.apply(fig, dark=dark, height=theme.HEIGHT["accept_map"], title=title)
+
+
+def _legend_keys(fig: go.Figure, level: int, dark: bool) -> None:
+    """Legend entries for the heatmap's discrete colours (a heatmap has no legend of its own)."""
+    keys = [(f"{theme.ACCEPT_SYMBOL} accepted", theme.tint(theme.ACCEPT_COLOR, 0.45, dark)),
+            (f"{theme.REJECT_SYMBOL} rejected → {theme.REPLACE_SYMBOL} replacement", theme.tint(theme.REJECT_COLOR, 0.3, dark)),
+            (f"{theme.BONUS_SYMBOL} bonus (L{level})", theme.tint(theme.level_color(level), 0.35, dark)),
+            ("not reached (discarded)", theme.muted_color(dark))]
+    for name, color in keys:
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=name,
+                                 marker=dict(symbol="square", size=14, color=color)))

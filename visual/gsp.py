@@ -1,0 +1,169 @@
+"""The hierarchy optimiser's graph (generalised shortest path, DESIGN §4) with the chosen path.
+
+Reads a ``Plan`` (hsd/optimize.py) duck-typed: ``plan.graph`` is a ``networkx.DiGraph`` with nodes
+``("draft", model, buffer)`` / ``("target", model)`` (attrs ``model``, ``name``, ``buffer``,
+``best_cost_ms``) and arcs lower → upper (attrs ``cost_ms``, ``gain``, ``on_optimal``);
+``plan.path`` the optimal nodes bottom → target; ``chain``, ``names``, ``buffers``,
+``expected_ms_per_token``, ``speedup_vs_ar``, ``runners_up``.  The latency model is ours
+(DESIGN §4), so every number here is model-predicted.
+
+Layout is a manual grid: x = model index (smallest left, target right), y = buffer.  Thousands
+of arcs would be unreadable, so only each node's cheapest incoming arc is drawn (faint), plus
+the optimal path (thick, arrows, labels) and the user's current hierarchy (outlined, dashed).
+"""
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+from visual import theme
+
+
+def _attr(obj, name, default=None):
+    if obj is None:
+        return default
+    return obj.get(name, default) if isinstance(obj, dict) else getattr(obj, name, default)
+
+
+def _positions(graph) -> tuple[dict, float]:
+    """node → (x, y); the target sits at mid height of the buffer range."""
+    buffers = [graph.nodes[n].get("buffer") for n in graph.nodes if graph.nodes[n].get("buffer") is not None]
+    lo, hi = (min(buffers), max(buffers)) if buffers else (0, 1)
+    y_target = (lo + hi) / 2
+    pos = {}
+    for n, a in graph.nodes(data=True):
+        model = a.get("model", n[1])
+        buf = a.get("buffer")
+        pos[n] = (model, y_target if buf is None else buf)
+    return pos, y_target
+
+
+def _context_arcs(graph) -> list[tuple]:
+    """Each node's cheapest incoming arc by best_cost(lower)·gain + cost (a light subset)."""
+    arcs = []
+    for v in graph.nodes:
+        preds = list(graph.predecessors(v))
+        if not preds:
+            continue
+        def key(u):
+            a = graph.edges[u, v]
+            return graph.nodes[u].get("best_cost_ms", 0.0) * a.get("gain", 1.0) + a.get("cost_ms", 0.0)
+        arcs.append((min(preds, key=key), v))
+    return arcs
+
+
+def _segments(arcs, pos) -> tuple[list, list]:
+    xs, ys = [], []
+    for u, v in arcs:
+        xs += [pos[u][0], pos[v][0], None]
+        ys += [pos[u][1], pos[v][1], None]
+    return xs, ys
+
+
+def _current_nodes(current) -> list[tuple]:
+    """Nodes of the user's hierarchy: ``current`` has ``chain`` (model indices, bottom → target)
+    and ``buffers`` (one per drafter), as a dict, an object, or a ``(chain, buffers)`` tuple."""
+    if current is None:
+        return []
+    if isinstance(current, (tuple, list)) and len(current) == 2 and not isinstance(current[0], (int, str)):
+        chain, buffers = current
+    else:
+        chain, buffers = _attr(current, "chain", []), _attr(current, "buffers", [])
+    chain, buffers = list(chain), list(buffers)
+    return [("draft", m, b) for m, b in zip(chain[:-1], buffers)] + ([("target", chain[-1])] if chain else [])
+
+
+def _node_trace(graph, pos, on_path: set, dark: bool) -> go.Scatter:
+    nodes = list(graph.nodes)
+    hover = []
+    for n in nodes:
+        a = graph.nodes[n]
+        role = "target" if n[0] == "target" else f"drafter, buffer {a.get('buffer')}"
+        hover.append(f"{a.get('name', n)} ({role})<br>best cost {a.get('best_cost_ms', float('nan')):.3f} ms"
+                     + ("<br>on the optimal path" if n in on_path else ""))
+    return go.Scatter(
+        x=[pos[n][0] for n in nodes], y=[pos[n][1] for n in nodes], mode="markers", name="(model, buffer) node",
+        marker=dict(size=[16 if n in on_path else 9 for n in nodes],
+                    color=[theme.level_color(graph.nodes[n].get("model", n[1])) for n in nodes],
+                    line=dict(width=[2 if n in on_path else 0.5 for n in nodes], color=theme.text_color(dark))),
+        hovertext=hover, hovertemplate="%{hovertext}<extra></extra>", showlegend=False)
+
+
+def _path_annotations(fig, graph, path, pos, dark) -> None:
+    for u, v in zip(path[:-1], path[1:]):
+        (x0, y0), (x1, y1) = pos[u], pos[v]
+        fig.add_annotation(x=x1, y=y1, ax=x0, ay=y0, xref="x", yref="y", axref="x", ayref="y", text="",
+                           showarrow=True, arrowhead=3, arrowsize=1.3, arrowwidth=2.5,
+                           arrowcolor=theme.ACCEPT_COLOR, standoff=9, startstandoff=9)
+        a = graph.edges[u, v] if graph.has_edge(u, v) else {}
+        buf = graph.nodes[u].get("buffer")
+        label = f"T={buf}" + (f" · gain {a['gain']:.2f}" if "gain" in a else "")
+        fig.add_annotation(x=(x0 + x1) / 2, y=(y0 + y1) / 2, text=label, showarrow=False, yshift=12,
+                           font=dict(size=12, color=theme.text_color(dark)),
+                           bgcolor=theme.rgba(theme.background(dark)[:7], 0.8))
+
+
+def figure_gsp(plan, current=None, dark: bool = False) -> go.Figure:
+    """Optimiser graph: nodes (model, buffer) on a grid (x = model, y = buffer, colour = model's
+    level colour), faint context arcs (each node's cheapest incoming arc), the optimal path thick
+    green with arrows and 'T=buffer · gain' labels, the current hierarchy outlined with a dashed
+    line.  Hover a node for its best cost (model-predicted ms)."""
+    graph = _attr(plan, "graph")
+    if graph is None or graph.number_of_nodes() == 0:
+        return theme.figure_empty("No optimiser plan yet: profile the models first.", dark=dark)
+    pos, y_target = _positions(graph)
+    path = list(_attr(plan, "path", []) or [])
+    on_path = set(path)
+    fig = go.Figure()
+    xs, ys = _segments(_context_arcs(graph), pos)
+    fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="cheapest incoming arc (context)", hoverinfo="skip",
+                             line=dict(width=0.8, color=theme.rgba(theme.muted_color(dark), 0.7))))
+    for i, runner in enumerate((_attr(plan, "runners_up", []) or [])[:3]):
+        rpath = [n for n in (_attr(runner, "path", []) or []) if n in pos]
+        rx, ry = _segments(list(zip(rpath[:-1], rpath[1:])), pos)
+        fig.add_trace(go.Scatter(x=rx, y=ry, mode="lines", name="runners-up" if i == 0 else None, showlegend=i == 0,
+                                 legendgroup="runners", hoverinfo="skip",
+                                 line=dict(width=1.8, dash="dot", color=theme.level_color(3))))
+    cur = _current_nodes(current)
+    if cur:
+        cpos = [pos.get(n, (n[1], n[2] if n[0] == "draft" else y_target)) for n in cur]
+        fig.add_trace(go.Scatter(x=[p[0] for p in cpos], y=[p[1] for p in cpos], mode="lines+markers",
+                                 name="your current hierarchy", hoverinfo="skip",
+                                 line=dict(width=2, dash="dash", color=theme.REJECT_COLOR),
+                                 marker=dict(symbol="circle-open", size=24, line=dict(width=3, color=theme.REJECT_COLOR))))
+    px_, py_ = _segments(list(zip(path[:-1], path[1:])), pos)
+    fig.add_trace(go.Scatter(x=px_, y=py_, mode="lines", name="optimal path", hoverinfo="skip",
+                             line=dict(width=5, color=theme.ACCEPT_COLOR)))
+    fig.add_trace(_node_trace(graph, pos, on_path, dark))
+    _path_annotations(fig, graph, path, pos, dark)
+    _axes(fig, graph, pos, dark)
+    return theme.apply(fig, dark=dark, height=theme.HEIGHT["gsp"], title=_title(plan))
+
+
+def _axes(fig, graph, pos, dark) -> None:
+    names = {}
+    for n, a in graph.nodes(data=True):
+        names[a.get("model", n[1])] = a.get("name", f"model {n[1]}")
+    models = sorted(names)
+    fig.update_xaxes(tickmode="array", tickvals=models, ticktext=[f"{m}: {names[m]}" for m in models],
+                     range=[min(models) - 0.4, max(models) + 0.4], showgrid=False, zeroline=False,
+                     title_text="model (smallest left, target right)")
+    bufs = sorted({a.get("buffer") for _, a in graph.nodes(data=True) if a.get("buffer") is not None})
+    step = max(1, len(bufs) // 12)
+    fig.update_yaxes(tickmode="array", tickvals=bufs[::step], zeroline=False,
+                     title_text="buffer T (tokens handed up per call)",
+                     range=[min(bufs, default=0) - 1, max(bufs, default=1) + 1])
+
+
+def _title(plan) -> str:
+    names = _attr(plan, "names", None) or []
+    buffers = list(_attr(plan, "buffers", None) or [])
+    ms = _attr(plan, "expected_ms_per_token")
+    sp = _attr(plan, "speedup_vs_ar")
+    title = "Optimiser (GSP): " + " → ".join(map(str, names))
+    if buffers:
+        title += f" · buffers {buffers}"
+    if ms is not None:
+        title += f" · {ms:.2f} ms/token model-predicted"
+    if sp is not None:
+        title += f" · {sp:.2f}× vs AR"
+    return title

@@ -1,0 +1,92 @@
+"""Figures for the Learn tab's exactness lab and the what-if comparison.  Plain dicts in.
+
+Exactness lab (``figure_exactness``): each rule's EXACT output distribution over short sequences
+(computed by enumeration elsewhere) next to the target's, with the total-variation distance.
+What-if comparison (``figure_compare``): predicted (our latency model) vs measured (wall clock)
+ms/token, and tokens per target call, for several hierarchies.
+"""
+from __future__ import annotations
+
+import textwrap
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from visual import theme
+
+RULE_COLORS = {"token": theme.LEVEL_COLORS[1], "block": theme.LEVEL_COLORS[0],
+               "hsd": theme.ACCEPT_COLOR, "hsd-uncapped": theme.REJECT_COLOR}
+
+
+def _target_color(dark: bool) -> str:
+    return "#d0d4db" if dark else "#4b5563"
+
+
+def figure_exactness(lab: dict, dark: bool = False) -> go.Figure:
+    """Grouped bars: for every output sequence, the target's probability (grey) and each rule's
+    exact output probability; legend entries carry TV distance and lossless ✓ / LOSSY ✗.  A lossy
+    rule's bars are hatched and its sequences that overshoot/undershoot the target are visible."""
+    seqs = [theme.escape_token(s, 14) for s in lab.get("sequences", [])]
+    rules = lab.get("rules", {})
+    fig = go.Figure()
+    fig.add_trace(go.Bar(name="target (exact)", x=seqs, y=lab.get("target", []),
+                         marker=dict(color=_target_color(dark)),
+                         hovertemplate="%{x}: target %{y:.6f}<extra></extra>"))
+    notes = []
+    for i, (name, r) in enumerate(rules.items()):
+        lossless = bool(r.get("lossless", r.get("tv", 0.0) < 1e-9))
+        tv = float(r.get("tv", 0.0))
+        mark = f"{theme.ACCEPT_SYMBOL} lossless" if lossless else f"{theme.REJECT_SYMBOL} LOSSY"
+        fig.add_trace(go.Bar(
+            name=f"{name} · TV {tv:.2g} · {mark}", x=seqs, y=r.get("probs", []),
+            marker=dict(color=RULE_COLORS.get(name, theme.level_color(i + 2)),
+                        pattern=dict(shape="" if lossless else "/", fgcolor=theme.text_color(dark))),
+            hovertemplate=f"%{{x}}: {name} %{{y:.6f}}<extra></extra>"))
+        ea = r.get("expected_accepted")
+        notes.append(f"<b>{name}</b>: TV = {tv:.2g} ({'≈ 0, ' + mark if lossless else mark})"
+                     + (f", E[accepted] = {ea:.4g}" if ea is not None else ""))
+    fig.add_annotation(text="<br>".join(notes), xref="paper", yref="paper", x=1, y=1, xanchor="right",
+                       yanchor="top", showarrow=False, align="left", font=dict(size=12),
+                       bgcolor=theme.rgba(theme.background(dark), 0.85), bordercolor=theme.muted_color(dark),
+                       borderwidth=1)
+    fig.update_layout(barmode="group", bargap=0.25)
+    fig.update_xaxes(title_text="output sequence (exact enumeration)")
+    fig.update_yaxes(title_text="probability", rangemode="tozero")
+    top = max([max(lab.get("target", [0]) or [0])] + [max(r.get("probs", [0]) or [0]) for r in rules.values()])
+    fig.update_yaxes(range=[0, top * 1.45 + 1e-12])
+    return theme.apply(fig, dark=dark, height=theme.HEIGHT["exactness"],
+                       title="Exactness lab · each rule's output distribution vs the target's")
+
+
+def figure_compare(summaries: dict, dark: bool = False) -> go.Figure:
+    """What-if comparison of hierarchies (label → {"predicted_ms_per_token" or None,
+    "measured_ms_per_token", "tokens_per_target_call", "tokens_per_s"}): left, predicted vs
+    measured ms/token (lower is better); right, tokens per target call (higher is better)."""
+    keys = list(summaries)
+    get = lambda k: [summaries[key].get(k) for key in keys]  # noqa: E731
+    labels = ["<br>".join(textwrap.wrap(str(key), 16)) or str(key) for key in keys]
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.6, 0.4], horizontal_spacing=0.12)
+    pred = get("predicted_ms_per_token")
+    fig.add_trace(go.Bar(name="model-predicted (our latency model)", x=labels, y=pred,
+                         marker=dict(color=theme.LEVEL_COLORS[1], pattern=dict(shape="/")),
+                         text=[f"{v:.2f}" if v is not None else "n/a" for v in pred], textposition="outside",
+                         hovertemplate="%{x}: predicted %{y:.3f} ms/token<extra></extra>"), row=1, col=1)
+    meas = get("measured_ms_per_token")
+    tps = get("tokens_per_s")
+    fig.add_trace(go.Bar(name="measured (wall clock)", x=labels, y=meas, marker=dict(color=theme.LEVEL_COLORS[0]),
+                         text=[f"{v:.2f}" if v is not None else "" for v in meas], textposition="outside",
+                         customdata=[f"{t:.1f} tokens/s" if t is not None else "" for t in tps],
+                         hovertemplate="%{x}: measured %{y:.3f} ms/token · %{customdata} (wall clock)<extra></extra>"),
+                  row=1, col=1)
+    tpc = get("tokens_per_target_call")
+    fig.add_trace(go.Bar(name="tokens / target call", x=labels, y=tpc, marker=dict(color=theme.LEVEL_COLORS[3]),
+                         text=[f"{v:.2f}" if v is not None else "" for v in tpc], textposition="outside",
+                         showlegend=False, hovertemplate="%{x}: %{y:.3f} tokens per target call<extra></extra>"),
+                  row=1, col=2)
+    fig.update_layout(barmode="group", bargap=0.3)
+    ms_top = max([v for v in pred + meas if v is not None] or [1.0])
+    fig.update_yaxes(title_text="ms / token ↓<br>model-predicted vs wall clock", range=[0, ms_top * 1.2], row=1, col=1)
+    fig.update_yaxes(title_text="tokens / target call ↑<br>measured (wall-clock run)",
+                     range=[0, max([v for v in tpc if v is not None] or [1.0]) * 1.2], row=1, col=2)
+    fig.update_xaxes(tickangle=0, tickfont=dict(size=12))
+    return theme.apply(fig, dark=dark, height=theme.HEIGHT["compare"], title="What-if comparison")

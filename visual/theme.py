@@ -1,0 +1,127 @@
+"""The one theme for every HSD Explorer figure: palette, symbols, shared layout.
+
+Contract: figure builders in ``visual/`` never call ``update_layout`` for looks; they call
+``apply(fig, dark=..., height=...)`` once and take colours from here.  Nothing here knows about
+models, tensors or Gradio.
+
+- One colour per hierarchy LEVEL (Okabe & Ito 2008 colour-blind-safe palette), level 0 = the
+  smallest drafter, the last level = the target.  The same colours colour the token text.
+- Accept / reject have a colour AND a symbol (✓ / ✗): never colour alone.
+- ``apply`` sets the light/dark template, fixed height, margins, readable fonts for a ~1200 px
+  column and a constant ``uirevision`` (zoom survives streaming updates in ``gr.Plot``).
+"""
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+# Okabe–Ito (https://jfly.uni-koeln.de/color/): orange, sky blue, reddish purple, blue, yellow, grey.
+# Bluish green and vermillion are reserved for accept / reject.
+LEVEL_COLORS: tuple[str, ...] = ("#E69F00", "#56B4E9", "#CC79A7", "#0072B2", "#F0E442", "#999999")
+ACCEPT_COLOR = "#009E73"       # bluish green
+REJECT_COLOR = "#D55E00"       # vermillion
+ACCEPT_SYMBOL = "✓"
+REJECT_SYMBOL = "✗"
+REPLACE_SYMBOL = "↻"           # token resampled by the verifier (replacement)
+BONUS_SYMBOL = "+"             # token sampled from the verifier's last row (bonus)
+
+UIREVISION = "hsd-explorer"    # constant: gr.Plot keeps zoom/pan across Plotly.react updates
+FONT_SIZE = 14
+FONT_FAMILY = "Inter, 'Source Sans Pro', 'Segoe UI', 'DejaVu Sans', Arial, sans-serif"
+MARGIN = dict(l=70, r=24, t=84, b=56)
+
+HEIGHT = {  # px; fixed so the app layout does not jump while streaming
+    "empty": 300, "timeline": 380, "accept_map": 440, "mass_balance": 700,
+    "gsp": 580, "exactness": 440, "compare": 420,
+}
+
+
+def level_color(level: int) -> str:
+    """Colour of hierarchy level ``level`` (0 = smallest drafter); cycles past six levels."""
+    return LEVEL_COLORS[level % len(LEVEL_COLORS)]
+
+
+def text_color(dark: bool = False) -> str:
+    return "#f2f5fa" if dark else "#2a3f5f"
+
+
+def muted_color(dark: bool = False) -> str:
+    """Grey for context marks (light arcs, gaps, gridlines)."""
+    return "#6b7280" if dark else "#b8bec8"
+
+
+def background(dark: bool = False) -> str:
+    return "#111111" if dark else "#ffffff"
+
+
+def _rgb(hex_color: str) -> tuple[int, int, int]:
+    h = hex_color.lstrip("#")
+    return int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16)
+
+
+def tint(hex_color: str, amount: float, dark: bool = False) -> str:
+    """Blend ``hex_color`` towards the page background by ``amount`` (0 = colour, 1 = background):
+    light fills that stay readable under the theme's text colour in both templates."""
+    r, g, b = _rgb(hex_color)
+    br, bg, bb = _rgb(background(dark))
+    mix = lambda c, k: round(c + (k - c) * amount)  # noqa: E731
+    return f"#{mix(r, br):02x}{mix(g, bg):02x}{mix(b, bb):02x}"
+
+
+def rgba(hex_color: str, alpha: float) -> str:
+    r, g, b = _rgb(hex_color)
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def level_label(level: int, names=None, n_levels: int | None = None) -> str:
+    """'L2 target · name' / 'L0 · name' (names optional)."""
+    label = f"L{level}"
+    if n_levels is not None and level == n_levels - 1 and n_levels > 1:
+        label += " target"
+    if names is not None and level < len(names):
+        label += f" · {names[level]}"
+    return label
+
+
+def escape_token(text: str, max_chars: int | None = 10) -> str:
+    """Token text made visible and safe inside Plotly text: space → '␣', newline → '↵',
+    tab → '⇥', empty → '∅'; HTML specials become entities; long tokens are cut with '…'."""
+    if text is None or text == "":
+        return "∅"
+    s = text.replace(" ", "␣").replace("\n", "↵").replace("\t", "⇥").replace("\r", "␍")
+    if max_chars is not None and len(s) > max_chars:
+        s = s[: max_chars - 1] + "…"
+    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def apply(fig: go.Figure, dark: bool = False, height: int | None = None, title: str | None = None,
+          legend: bool = True, subtitle: str | None = None) -> go.Figure:
+    """Shared look: template, fonts, margins, fixed height, horizontal legend above the plot,
+    constant uirevision, optional title + one-line subtitle.  Returns ``fig`` (modified in place)."""
+    fig.update_layout(
+        template="plotly_dark" if dark else "plotly_white",
+        font=dict(family=FONT_FAMILY, size=FONT_SIZE, color=text_color(dark)),
+        margin=dict(MARGIN, t=MARGIN["t"] + (24 if subtitle else 0)),
+        height=height,
+        uirevision=UIREVISION,
+        showlegend=legend,
+        legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0,
+                    font=dict(size=13), bgcolor="rgba(0,0,0,0)"),
+        hoverlabel=dict(font=dict(size=13, family=FONT_FAMILY)),
+        uniformtext=dict(minsize=10, mode="hide"),
+    )
+    if title is not None:
+        fig.update_layout(title=dict(text=title, x=0, xanchor="left", y=0.985, yanchor="top",
+                                     font=dict(size=17),
+                                     subtitle=dict(text=subtitle or "", font=dict(size=13))))
+    return fig
+
+
+def figure_empty(message: str = "Run a generation to see this panel.", dark: bool = False,
+                 height: int | None = None) -> go.Figure:
+    """Placeholder: no axes, one centred message (used before a run, or when a panel has no data)."""
+    fig = go.Figure()
+    fig.add_annotation(text=message, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
+                       font=dict(size=16, color=text_color(dark)), align="center")
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return apply(fig, dark=dark, height=height or HEIGHT["empty"], legend=False)

@@ -1,0 +1,92 @@
+"""Token colouring for ``gr.HighlightedText``: who produced every committed token.
+
+Reads a ``hsd.trace.Trace`` only.  Categories (colours follow the level palette in theme.py):
+- ``"L0 draft"``            drafted by level 0 and accepted by every level above;
+- ``"L{i} replacement"``    sampled by level i from its residual after rejecting a draft;
+- ``"L{i} bonus"``          sampled by level i after accepting a whole block;
+- ``"L0 target"``           plain autoregressive decoding (a one-level "hierarchy").
+``token_spans(trace, with_names=True)`` appends the model name, ``"L0 draft (tiny)"``; pair it
+with ``token_color_map(names)``.  Without names the static ``TOKEN_COLOR_MAP`` matches.
+"""
+from __future__ import annotations
+
+import html
+
+from visual import theme
+
+MAX_LEVELS = 8
+
+
+def _category(level: int, kind: str, names=None) -> str:
+    cat = f"L{level} {kind}"
+    return f"{cat} ({names[level]})" if names is not None and level < len(names) else cat
+
+
+def _colors(level: int) -> dict[str, str]:
+    c = theme.level_color(level)
+    return {"draft": c, "target": c, "replacement": c, "bonus": theme.tint(c, 0.5)}
+
+
+def token_color_map(names=None, n_levels: int | None = None) -> dict[str, str]:
+    """category → colour for ``gr.HighlightedText(color_map=...)``; named when ``names`` given."""
+    n = len(names) if names is not None else (n_levels or MAX_LEVELS)
+    out = {}
+    for lv in range(n):
+        kinds = ("draft", "target", "replacement", "bonus") if lv == 0 else ("replacement", "bonus")
+        for kind in kinds:
+            out[_category(lv, kind, names)] = _colors(lv)[kind]
+    return out
+
+
+TOKEN_COLOR_MAP: dict[str, str] = token_color_map()
+
+
+def _kind_at(verifications, level: int, position: int, token: int) -> str:
+    """replacement/bonus of the token that ``level`` emitted at absolute ``position``: the latest
+    verification by that level whose next token landed there (later ones supersede discarded ones)."""
+    for e in reversed(verifications):
+        if e.level == level and e.context_len + e.n_accepted == position and e.next_token == token:
+            return e.next_kind
+    return "replacement"
+
+
+def token_spans(trace, with_names: bool = False) -> list[tuple[str, str]]:
+    """One ``(token_text, category)`` per committed token, in output order (see module doc)."""
+    start = trace.started
+    names = list(start.models) if start is not None else None
+    top = len(names) - 1 if names else max((e.level for e in trace.of_kind("verified")), default=0)
+    label_names = names if with_names else None
+    verified = trace.of_kind("verified")
+    by_round: dict[int, list] = {}
+    for e in verified:
+        by_round.setdefault(e.round, []).append(e)
+    spans = []
+    for c in trace.of_kind("committed"):
+        vs = by_round.get(c.round, [])
+        target = next((e for e in reversed(vs) if e.level == top), None)
+        for i, (text, origin) in enumerate(zip(c.texts, c.origins)):
+            if top == 0:
+                kind = "target"
+            elif origin == 0:
+                kind = "draft"
+            elif target is not None:
+                kind = _kind_at(vs, origin, target.context_len + i, c.tokens[i])
+            else:
+                kind = "replacement"
+            spans.append((text, _category(origin, kind, label_names)))
+    return spans
+
+
+def legend_html(names, dark: bool = False) -> str:
+    """Small HTML legend: a swatch per level with its model name, plus the ✓ / ✗ key."""
+    fg = theme.text_color(dark)
+    chips = []
+    for lv, name in enumerate(names):
+        role = "target" if lv == len(names) - 1 and len(names) > 1 else ("drafter" if lv == 0 else "middle")
+        chips.append(
+            f'<span style="display:inline-flex;align-items:center;margin-right:14px;color:{fg}">'
+            f'<span style="width:14px;height:14px;border-radius:3px;margin-right:6px;'
+            f'background:{theme.level_color(lv)}"></span>L{lv} {html.escape(str(name))} ({role})</span>')
+    chips.append(f'<span style="color:{theme.ACCEPT_COLOR};margin-right:10px">{theme.ACCEPT_SYMBOL} accepted</span>'
+                 f'<span style="color:{theme.REJECT_COLOR}">{theme.REJECT_SYMBOL} rejected</span>')
+    return '<div class="hsd-legend" style="font-size:14px;line-height:1.8">' + "".join(chips) + "</div>"
