@@ -154,6 +154,26 @@ def expected_tokens_per_target_call(profile, chain: Sequence[int], buffers: Sequ
     return expected_output(buffers[-1], profile.alpha(chain[-2], chain[-1]))
 
 
+def expected_forwards_per_token(profile, chain: Sequence[int], buffers: Sequence[int]) -> list[float]:
+    """Model-predicted forward passes of each level per committed token, level 0 first.
+
+    Target rounds per token R_K = 1/E[O_K]; each round calls level K-1 once; a call of level i
+    runs E[N_i] rounds (one forward of M_i and one call of level i-1 each); a call of level 0
+    runs T_0 one-token forwards."""
+    chain, buffers = check_hierarchy(profile, chain, buffers)
+    k = len(chain) - 1
+    if k == 0:
+        return [1.0]
+    calls = 1.0 / expected_tokens_per_target_call(profile, chain, buffers)    # target rounds / token
+    forwards = [calls]
+    for i in range(k - 1, 0, -1):                 # calls of level i per token = calls above
+        rounds = calls * expected_rounds(buffers[i], buffers[i - 1], profile.alpha(chain[i - 1], chain[i]))
+        forwards.append(rounds)
+        calls = rounds                            # each round calls level i-1 once
+    forwards.append(calls * buffers[0])
+    return forwards[::-1]
+
+
 # --------------------------------------------------------------------------------------------
 # Monte Carlo simulation of the same policy
 # --------------------------------------------------------------------------------------------

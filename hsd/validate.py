@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from hsd.errors import ConfigError
-from hsd.latency import expected_tokens_per_target_call
+from hsd.latency import expected_forwards_per_token, expected_ms_per_token, expected_tokens_per_target_call
 from hsd.optimize import Plan, best_for_chain, best_single_draft, optimal_hierarchy, plan_for
 from hsd.profile import Profile
 
@@ -159,6 +159,14 @@ def validate(family, profile: Profile, *, prompts: Sequence[str] = VALIDATE_PROM
             edges.append({"drafter": plan.names[lv - 1], "verifier": plan.names[lv],
                           "block": plan.buffers[lv - 1],
                           "alpha_profile": profile.alpha(plan.chain[lv - 1], plan.chain[lv]), **stats})
+        # the same model fed the acceptance the traces show: separates acceptance error from cost error
+        acc = [list(row) for row in profile.acceptance]
+        for lv, e in enumerate(edges, start=1):
+            if e["alpha_iid"] == e["alpha_iid"]:
+                acc[plan.chain[lv - 1]][plan.chain[lv]] = e["alpha_iid"]
+        seen_alpha = Profile(list(profile.models), profile.cost_ms, acc, {})
+        forwards = [sum(t.summary().levels[lv].forward_passes - 1 for t in trs) / n_tokens
+                    for lv in range(k + 1)]                       # minus the prompt prefill
         rows.append({
             "role": c.role, "label": plan.label, "kind": plan.kind,
             "chain": list(plan.chain), "names": list(plan.names), "buffers": list(plan.buffers),
@@ -170,6 +178,9 @@ def validate(family, profile: Profile, *, prompts: Sequence[str] = VALIDATE_PROM
             "measured_speedup_vs_ar": ar_measured / measured,
             "predicted_tokens_per_target_call": expected_tokens_per_target_call(profile, plan.chain, plan.buffers),
             "measured_tokens_per_target_call": n_tokens / calls if calls else float("nan"),
+            "predicted_ms_per_token_with_measured_alpha": expected_ms_per_token(seen_alpha, plan.chain, plan.buffers),
+            "predicted_forwards_per_token": expected_forwards_per_token(profile, plan.chain, plan.buffers),
+            "measured_forwards_per_token": forwards,
             "edges": edges})
     errors = [abs(r["relative_error"]) for r in rows]
     return {"format": "hsd-validation/1", "models": list(profile.models), "rule": rule,
@@ -188,6 +199,12 @@ def format_report(report: dict) -> str:
                      f"{r['measured_ms_per_token']:>11.3f} {100 * r['relative_error']:>+7.1f}% "
                      f"{r['predicted_speedup_vs_ar']:>7.2f}× {r['measured_speedup_vs_ar']:>7.2f}× "
                      f"{r['predicted_tokens_per_target_call']:>13.2f} {r['measured_tokens_per_target_call']:>13.2f}")
+    lines.append("")
+    lines.append(f"{'hierarchy':<34} {'pred ms/tok with measured α':>28}   forwards/token per level: predicted | measured")
+    for r in report["rows"]:
+        fw = "  ".join(f"{p:.2f}|{m:.2f}" for p, m in zip(r["predicted_forwards_per_token"],
+                                                         r["measured_forwards_per_token"]))
+        lines.append(f"{r['label']:<34} {r['predicted_ms_per_token_with_measured_alpha']:>28.3f}   {fw}")
     lines.append(f"median |relative error|: {100 * report['median_abs_relative_error']:.1f}%   "
                  f"(predicted: model, i.i.d. acceptance; measured: wall clock, decode only, median of "
                  f"{report['prompts']}×{report['repeats']} runs; rule {report['rule']}, T={report['temperature']})")

@@ -131,3 +131,14 @@ def test_bad_hierarchies_raise_config_errors():
         expected_ms_per_token(prof, [0, 2], [0])
     with pytest.raises(ConfigError, match="outside"):
         expected_ms_per_token(prof, [0, 5], [2])
+
+
+def test_forwards_per_token_compose_to_the_expected_latency():
+    """Σ_levels forwards/token × cost per forward = ms/token (each level has one block length)."""
+    from hsd.latency import expected_forwards_per_token, model_cost
+    prof = random_profile(5, seed=31)
+    for chain, buffers in [([4], []), ([1, 4], [5]), ([0, 2, 4], [3, 6]), ([0, 1, 2, 3, 4], [2, 3, 4, 7])]:
+        fw = expected_forwards_per_token(prof, chain, buffers)
+        blocks = [1] + [b + 1 for b in buffers]
+        ms = sum(f * model_cost(prof, m, n) for f, m, n in zip(fw, chain, blocks))
+        assert ms == pytest.approx(expected_ms_per_token(prof, chain, buffers), rel=1e-12)
