@@ -21,7 +21,6 @@ from __future__ import annotations
 import itertools
 import json
 import statistics
-import sys
 from dataclasses import dataclass
 from typing import Callable, Sequence
 

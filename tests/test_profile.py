@@ -3,12 +3,15 @@ of tiny real models (costs positive, α = Σ min(p_i, p_j) matches a direct comp
 from __future__ import annotations
 
 import json
+import types
 
 import pytest
+import torch
 
 from hsd.errors import ConfigError
-from hsd.profile import Profile
+from hsd.profile import Profile, measure_profile
 from tests._profiles import random_profile
+from tests.tiny import tiny_family
 
 
 def test_profile_json_round_trip(tmp_path):
@@ -57,12 +60,6 @@ def test_loading_a_missing_or_broken_file_is_a_config_error(tmp_path):
 # --------------------------------------------------------------------------------------------
 # measuring on tiny real models
 # --------------------------------------------------------------------------------------------
-import types
-
-import torch
-
-from hsd.profile import measure_profile
-from tests.tiny import tiny_family
 
 
 def _family(n=3):
