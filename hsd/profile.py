@@ -280,7 +280,13 @@ def measure_profile(family, *, max_n: int = 17, repeats: int = 15, warmup: int =
         ctxs = [(list(c), 1) for c in contexts if len(c) >= 2]
     else:
         eos = getattr(family.tokenizer, "eos_token_id", None)
-        prompt_ids = [encode_prompt(family.tokenizer, p) for p in prompts]
+        # keep prompt + sampled context + the longest timed block inside every model's window
+        windows = [int(getattr(m.config, "max_position_embeddings", 0) or 0) for m in family.models]
+        room = min([w for w in windows if w] or [10 ** 9]) - context_tokens - max_n
+        if room < 1:
+            raise ConfigError(f"profile: context tokens ({context_tokens}) + max-n ({max_n}) do not fit "
+                              f"the models' {min(w for w in windows if w)}-token window")
+        prompt_ids = [encode_prompt(family.tokenizer, p)[-room:] for p in prompts]
         prompt_ids = [p for p in prompt_ids if p]
         if not prompt_ids:
             raise ConfigError("profile: every prompt encodes to zero tokens")

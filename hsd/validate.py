@@ -255,7 +255,12 @@ def run(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    path = args.profile or str(Path(__file__).resolve().parent.parent / "assets" / f"profile-{args.family}.json")
+    if args.profile:
+        path = args.profile
+    elif args.family.isidentifier():
+        path = str(Path(__file__).resolve().parent.parent / "assets" / f"profile-{args.family}.json")
+    else:
+        raise ConfigError("validate needs --profile PATH for a family given as folders or hub ids")
     if not Path(path).exists():
         raise ConfigError(f"no profile at {path}: measure one with "
                           f"`python -m hsd profile --family {args.family} --out {path}`")
