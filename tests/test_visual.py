@@ -124,8 +124,23 @@ def make_trace(rule: str = "hsd", temperature: float = 1.0, max_new_tokens: int 
     return _Sim(rule, temperature, seed=seed).run([3, 4, 5], max_new_tokens)
 
 
-def make_plan(n_models: int = 5, buffers=range(1, 17)) -> SimpleNamespace:
-    """A Plan-shaped object: layered (model, buffer) DAG with the attrs hsd/optimize.py promises."""
+def make_plan():
+    """A real optimiser plan (hsd/optimize.py) on a made-up 5-model profile: 65 nodes, 1600 arcs."""
+    from hsd.optimize import optimal_hierarchy
+    from hsd.profile import Profile
+
+    names = ["xs", "s", "m", "l", "xl"]
+    base_ms = [0.4, 1.2, 3.0, 8.0, 25.0]
+    cost_ms = {n: [b * (1 + 0.03 * k) for k in range(17)] for n, b in zip(names, base_ms)}
+    acc = [[1.0] * 5 for _ in range(5)]
+    for i in range(5):
+        for j in range(i + 1, 5):
+            acc[i][j] = acc[j][i] = min(0.95, 0.55 + 0.1 * i + 0.05 * (3 - (j - i)))
+    return optimal_hierarchy(Profile(models=names, cost_ms=cost_ms, acceptance=acc), max_buffer=16)
+
+
+def make_handmade_plan(n_models: int = 5, buffers=range(1, 17)) -> SimpleNamespace:
+    """A Plan-shaped object built by hand: layered (model, buffer) DAG with the documented attrs."""
     g = nx.DiGraph()
     target = ("target", n_models - 1)
     names = [f"m{i}" for i in range(n_models)]
@@ -393,7 +408,7 @@ def test_block_excess_derived_by_the_panel_equals_hsd_excess_on_the_same_block()
 
 def test_mass_balance_flags_the_lossy_variant():
     event = _target_events(make_trace("hsd-uncapped", seed=3))[0]
-    assert "LOSSY" in visual.figure_mass_balance(event).layout.title.text
+    assert "LOSSY" in visual.figure_mass_balance(event).layout.title.subtitle.text
 
 
 def test_mass_balance_of_a_greedy_verification_is_a_clear_message():
@@ -420,30 +435,49 @@ def _segments_of(trace_) -> set:
     return {((xs[i], ys[i]), (xs[i + 1], ys[i + 1])) for i in range(0, len(xs) - 1, 3)}
 
 
-def test_gsp_highlights_every_arc_of_the_optimal_path():
-    plan = make_plan()
+@pytest.mark.parametrize("make", [make_plan, make_handmade_plan])
+def test_gsp_highlights_every_arc_of_the_optimal_path(make):
+    plan = make()
     fig = visual.figure_gsp(plan)
     optimal = [t for t in fig.data if t.name == "optimal path"][0]
     pos = lambda n: (n[1], n[2] if n[0] == "draft" else 8.5)  # noqa: E731  (target at mid height)
-    expected = {(pos(u), pos(v)) for u, v in zip(plan.path[:-1], plan.path[1:])}
-    assert _segments_of(optimal) == expected
-    assert all(plan.graph.edges[u, v]["on_optimal"] for u, v in zip(plan.path[:-1], plan.path[1:]))
-    arrows = [a for a in fig.layout.annotations if a.showarrow]
-    assert len(arrows) == len(plan.path) - 1
+    arcs = list(zip(plan.path[:-1], plan.path[1:]))
+    assert _segments_of(optimal) == {(pos(u), pos(v)) for u, v in arcs}
+    assert all(plan.graph.edges[u, v]["on_optimal"] for u, v in arcs)
+    assert len([a for a in fig.layout.annotations if a.showarrow]) == len(arcs)
     labels = [a.text for a in fig.layout.annotations if not a.showarrow]
-    assert "T=4 · gain 2.50" in labels and "T=6 · gain 3.50" in labels
+    for u, v in arcs:
+        assert any(lab.startswith(f"T={u[2]} · ") for lab in labels)
+    nodes = [t for t in fig.data if t.mode == "markers"][0]
+    big = {(x, y) for x, y, size in zip(nodes.x, nodes.y, nodes.marker.size) if size > 10}
+    assert big == {pos(n) for n in plan.path}
+
+
+def test_gsp_labels_the_target_arc_with_tokens_per_call():
+    plan = make_plan()
+    u, v = plan.path[-2], plan.path[-1]
+    eo = 1 / plan.graph.edges[u, v]["gain"]
+    labels = [a.text for a in visual.figure_gsp(plan).layout.annotations]
+    assert f"T={u[2]} · {eo:.2f} tok/call" in labels
 
 
 def test_gsp_draws_only_a_light_subset_of_arcs_and_every_node():
     plan = make_plan()
     fig = visual.figure_gsp(plan)
-    context = [t for t in fig.data if t.name.startswith("cheapest incoming arc")][0]
+    context = [t for t in fig.data if t.name.startswith("best incoming arc")][0]
     n_nodes = plan.graph.number_of_nodes()
-    assert plan.graph.number_of_edges() > 1000
-    assert len(_segments_of(context)) <= n_nodes
+    assert plan.graph.number_of_edges() >= 1000
+    assert 0 < len(_segments_of(context)) <= n_nodes
     nodes = [t for t in fig.data if t.mode == "markers"][0]
     assert len(nodes.x) == n_nodes
     assert all("best cost" in h for h in nodes.hovertext)
+
+
+def test_gsp_context_arcs_realise_each_node_s_best_cost():
+    plan = make_plan()
+    g = plan.graph
+    for u, v in visual.gsp._context_arcs(g):
+        assert visual.gsp._arc_value(g, u, v) == pytest.approx(g.nodes[v]["best_cost_ms"])
 
 
 def test_gsp_outlines_the_current_hierarchy():
@@ -573,7 +607,8 @@ def example_figures(dark: bool) -> dict:
         "mass_balance_token": visual.figure_mass_balance(target(token_trace)[0], dark=dark),
         "mass_balance_lossy": visual.figure_mass_balance(target(lossy_trace)[0], id_to_text=vocab, dark=dark),
         "mass_balance_greedy": visual.figure_mass_balance(target(greedy_trace)[0], dark=dark),
-        "gsp": visual.figure_gsp(make_plan(), current={"chain": [0, 1, 4], "buffers": [3, 8]}, dark=dark),
+        "gsp": visual.figure_gsp(make_plan(), current={"chain": [0, 2, 4], "buffers": [3, 8]}, dark=dark),
+        "gsp_handmade": visual.figure_gsp(make_handmade_plan(), dark=dark),
         "exactness": visual.figure_exactness(make_lab(), dark=dark),
         "compare": visual.figure_compare(COMPARE, dark=dark),
     }

@@ -96,8 +96,9 @@ def figure_accept_map(trace, level: int | None = None, dark: bool = False, max_r
     fig.update_xaxes(title_text="draft position (+ = bonus token after a fully accepted block)", tickmode="linear", dtick=1,
                      showgrid=False, zeroline=False, range=[0.5, width + 0.5])
     fig.update_yaxes(autorange="reversed", showgrid=False, type="category")
-    drafter = f"L{level - 1}" + (f" ({names[level - 1]})" if level - 1 < len(names) else "")
-    title = f"Accept map · {drafter} drafts checked by L{level} ({names[level]}) · rule {events[-1].rule}"
+    drafter = f"L{level - 1}" + (f" ({theme.short_name(names[level - 1], 16)})" if level >= 1 else "")
+    title = (f"Accept map · {drafter} drafts checked by L{level} ({theme.short_name(names[level], 16)})"
+             f" · {events[-1].rule}")
     if len(events) > max_rows:
         title += f" · last {max_rows} of {len(events)}"
     return theme.apply(fig, dark=dark, height=theme.HEIGHT["accept_map"], title=title)

@@ -8,7 +8,7 @@ Reads a ``Plan`` (hsd/optimize.py) duck-typed: ``plan.graph`` is a ``networkx.Di
 (DESIGN §4), so every number here is model-predicted.
 
 Layout is a manual grid: x = model index (smallest left, target right), y = buffer.  Thousands
-of arcs would be unreadable, so only each node's cheapest incoming arc is drawn (faint), plus
+of arcs would be unreadable, so only each node's best incoming arc is drawn (faint), plus
 the optimal path (thick, arrows, labels) and the user's current hierarchy (outlined, dashed).
 """
 from __future__ import annotations
@@ -37,17 +37,26 @@ def _positions(graph) -> tuple[dict, float]:
     return pos, y_target
 
 
+def _arc_value(graph, u, v) -> float:
+    """Cost of node v when fed by u (hsd/optimize.py): gain·(C_u + cost_ms)."""
+    a = graph.edges[u, v]
+    return a.get("gain", 1.0) * (graph.nodes[u].get("best_cost_ms", 0.0) + a.get("cost_ms", 0.0))
+
+
 def _context_arcs(graph) -> list[tuple]:
-    """Each node's cheapest incoming arc by best_cost(lower)·gain + cost (a light subset)."""
+    """A light subset: for each node, the incoming arc that realises its best cost (none when the
+    node is best as the bottom level, i.e. its leaf cost wins)."""
     arcs = []
     for v in graph.nodes:
         preds = list(graph.predecessors(v))
         if not preds:
             continue
-        def key(u):
-            a = graph.edges[u, v]
-            return graph.nodes[u].get("best_cost_ms", 0.0) * a.get("gain", 1.0) + a.get("cost_ms", 0.0)
-        arcs.append((min(preds, key=key), v))
+        u = min(preds, key=lambda p: _arc_value(graph, p, v))
+        best = graph.nodes[v].get("best_cost_ms")
+        leaf = graph.nodes[v].get("leaf_cost_ms")
+        if leaf is not None and best is not None and leaf <= best * (1 + 1e-9):
+            continue
+        arcs.append((u, v))
     return arcs
 
 
@@ -96,7 +105,9 @@ def _path_annotations(fig, graph, path, pos, dark) -> None:
                            arrowcolor=theme.ACCEPT_COLOR, standoff=9, startstandoff=9)
         a = graph.edges[u, v] if graph.has_edge(u, v) else {}
         buf = graph.nodes[u].get("buffer")
-        label = f"T={buf}" + (f" · gain {a['gain']:.2f}" if "gain" in a else "")
+        label = f"T={buf}"
+        if a.get("gain"):   # into the target gain = 1/E[tokens per target call]; else calls per call
+            label += f" · {1 / a['gain']:.2f} tok/call" if v[0] == "target" else f" · ×{a['gain']:.2f} calls"
         fig.add_annotation(x=(x0 + x1) / 2, y=(y0 + y1) / 2, text=label, showarrow=False, yshift=12,
                            font=dict(size=12, color=theme.text_color(dark)),
                            bgcolor=theme.rgba(theme.background(dark)[:7], 0.8))
@@ -104,8 +115,9 @@ def _path_annotations(fig, graph, path, pos, dark) -> None:
 
 def figure_gsp(plan, current=None, dark: bool = False) -> go.Figure:
     """Optimiser graph: nodes (model, buffer) on a grid (x = model, y = buffer, colour = model's
-    level colour), faint context arcs (each node's cheapest incoming arc), the optimal path thick
-    green with arrows and 'T=buffer · gain' labels, the current hierarchy outlined with a dashed
+    level colour), faint context arcs (each node's best incoming arc), up to three runners-up
+    dotted, the optimal path thick green with arrows and labels (buffer T; calls per call, or
+    tokens per target call on the arc into the target), the current hierarchy outlined with a dashed
     line.  Hover a node for its best cost (model-predicted ms)."""
     graph = _attr(plan, "graph")
     if graph is None or graph.number_of_nodes() == 0:
@@ -115,12 +127,12 @@ def figure_gsp(plan, current=None, dark: bool = False) -> go.Figure:
     on_path = set(path)
     fig = go.Figure()
     xs, ys = _segments(_context_arcs(graph), pos)
-    fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="cheapest incoming arc (context)", hoverinfo="skip",
+    fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="best incoming arc (context)", hoverinfo="skip",
                              line=dict(width=0.8, color=theme.rgba(theme.muted_color(dark), 0.7))))
     for i, runner in enumerate((_attr(plan, "runners_up", []) or [])[:3]):
-        rpath = [n for n in (_attr(runner, "path", []) or []) if n in pos]
+        rpath = [n for n in (_attr(runner, "path", None) or _current_nodes(runner)) if n in pos]
         rx, ry = _segments(list(zip(rpath[:-1], rpath[1:])), pos)
-        fig.add_trace(go.Scatter(x=rx, y=ry, mode="lines", name="runners-up" if i == 0 else None, showlegend=i == 0,
+        fig.add_trace(go.Scatter(x=rx, y=ry, mode="lines", name="runners-up", showlegend=i == 0,
                                  legendgroup="runners", hoverinfo="skip",
                                  line=dict(width=1.8, dash="dot", color=theme.level_color(3))))
     cur = _current_nodes(current)
@@ -142,7 +154,7 @@ def figure_gsp(plan, current=None, dark: bool = False) -> go.Figure:
 def _axes(fig, graph, pos, dark) -> None:
     names = {}
     for n, a in graph.nodes(data=True):
-        names[a.get("model", n[1])] = a.get("name", f"model {n[1]}")
+        names[a.get("model", n[1])] = theme.short_name(a.get("name", f"model {n[1]}"), 16) + (" (target)" if n[0] == "target" else "")
     models = sorted(names)
     fig.update_xaxes(tickmode="array", tickvals=models, ticktext=[f"{m}: {names[m]}" for m in models],
                      range=[min(models) - 0.4, max(models) + 0.4], showgrid=False, zeroline=False,
@@ -159,7 +171,7 @@ def _title(plan) -> str:
     buffers = list(_attr(plan, "buffers", None) or [])
     ms = _attr(plan, "expected_ms_per_token")
     sp = _attr(plan, "speedup_vs_ar")
-    title = "Optimiser (GSP): " + " → ".join(map(str, names))
+    title = "Optimiser (GSP): " + " → ".join(theme.short_name(n, 14) for n in names)
     if buffers:
         title += f" · buffers {buffers}"
     if ms is not None:

@@ -118,6 +118,8 @@ def _balance_panel(fig, d, rule, level, dark):
     else:
         fig.add_trace(go.Bar(name="accept prob", x=nodes, y=d.get("accept_prob", []), marker_color=theme.ACCEPT_COLOR,
                              showlegend=False, hovertemplate="node %{x}: min(1,ρ) = %{y:.4f}<extra></extra>"), row=2, col=1)
+    if rule == "token":     # the token rule has no running ratio
+        return
     fig.add_trace(go.Scatter(name="c_t", x=nodes, y=c, mode="lines+markers", showlegend=False,
                              line=dict(color=theme.text_color(dark), dash="dot"), marker=dict(symbol="diamond", size=8),
                              hovertemplate="node %{x}: c = %{y:.4f}<extra></extra>"), row=2, col=1)
@@ -158,7 +160,7 @@ def figure_mass_balance(event, id_to_text: Callable[[int], str] | None = None, d
     d = _get(event, "diagnostics") or {}
     rule, level = _get(event, "rule", "?"), _get(event, "level", 1)
     n_acc, gamma = _get(event, "n_accepted", 0), len(_get(event, "proposed", ()))
-    head = f"round {_get(event, 'round', '?')} · L{level - 1} → L{level} · rule {rule} · kept {n_acc}/{gamma}"
+    head = f"round {_get(event, 'round', '?')} · L{level - 1} → L{level} · {rule} · kept {n_acc}/{gamma}"
     if d.get("greedy") or "nodes" not in d:
         marks = " ".join(_status(t, n_acc) for t in range(gamma))
         return theme.figure_empty(f"<b>{head}</b><br>{marks}<br>greedy: exact match check, no mass to balance "
@@ -166,7 +168,7 @@ def figure_mass_balance(event, id_to_text: Callable[[int], str] | None = None, d
     backward = "arriving" in d
     fig = make_subplots(rows=2, cols=3, specs=[[{"colspan": 3}, None, None], [{}, {}, {}]],
                         row_heights=[0.56, 0.44], vertical_spacing=0.2, horizontal_spacing=0.08,
-                        subplot_titles=("", "excess D (/) vs deficit E (·), c_t ◆" if rule != "token" else "min(1, ρ_t), c_t ◆",
+                        subplot_titles=("", "excess D (/) vs deficit E (·), c_t ◆" if rule != "token" else "accept prob min(1, ρ_t)",
                                         "flow: resampled / stepped back, — arriving" if backward else "flow: reject / pass on, — reach",
                                         "accept whole block"))
     _node_bars(fig, event, d, id_to_text, dark)
@@ -181,12 +183,12 @@ def figure_mass_balance(event, id_to_text: Callable[[int], str] | None = None, d
     fig.update_xaxes(tickfont=dict(size=11), tickangle=0, row=1, col=1)
     nxt = theme.escape_token(_get(event, "next_text", ""), 12)
     sym = theme.BONUS_SYMBOL if _get(event, "next_kind") == "bonus" else theme.REPLACE_SYMBOL
-    title = f"Branch mass balancing · {head}, then {sym} {nxt} ({_get(event, 'next_kind', '')})"
-    if d.get("lossy"):
-        title += " · LOSSY variant"
-    for ann in fig.layout.annotations:
-        ann.font = dict(size=13, color=theme.text_color(dark))
+    kind = {"token": "Token-wise rejection", "block": "Block verification"}.get(rule, "Branch mass balancing")
+    title = f"{kind} · {head}, then {sym} {nxt}"
     fig.update_layout(legend_traceorder="normal")
-    sub = ("A = capped target mass c_t·p_t" if rule != "token" else "A = target mass p_t") + \
-        ", B = draft mass q_t; top vocabulary entries per node, ▸ = the drafted token; node ✓ kept, ✗ rejected, · not reached"
+    sub = ("A = capped target c_t·p_t" if rule != "token" else "A = target p_t") + \
+        ", B = draft q_t (top entries per node) · ▸ drafted token · node ✓ kept ✗ rejected · not reached" \
+        f" · {theme.REPLACE_SYMBOL} replacement {theme.BONUS_SYMBOL} bonus"
+    if d.get("lossy"):
+        sub = "<b>LOSSY teaching variant</b> (uncapped joint ratio) · " + sub.replace(" (top entries per node)", "")
     return theme.apply(fig, dark=dark, height=theme.HEIGHT["mass_balance"], title=title, subtitle=sub)

@@ -72,13 +72,20 @@ def rgba(hex_color: str, alpha: float) -> str:
     return f"rgba({r},{g},{b},{alpha})"
 
 
+def short_name(name, max_chars: int = 22) -> str:
+    """A model name short enough for a lane label or title: hub ids lose their owner
+    ('HuggingFaceTB/SmolLM2-360M' → 'SmolLM2-360M'), local paths their folders; long names cut with '…'."""
+    s = str(name).rstrip("/").split("/")[-1] or str(name)
+    return s if len(s) <= max_chars else s[: max_chars - 1] + "…"
+
+
 def level_label(level: int, names=None, n_levels: int | None = None) -> str:
-    """'L2 target · name' / 'L0 · name' (names optional)."""
+    """'L2 target · name' / 'L0 · name' (names optional, shortened)."""
     label = f"L{level}"
     if n_levels is not None and level == n_levels - 1 and n_levels > 1:
         label += " target"
     if names is not None and level < len(names):
-        label += f" · {names[level]}"
+        label += f" · {short_name(names[level])}"
     return label
 
 

@@ -54,7 +54,7 @@ def _level_bars(trace, level: int, names: list[str]) -> go.Bar | None:
         y=[_lane(level, names)] * len(spans), base=[e.t_ms for e in spans],
         x=[max(e.dur_ms, 1e-3) for e in spans],
         marker=dict(color=theme.level_color(level), line=dict(width=0.5, color="rgba(0,0,0,0.35)")),
-        text=text, textposition="inside", insidetextanchor="middle", textfont=dict(color="#111111"),
+        text=text, textposition="inside", insidetextanchor="middle", textangle=0, textfont=dict(color="#111111"),
         hovertext=hover, hovertemplate="%{hovertext}<extra></extra>",
     )
 
@@ -80,7 +80,8 @@ def _commit_markers(trace, dark: bool) -> go.Scatter | None:
              f"{theme.escape_token(e.text, 60)}" for e in com]
     return go.Scatter(
         name="commit (target output)", x=[e.t_ms for e in com], y=[OUTPUT_LANE] * len(com),
-        mode="markers+text", text=[f"+{len(e.tokens)}" for e in com], textposition="top center",
+        mode="markers+text" if len(com) <= 40 else "markers", text=[f"+{len(e.tokens)}" for e in com],
+        textposition="top center",
         textfont=dict(size=11, color=theme.text_color(dark)),
         marker=dict(symbol="triangle-down", size=12, color=theme.text_color(dark)),
         hovertext=hover, hovertemplate="%{hovertext}<extra></extra>", cliponaxis=False,
