@@ -583,6 +583,55 @@ def test_every_figure_serialises_to_json_with_fixed_height_and_uirevision(dark):
 
 
 # ------------------------------------------------------------------------------------------
+# a trace from the REAL engine (tiny in-memory Llamas, tests/tiny.py)
+# ------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def engine_trace() -> Trace:
+    pytest.importorskip("transformers")
+    from hsd.engine import Hierarchy
+    from tests.tiny import tiny_family
+
+    models, tok = tiny_family(3, scale=3.0)
+    h = Hierarchy(models, tokenizer=tok, names=["d0", "d1", "tgt"], buffers=(2, 3), rules="hsd")
+    trace = Trace(events=list(h.stream("def f(x):", max_new_tokens=40, temperature=1.0, seed=3)))
+    return Trace.from_json(trace.to_json())          # what the app keeps in state / downloads
+
+
+def test_token_spans_of_a_real_engine_trace_follow_origins_and_verdicts(engine_trace):
+    spans = visual.token_spans(engine_trace)
+    committed = engine_trace.of_kind("committed")
+    assert len(spans) == len(engine_trace.token_ids) == sum(len(c.tokens) for c in committed)
+    origins = [o for c in committed for o in c.origins]
+    assert [int(c.split()[0][1:]) for _, c in spans] == origins
+    by_round = {}
+    for e in engine_trace.of_kind("verified"):
+        by_round.setdefault(e.round, []).append(e)
+    i = 0
+    for c in committed:
+        target = [e for e in by_round[c.round] if e.level == 2][-1]
+        cats = [cat for _, cat in spans[i: i + len(c.tokens)]]
+        i += len(c.tokens)
+        if len(c.tokens) == target.n_accepted + 1:              # not cut at EOS / budget
+            assert cats[-1] == f"L2 {target.next_kind}"
+        for tok, origin, cat in zip(c.tokens, c.origins, cats):
+            if origin == 1:
+                kinds = {e.next_kind for e in by_round[c.round] if e.level == 1 and e.next_token == tok}
+                assert cat.split()[1] in kinds
+    assert {c for _, c in spans} <= set(visual.TOKEN_COLOR_MAP)
+
+
+def test_every_figure_builds_from_a_real_engine_trace(engine_trace):
+    figs = [visual.figure_timeline(engine_trace), visual.figure_accept_map(engine_trace),
+            visual.figure_accept_map(engine_trace, level=1)]
+    figs += [visual.figure_mass_balance(e) for e in engine_trace.of_kind("verified")]
+    for fig in figs:
+        _json_ok(fig)
+    lanes = list(figs[0].layout.yaxis.categoryarray)
+    assert lanes == ["L0 · d0", "L1 · d1", "L2 target · tgt", "output"]
+
+
+# ------------------------------------------------------------------------------------------
 # example artifacts: python tests/test_visual.py  ->  artifacts/visual/*.html
 # ------------------------------------------------------------------------------------------
 

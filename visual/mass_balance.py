@@ -189,6 +189,8 @@ def figure_mass_balance(event, id_to_text: Callable[[int], str] | None = None, d
     sub = ("A = capped target c_t·p_t" if rule != "token" else "A = target p_t") + \
         ", B = draft q_t (top entries per node) · ▸ drafted token · node ✓ kept ✗ rejected · not reached" \
         f" · {theme.REPLACE_SYMBOL} replacement {theme.BONUS_SYMBOL} bonus"
+    for ann in fig.layout.annotations:      # subplot titles
+        ann.font = dict(size=13, color=theme.text_color(dark))
     if d.get("lossy"):
         sub = "<b>LOSSY teaching variant</b> (uncapped joint ratio) · " + sub.replace(" (top entries per node)", "")
     return theme.apply(fig, dark=dark, height=theme.HEIGHT["mass_balance"], title=title, subtitle=sub)

@@ -50,7 +50,7 @@ def _level_bars(trace, level: int, names: list[str]) -> go.Bar | None:
             else f"{len(e.tokens)} tok" for e in spans]
     hover = [_verify_hover(e) if e.kind == "verified" else _draft_hover(e) for e in spans]
     return go.Bar(
-        name=_lane(level, names), orientation="h",
+        name=_lane(level, names), orientation="h", showlegend=False,     # the lane label names it
         y=[_lane(level, names)] * len(spans), base=[e.t_ms for e in spans],
         x=[max(e.dur_ms, 1e-3) for e in spans],
         marker=dict(color=theme.level_color(level), line=dict(width=0.5, color="rgba(0,0,0,0.35)")),
