@@ -1,0 +1,462 @@
+"""The bundled offline model family: a BPE tokenizer and a stack of Llama models trained on the
+running Python's own standard library (present wherever Python is, so no download is needed).
+
+    python -m hsd.family train [--device cpu|cuda] [--out assets/family] [--work .cache/family-train]
+                               [--minutes-scale F]
+    python -m hsd.family card  [--family assets/family]
+
+Build, in order (each stage resumable; a finished stage is skipped on re-run):
+  1) corpus   — the stdlib ``.py`` files in sorted order; every ``HELDOUT_EVERY``-th file is held out.
+  2) tokenizer — byte-level BPE (``tokenizers``), ``<|endoftext|>`` between files.
+  3) target   — the largest model, trained from scratch on next-token cross-entropy with most of
+                the budget (AdamW, warmup + cosine LR, bf16 autocast on CPU).
+  4) drafts   — largest to smallest, each distilled toward the next larger model on the same
+                batches: ``KD_WEIGHT·KL(teacher ‖ student) + (1 − KD_WEIGHT)·CE`` at temperature 1
+                (the temperature acceptance is measured at).  Hinton et al. 2015 (arXiv 1503.02531).
+  5) export   — ``assets/family/<name>/`` (fp16 safetensors + config + tokenizer files in each
+                folder, so each folder loads alone) and ``assets/family/family.json``.
+
+Budgets in ``PLAN`` are wall-clock minutes (73 in all on 2 CPU cores; ``--minutes-scale`` scales
+them), so a build finishes on time on a busy machine; the number of steps it reached is recorded in
+``family.json``.  Batches are drawn from a generator seeded by (plan seed, stage, step), so a
+resumed run sees the same batches as an uninterrupted one; weights are reproducible given the
+same number of steps per stage.
+
+``card`` measures the exported family (held-out loss, pairwise acceptance, greedy agreement,
+forward cost, greedy continuations) and writes ``assets/family/README.md`` + ``card.json``.
+
+This module knows nothing of hierarchical decoding; it only makes models that share a tokenizer.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import sysconfig
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+EOS = "<|endoftext|>"
+HELDOUT_EVERY = 20          # file i is held out when i % HELDOUT_EVERY == HELDOUT_EVERY - 1
+KD_WEIGHT = 0.9             # weight of KL(teacher ‖ student); the rest is cross-entropy
+CHECKPOINT_EVERY_S = 180.0
+SKIP_DIR_NAMES = {"site-packages", "test", "tests", "idle_test", "__pycache__"}
+
+
+# --------------------------------------------------------------------------------------------
+# Plan
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelSpec:
+    """Shape of one family member (tied input/output embeddings)."""
+
+    name: str
+    hidden: int
+    layers: int
+    heads: int
+    ffn: int
+
+    def __post_init__(self):
+        if self.hidden % self.heads:
+            raise ValueError(f"{self.name}: hidden {self.hidden} not divisible by heads {self.heads}")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One training stage: ``teacher`` None = cross-entropy from scratch, else distillation.
+
+    The budget is wall-clock ``minutes`` (the cosine schedule runs over the fraction of it spent),
+    optionally capped at ``max_steps`` (whichever ends first; tests use steps)."""
+
+    spec: ModelSpec
+    minutes: float
+    lr: float
+    teacher: str | None = None
+    max_steps: int | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    vocab_size: int
+    context_tokens: int
+    batch_size: int
+    stages: tuple[Stage, ...]          # target first, then drafts largest → smallest
+    eval_windows: int = 48
+    seed: int = 1234
+    max_files: int | None = None       # corpus slice (tests)
+    warmup_steps: int = 60
+
+    @property
+    def names(self) -> list[str]:
+        """Smallest first, target last."""
+        return [s.spec.name for s in reversed(self.stages)]
+
+    def scaled(self, factor: float) -> "Plan":
+        return replace(self, stages=tuple(replace(s, minutes=s.minutes * factor)
+                                          for s in self.stages))
+
+
+XS = ModelSpec("hsd-family-xs", hidden=64, layers=1, heads=4, ffn=192)
+S = ModelSpec("hsd-family-s", hidden=128, layers=2, heads=4, ffn=384)
+M = ModelSpec("hsd-family-m", hidden=256, layers=3, heads=4, ffn=704)
+L = ModelSpec("hsd-family-l", hidden=384, layers=6, heads=6, ffn=1024)
+
+PLAN = Plan(
+    vocab_size=4096,
+    context_tokens=256,
+    batch_size=16,
+    stages=(
+        Stage(L, minutes=46, lr=2e-3),                    # ≈ 3.5 s/step alone on 2 cores
+        Stage(M, minutes=13, lr=3e-3, teacher=L.name),    # ≈ 1.4 s/step with its teacher
+        Stage(S, minutes=8, lr=3e-3, teacher=M.name),     # ≈ 0.5 s/step
+        Stage(XS, minutes=6, lr=4e-3, teacher=S.name),    # ≈ 0.4 s/step
+    ),
+)
+
+TINY_PLAN = Plan(  # for tests: seconds, not minutes
+    vocab_size=320,
+    context_tokens=32,
+    batch_size=4,
+    stages=(
+        Stage(ModelSpec("tiny-b", hidden=32, layers=2, heads=2, ffn=64), minutes=5, lr=3e-3,
+              max_steps=6),
+        Stage(ModelSpec("tiny-a", hidden=16, layers=1, heads=2, ffn=32), minutes=5, lr=3e-3,
+              teacher="tiny-b", max_steps=4),
+    ),
+    eval_windows=4,
+    max_files=40,
+    warmup_steps=2,
+)
+
+
+# --------------------------------------------------------------------------------------------
+# 1) corpus
+# --------------------------------------------------------------------------------------------
+def stdlib_dir() -> Path:
+    return Path(sysconfig.get_paths()["stdlib"])
+
+
+def corpus_files(root: Path | None = None, max_files: int | None = None) -> list[Path]:
+    """The stdlib's ``.py`` files (no tests, no site-packages), sorted by relative path."""
+    root = root or stdlib_dir()
+    files = sorted((p for p in root.rglob("*.py")
+                    if not SKIP_DIR_NAMES.intersection(p.relative_to(root).parts[:-1])),
+                   key=lambda p: p.relative_to(root).as_posix())
+    return files[:max_files] if max_files else files
+
+
+def split_files(files: list[Path]) -> tuple[list[Path], list[Path]]:
+    """(train, held_out): every HELDOUT_EVERY-th file is held out."""
+    held = [f for i, f in enumerate(files) if i % HELDOUT_EVERY == HELDOUT_EVERY - 1]
+    train = [f for i, f in enumerate(files) if i % HELDOUT_EVERY != HELDOUT_EVERY - 1]
+    return train, held
+
+
+def read_text(path: Path) -> str:
+    return path.read_text(encoding="utf-8", errors="replace")
+
+
+# --------------------------------------------------------------------------------------------
+# 2) tokenizer
+# --------------------------------------------------------------------------------------------
+def train_tokenizer(files: list[Path], vocab_size: int):
+    """Byte-level BPE with ``<|endoftext|>`` as id 0, wrapped as a ``PreTrainedTokenizerFast``."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    tok.train_from_iterator((read_text(f) for f in files), trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, bos_token=EOS,
+                                   pad_token=EOS, unk_token=None, model_max_length=None,
+                                   clean_up_tokenization_spaces=False)
+
+
+def encode_files(tokenizer, files: list[Path]) -> torch.Tensor:
+    """One long stream of token ids: file, EOS, file, EOS, ...  (int32)."""
+    eos = tokenizer.eos_token_id
+    ids: list[int] = []
+    for f in files:
+        ids.extend(tokenizer(read_text(f), add_special_tokens=False)["input_ids"])
+        ids.append(eos)
+    return torch.tensor(ids, dtype=torch.int32)
+
+
+def prepare_data(plan: Plan, work: Path, log) -> tuple[object, torch.Tensor, torch.Tensor]:
+    """Tokenizer + train/held-out token streams, cached under ``work``."""
+    from transformers import AutoTokenizer
+
+    tok_dir, data_path = work / "tokenizer", work / "tokens.pt"
+    files = corpus_files(max_files=plan.max_files)
+    train, held = split_files(files)
+    if not (tok_dir / "tokenizer.json").exists():
+        t0 = time.time()
+        tokenizer = train_tokenizer(train, plan.vocab_size)
+        tokenizer.save_pretrained(tok_dir)
+        log(f"tokenizer: {len(tokenizer)} tokens from {len(train)} files in {time.time() - t0:.1f}s")
+    tokenizer = AutoTokenizer.from_pretrained(tok_dir)
+    if not data_path.exists():
+        t0 = time.time()
+        data = {"train": encode_files(tokenizer, train), "held_out": encode_files(tokenizer, held),
+                "train_files": len(train), "held_out_files": len(held),
+                "train_bytes": sum(f.stat().st_size for f in train)}
+        torch.save(data, data_path)
+        log(f"corpus: {len(data['train'])} train / {len(data['held_out'])} held-out tokens "
+            f"({len(train)}/{len(held)} files) in {time.time() - t0:.1f}s")
+    data = torch.load(data_path)
+    return tokenizer, data["train"], data["held_out"]
+
+
+def sample_batch(stream: torch.Tensor, plan: Plan, stage_index: int, step: int) -> torch.Tensor:
+    """(batch, context+1) windows at offsets drawn from a generator seeded by (seed, stage, step)."""
+    g = torch.Generator().manual_seed(plan.seed * 1_000_003 + stage_index * 100_003 + step)
+    n = plan.context_tokens + 1
+    starts = torch.randint(0, len(stream) - n, (plan.batch_size,), generator=g)
+    return torch.stack([stream[s:s + n] for s in starts.tolist()]).long()
+
+
+def eval_windows(stream: torch.Tensor, plan: Plan) -> torch.Tensor:
+    """(eval_windows, context+1) evenly spaced held-out windows — the same for every model."""
+    n = plan.context_tokens + 1
+    count = min(plan.eval_windows, len(stream) // n)
+    stride = len(stream) // count
+    return torch.stack([stream[i * stride:i * stride + n] for i in range(count)]).long()
+
+
+# --------------------------------------------------------------------------------------------
+# 3–4) models and training
+# --------------------------------------------------------------------------------------------
+def make_config(spec: ModelSpec, plan: Plan, eos_id: int):
+    from transformers import LlamaConfig
+
+    return LlamaConfig(vocab_size=plan.vocab_size, hidden_size=spec.hidden,
+                       intermediate_size=spec.ffn, num_hidden_layers=spec.layers,
+                       num_attention_heads=spec.heads, num_key_value_heads=spec.heads,
+                       max_position_embeddings=plan.context_tokens, tie_word_embeddings=True,
+                       bos_token_id=eos_id, eos_token_id=eos_id, pad_token_id=eos_id,
+                       rope_theta=10000.0, attention_dropout=0.0)
+
+
+def progress(step: int, elapsed_s: float, stage: Stage) -> float:
+    """Fraction of the stage's budget spent: wall clock, or steps when capped (whichever is more)."""
+    frac = elapsed_s / (60.0 * stage.minutes)
+    if stage.max_steps:
+        frac = max(frac, step / stage.max_steps)
+    return min(1.0, frac)
+
+
+def lr_at(step: int, frac: float, stage: Stage, plan: Plan) -> float:
+    """Linear warmup over the first steps, then cosine decay to 10% of the peak over the budget."""
+    if step < plan.warmup_steps:
+        return stage.lr * (step + 1) / plan.warmup_steps
+    return stage.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def autocast(device: torch.device):
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def stage_loss(student, teacher, batch: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Cross-entropy from scratch, or KD_WEIGHT·KL(teacher ‖ student) + rest·CE."""
+    x, y = batch[:, :-1].to(device), batch[:, 1:].to(device)
+    with autocast(device):
+        logits = student(input_ids=x).logits.float()                       # (B, T, V)
+    ce = F.cross_entropy(logits.flatten(0, 1), y.flatten())
+    if teacher is None:
+        return ce
+    with torch.no_grad(), autocast(device):
+        t_logits = teacher(input_ids=x).logits.float()
+    kl = F.kl_div(F.log_softmax(logits, -1).flatten(0, 1), F.log_softmax(t_logits, -1).flatten(0, 1),
+                  log_target=True, reduction="batchmean")
+    return KD_WEIGHT * kl + (1 - KD_WEIGHT) * ce
+
+
+@torch.no_grad()
+def heldout_loss(model, windows: torch.Tensor, device: torch.device, bf16: bool = True,
+                 batch: int = 8) -> float:
+    """Mean next-token cross-entropy (nats/token) over the held-out windows."""
+    model.eval()
+    total, count = 0.0, 0
+    for i in range(0, len(windows), batch):
+        w = windows[i:i + batch].to(device)
+        if bf16:
+            with autocast(device):
+                logits = model(input_ids=w[:, :-1]).logits.float()
+        else:
+            logits = model(input_ids=w[:, :-1]).logits.float()
+        total += F.cross_entropy(logits.flatten(0, 1), w[:, 1:].flatten(), reduction="sum").item()
+        count += w[:, 1:].numel()
+    return total / count
+
+
+def save_atomic(obj, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def train_stage(stage: Stage, index: int, plan: Plan, work: Path, stream: torch.Tensor,
+                windows: torch.Tensor, device: torch.device, log) -> dict:
+    """Train (or resume, or skip) one stage; returns its stats and leaves ``work/<name>/final``."""
+    from transformers import AutoModelForCausalLM, LlamaForCausalLM
+
+    sdir = work / stage.spec.name
+    done_path = sdir / "done.json"
+    if done_path.exists():
+        log(f"[{stage.spec.name}] finished earlier — skipped")
+        return json.loads(done_path.read_text())
+    sdir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(plan.seed + index)
+    model = LlamaForCausalLM(make_config(stage.spec, plan, eos_id=0)).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=stage.lr, betas=(0.9, 0.95), weight_decay=0.1)
+    teacher = None
+    if stage.teacher:
+        teacher = AutoModelForCausalLM.from_pretrained(work / stage.teacher / "final",
+                                                       dtype=torch.float32).to(device).eval()
+    step, elapsed = 0, 0.0
+    ckpt_path = sdir / "ckpt.pt"
+    if ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        torch.set_rng_state(ckpt["rng"])
+        step, elapsed = ckpt["step"], ckpt["elapsed_s"]
+        log(f"[{stage.spec.name}] resumed at step {step} after {elapsed / 60:.1f} min")
+    n_params = sum(p.numel() for p in model.parameters())
+    log(f"[{stage.spec.name}] {n_params / 1e6:.2f}M params, {stage.minutes:.1f} min budget, "
+        f"{'distilled from ' + stage.teacher if teacher else 'from scratch'}")
+
+    model.train()
+    t_start, t_saved, ema = time.time() - elapsed, time.time(), None
+    while (frac := progress(step, time.time() - t_start, stage)) < 1.0:
+        # 1) one optimiser step on the batch for (stage, step)
+        lr = lr_at(step, frac, stage, plan)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        loss = stage_loss(model, teacher, sample_batch(stream, plan, index, step), device)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        ema = loss.item() if ema is None else 0.95 * ema + 0.05 * loss.item()
+        # 2) progress line
+        if step % 25 == 0:
+            spent = time.time() - t_start
+            log(f"[{stage.spec.name}] step {step} loss {ema:.3f} lr {lr:.2e} "
+                f"{spent / 60:.1f}/{stage.minutes:.1f} min ({spent / step:.2f} s/step)")
+        # 3) checkpoint every few minutes
+        if time.time() - t_saved > CHECKPOINT_EVERY_S:
+            save_atomic({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                         "rng": torch.get_rng_state(), "step": step,
+                         "elapsed_s": time.time() - t_start}, ckpt_path)
+            t_saved = time.time()
+
+    # 4) evaluate, save, mark done
+    wall_s = time.time() - t_start
+    loss = heldout_loss(model, windows, device)
+    model.save_pretrained(sdir / "final")
+    stats = {"name": stage.spec.name, "params": n_params, **asdict(stage.spec), "steps": step,
+             "train_tokens": step * plan.batch_size * plan.context_tokens,
+             "train_seconds": round(wall_s, 1), "teacher": stage.teacher,
+             "heldout_loss_bf16": round(loss, 4), "device": device.type}
+    done_path.write_text(json.dumps(stats, indent=2))
+    ckpt_path.unlink(missing_ok=True)
+    log(f"[{stage.spec.name}] done in {wall_s / 60:.1f} min, held-out loss {loss:.3f}")
+    return stats
+
+
+# --------------------------------------------------------------------------------------------
+# 5) export
+# --------------------------------------------------------------------------------------------
+def export_family(plan: Plan, work: Path, out: Path, tokenizer, stats: dict[str, dict],
+                  corpus: dict) -> None:
+    """fp16 safetensors + config + generation config + tokenizer in each folder; family.json."""
+    from transformers import AutoModelForCausalLM, GenerationConfig
+
+    out.mkdir(parents=True, exist_ok=True)
+    eos = tokenizer.eos_token_id
+    for name in plan.names:
+        model = AutoModelForCausalLM.from_pretrained(work / name / "final", dtype=torch.float32)
+        model.generation_config = GenerationConfig(bos_token_id=eos, eos_token_id=eos,
+                                                   pad_token_id=eos, do_sample=False,
+                                                   max_new_tokens=64)
+        model.to(torch.float16).save_pretrained(out / name, safe_serialization=True)
+        set_default_dtype(out / name / "config.json", "float32")
+        tokenizer.model_max_length = plan.context_tokens
+        tokenizer.save_pretrained(out / name)
+    meta = {"names": plan.names, "target": plan.names[-1], "tokenizer": "byte-level BPE",
+            "vocab_size": plan.vocab_size, "context_tokens": plan.context_tokens,
+            "eos_token": EOS, "python": sys.version.split()[0], "corpus": corpus,
+            "heldout_every": HELDOUT_EVERY, "seed": plan.seed,
+            "models": [stats[n] for n in plan.names]}
+    (out / "family.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def set_default_dtype(config_path: Path, dtype: str) -> None:
+    """Weights are stored fp16 (half the bytes); the config asks for fp32 so that a plain
+    ``from_pretrained(folder)`` on CPU upcasts instead of running slow fp16 kernels."""
+    config = json.loads(config_path.read_text())
+    config["dtype"] = dtype
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def train_family(plan: Plan, out: Path, work: Path, device: str = "cpu", log=print) -> dict:
+    """Steps 1–5; resumable.  Returns the family.json contents."""
+    dev = torch.device(device)
+    work.mkdir(parents=True, exist_ok=True)
+    tokenizer, train, held = prepare_data(plan, work, log)
+    windows = eval_windows(held, plan)
+    stats = {}
+    for index, stage in enumerate(plan.stages):
+        stats[stage.spec.name] = train_stage(stage, index, plan, work, train, windows, dev, log)
+    corpus = {"source": "Python standard library .py files", "train_tokens": len(train),
+              "heldout_tokens": len(held), "max_files": plan.max_files}
+    export_family(plan, work, out, tokenizer, stats, corpus)
+    log(f"exported {', '.join(plan.names)} to {out}")
+    return json.loads((out / "family.json").read_text())
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hsd.family", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    tr = sub.add_parser("train", help="build (or resume) the bundled family")
+    tr.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    tr.add_argument("--out", type=Path, default=Path("assets/family"))
+    tr.add_argument("--work", type=Path, default=Path(".cache/family-train"))
+    tr.add_argument("--minutes-scale", type=float, default=1.0,
+                    help="scale every stage's wall-clock budget (1.0 = 73 min in all)")
+    tr.add_argument("--tiny", action="store_true", help="the seconds-long test plan")
+    cd = sub.add_parser("card", help="measure the exported family and write its model card")
+    cd.add_argument("--family", type=Path, default=Path("assets/family"))
+    cd.add_argument("--work", type=Path, default=Path(".cache/family-train"))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(2)
+    if args.command == "train":
+        plan = (TINY_PLAN if args.tiny else PLAN).scaled(args.minutes_scale)
+
+        def log(msg: str) -> None:
+            print(f"{time.strftime('%H:%M:%S')} {msg}", flush=True)
+
+        train_family(plan, args.out, args.work, args.device, log)
+        return 0
+    from hsd.family_card import write_card
+    write_card(args.family)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

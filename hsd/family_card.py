@@ -1,0 +1,250 @@
+"""Measure an exported family and write its model card (``python -m hsd.family card``).
+
+Everything in ``assets/family/README.md`` comes from here, none of it by hand:
+  - held-out loss (nats/token) and per-token perplexity on the held-out stdlib files;
+  - the pairwise acceptance matrix α[i][j] = E_ctx[Σ_v min(p_i(v|ctx), p_j(v|ctx))] at
+    temperature 1 (Leviathan et al. 2023, arXiv 2211.17192, §3.1: the expected acceptance of one
+    drafted token), and greedy agreement (argmaxes equal), both on the same held-out contexts;
+  - CPU forward cost: median ms of a 1-token forward on a warm ``DynamicCache`` of 128 tokens,
+    2 threads, fp32, models interleaved so that machine noise hits all of them alike;
+  - greedy continuations of a few prompts.
+
+Training facts (steps, tokens, wall time) are read from ``family.json``, written by the build.
+This module knows nothing of the engine; it only needs ``hsd.family`` (corpus split) and
+``hsd.models`` (loading).
+"""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+PROMPTS = ["def fibonacci(n):\n", "class Stack:\n", "import os\n", "def read_config(path):\n"]
+CACHE_TOKENS = 128
+COST_REPEATS = 60
+CARD_WINDOWS = 48
+
+
+def heldout_windows(tokenizer, n_windows: int, length: int,
+                    max_files: int | None = None) -> torch.Tensor:
+    """(n, length) evenly spaced windows of the held-out stdlib files (the build's split)."""
+    from hsd.family import corpus_files, encode_files, split_files
+
+    _, held = split_files(corpus_files(max_files=max_files))
+    stream = encode_files(tokenizer, held)
+    count = min(n_windows, len(stream) // length)
+    stride = len(stream) // count
+    return torch.stack([stream[i * stride:i * stride + length] for i in range(count)]).long()
+
+
+@torch.no_grad()
+def measure_pairs(models: list, windows: torch.Tensor, vocab: int, batch: int = 8) -> dict:
+    """Held-out loss per model, α[i][j] and greedy agreement[i][j] (i < j) over all positions."""
+    k = len(models)
+    loss_sum = [0.0] * k
+    overlap = [[0.0] * k for _ in range(k)]
+    agree = [[0.0] * k for _ in range(k)]
+    positions = 0
+    for start in range(0, len(windows), batch):
+        w = windows[start:start + batch]
+        x, y = w[:, :-1], w[:, 1:]
+        logits = [m(input_ids=x.to(m.device)).logits[..., :vocab].float().cpu().flatten(0, 1)
+                  for m in models]                                               # k × (B·T, V)
+        probs = [F.softmax(lg, -1) for lg in logits]
+        argmax = [lg.argmax(-1) for lg in logits]
+        for i in range(k):
+            loss_sum[i] += F.cross_entropy(logits[i], y.flatten(), reduction="sum").item()
+            for j in range(i + 1, k):
+                overlap[i][j] += torch.minimum(probs[i], probs[j]).sum().item()
+                agree[i][j] += (argmax[i] == argmax[j]).sum().item()
+        positions += y.numel()
+    loss = [s / positions for s in loss_sum]
+    alpha = [[overlap[i][j] / positions if i < j else None for j in range(k)] for i in range(k)]
+    greedy = [[agree[i][j] / positions if i < j else None for j in range(k)] for i in range(k)]
+    return {"positions": positions, "heldout_loss": loss, "acceptance": alpha,
+            "greedy_agreement": greedy}
+
+
+@torch.no_grad()
+def forward_cost_ms(models: list, repeats: int = COST_REPEATS, warmup: int = 10) -> list[float]:
+    """Median ms of one 1-token forward on a warm DynamicCache of CACHE_TOKENS, interleaved."""
+    from transformers import DynamicCache
+
+    g = torch.Generator().manual_seed(0)
+    times: list[list[float]] = [[] for _ in models]
+    states = []
+    for m in models:
+        prefix = torch.randint(1, m.config.vocab_size, (1, CACHE_TOKENS), generator=g)
+        cache = DynamicCache(config=m.config)
+        m(input_ids=prefix, past_key_values=cache, use_cache=True)
+        states.append(cache)
+    token = torch.tensor([[1]])
+    for rep in range(warmup + repeats):
+        for i, (m, cache) in enumerate(zip(models, states)):
+            t0 = time.perf_counter()
+            m(input_ids=token, past_key_values=cache, use_cache=True)
+            elapsed_ms = (time.perf_counter() - t0) * 1e3
+            cache.crop(-1)          # transformers 5.x: a negative count drops that many tokens
+            if rep >= warmup:
+                times[i].append(elapsed_ms)
+    return [statistics.median(t) for t in times]
+
+
+@torch.no_grad()
+def continuations(model, tokenizer, prompts=PROMPTS, max_new_tokens: int = 48) -> list[str]:
+    """Greedy continuations (prompt included)."""
+    out = []
+    for prompt in prompts:
+        ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
+        gen = model.generate(ids, max_new_tokens=max_new_tokens, do_sample=False,
+                             eos_token_id=tokenizer.eos_token_id,
+                             pad_token_id=tokenizer.eos_token_id)
+        out.append(tokenizer.decode(gen[0], skip_special_tokens=True))
+    return out
+
+
+def measure(family_dir: Path) -> dict:
+    """All card numbers for the family in ``family_dir``."""
+    from hsd.models import load_family
+
+    meta = json.loads((family_dir / "family.json").read_text())
+    family = load_family([str(family_dir / n) for n in meta["names"]], device="cpu",
+                         dtype=torch.float32)
+    windows = heldout_windows(family.tokenizer, CARD_WINDOWS, meta["context_tokens"] + 1,
+                              meta["corpus"].get("max_files"))
+    t0 = time.time()
+    pairs = measure_pairs(family.models, windows, family.vocab_size)
+    costs = forward_cost_ms(family.models)
+    return {
+        "names": family.names,
+        "threads": torch.get_num_threads(),
+        "heldout_windows": len(windows), "window_tokens": meta["context_tokens"] + 1,
+        **pairs,
+        "perplexity": [math.exp(x) for x in pairs["heldout_loss"]],
+        "forward_ms": costs,
+        "continuations": {"target": continuations(family.models[-1], family.tokenizer),
+                          "smallest": continuations(family.models[0], family.tokenizer)},
+        "measure_seconds": round(time.time() - t0, 1),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Rendering
+# --------------------------------------------------------------------------------------------
+def _matrix(names: list[str], m: list[list], fmt: str = "{:.3f}") -> str:
+    head = "| drafter ↓ / verifier → | " + " | ".join(names[1:]) + " |"
+    rule = "|---|" + "---|" * (len(names) - 1)
+    rows = []
+    for i, name in enumerate(names[:-1]):
+        cells = [fmt.format(m[i][j]) if m[i][j] is not None else "" for j in range(1, len(names))]
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join([head, rule, *rows])
+
+
+def quality_checks(card: dict) -> list[tuple[str, bool]]:
+    """The bar the family promises, as (claim, holds) pairs."""
+    loss, alpha, k = card["heldout_loss"], card["acceptance"], len(card["names"])
+    return [
+        ("held-out loss falls strictly with size",
+         all(loss[i] > loss[i + 1] for i in range(k - 1))),
+        ("for every verifier, acceptance rises with drafter size",
+         all(alpha[i][j] < alpha[i + 1][j] for j in range(k) for i in range(j - 1))),
+        ("adjacent pairs have α ≥ 0.8", all(alpha[i][i + 1] >= 0.8 for i in range(k - 1))),
+    ]
+
+
+def render_card(meta: dict, card: dict) -> str:
+    names = card["names"]
+    models = {m["name"]: m for m in meta["models"]}
+    lines = [
+        "# HSD Explorer bundled family: `" + "`, `".join(names) + "`",
+        "",
+        f"{len(names)} Llama causal LMs (smallest first, `{names[-1]}` is the target) trained by "
+        "this project on the `.py` files of the Python standard library "
+        f"(Python {meta['python']}, PSF license), sharing one byte-level BPE tokenizer of "
+        f"{meta['vocab_size']} tokens (`{meta['eos_token']}` between files). Context length "
+        f"{meta['context_tokens']} tokens. Weights are stored fp16 (safetensors); each folder's "
+        "config asks for fp32, so a plain `from_pretrained(folder)` upcasts on CPU. Each folder "
+        "holds its own tokenizer and loads alone.",
+        "",
+        "Rebuild: `python -m hsd.family train` (resumable, ≈75 min on 2 CPU cores); "
+        "re-measure and rewrite this card: `python -m hsd.family card`. Load: "
+        "`hsd.models.load_family(\"bundled\")`.",
+        "",
+        "## Models",
+        "",
+        "| model | params | layers | width | heads | FFN | trained as | steps | training tokens "
+        "| train time | held-out loss (nats/token) | per-token perplexity | 1-token forward (ms) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for i, n in enumerate(names):
+        m = models[n]
+        how = f"distilled from `{m['teacher']}`" if m["teacher"] else "from scratch (CE)"
+        lines.append(
+            f"| `{n}` | {m['params'] / 1e6:.2f}M | {m['layers']} | {m['hidden']} | {m['heads']} "
+            f"| {m['ffn']} | {how} | {m['steps']} | {m['train_tokens'] / 1e6:.2f}M "
+            f"| {m['train_seconds'] / 60:.1f} min | {card['heldout_loss'][i]:.3f} "
+            f"| {card['perplexity'][i]:.2f} | {card['forward_ms'][i]:.2f} |")
+    corpus = meta["corpus"]
+    lines += [
+        "",
+        f"Corpus: {corpus['train_tokens'] / 1e6:.2f}M training tokens; every "
+        f"{meta['heldout_every']}th file (sorted by path) is held out "
+        f"({corpus['heldout_tokens'] / 1e3:.0f}k tokens). Held-out numbers below use "
+        f"{card['heldout_windows']} evenly spaced windows of {card['window_tokens']} tokens "
+        f"({card['positions']} predicted positions), fp32. Training ran with bf16 autocast, "
+        "AdamW (β=0.9/0.95, weight decay 0.1), linear warmup then cosine decay over a wall-clock "
+        "budget per model; drafts were distilled toward the next larger model on the same "
+        "batches with 0.9·KL(teacher‖student) + 0.1·CE at temperature 1.",
+        "",
+        "Forward cost: median of "
+        f"{COST_REPEATS} one-token forwards on a warm `DynamicCache` of {CACHE_TOKENS} tokens, "
+        f"fp32, {card['threads']} CPU threads, models interleaved. Wall-clock times on shared "
+        "cores vary 10–25% run to run.",
+        "",
+        "## Pairwise acceptance α[i][j] = E_ctx[Σ_v min(p_i, p_j)] (temperature 1, held-out contexts)",
+        "",
+        "The expected probability that verifier j accepts one token drafted by i "
+        "(Leviathan et al. 2023).",
+        "",
+        _matrix(names, card["acceptance"]),
+        "",
+        "## Greedy agreement (fraction of positions where the argmaxes agree)",
+        "",
+        _matrix(names, card["greedy_agreement"]),
+        "",
+        "## Quality bar",
+        "",
+    ]
+    for claim, holds in quality_checks(card):
+        lines.append(f"- {'✅' if holds else '❌ NOT MET:'} {claim}")
+    lines += ["", "## Greedy continuations (48 new tokens, no sampling)", ""]
+    for label, key in ((f"target `{names[-1]}`", "target"), (f"smallest `{names[0]}`", "smallest")):
+        lines += [f"### {label}", ""]
+        for text in card["continuations"][key]:
+            lines += ["```python", text.rstrip("\n"), "```", ""]
+    lines += [
+        "## Limits",
+        "",
+        "These are tiny models trained for minutes on ~3M tokens of one codebase: they continue "
+        "Python in the style of the standard library (indentation, docstrings, plausible names) "
+        "but do not write correct programs, and greedy decoding of the smaller ones repeats "
+        "itself. They exist so that hierarchical speculative decoding can be demonstrated and "
+        "measured offline; acceptance between real model families is usually lower.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_card(family_dir: Path) -> dict:
+    """Measure, then write ``README.md`` and ``card.json`` into ``family_dir``."""
+    meta = json.loads((family_dir / "family.json").read_text())
+    card = measure(family_dir)
+    (family_dir / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+    (family_dir / "README.md").write_text(render_card(meta, card))
+    return card
