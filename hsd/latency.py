@@ -33,7 +33,10 @@ T_i" (overshoot) policy would make the hand-up size random and break this.
 
 Costs: ``c_j(n)`` is ``profile.cost_ms[name_j][n-1]`` for n = 1..N; beyond N we extrapolate
 linearly from the last two measured points (a forward's cost grows ~linearly in n once the
-per-call overhead is paid); never below the last measured value.
+per-call overhead is paid); never below the last measured value.  When the profile also holds
+engine overheads (``Profile.overhead_ms``: the rule's time per verification of γ drafts ``v(γ)``,
+the sampling time per draft token ``s``), a drafting step costs ``c(1) + s`` and a verification
+``c(γ+1) + v(γ)``; without them (the default) the formulas above hold verbatim.
 
 This module knows nothing of models or tensors; it reads a ``Profile``.
 """
@@ -96,8 +99,18 @@ def cost_at(costs_ms: Sequence[float], n_tokens: int) -> float:
 
 
 def model_cost(profile, model: int, n_tokens: int) -> float:
-    """c_model(n) in ms."""
+    """c_model(n) in ms: one forward over ``n_tokens`` new tokens."""
     return cost_at(profile.cost_ms[profile.models[model]], n_tokens)
+
+
+def draft_step_cost(profile, model: int) -> float:
+    """ms of one token-by-token sampling step: c(1) + the profile's sampling overhead (if any)."""
+    return model_cost(profile, model, 1) + profile.draft_overhead_ms()
+
+
+def verify_cost(profile, model: int, gamma: int) -> float:
+    """ms of one verification of γ drafts: c(γ+1) + the profile's rule overhead v(γ) (if any)."""
+    return model_cost(profile, model, gamma + 1) + profile.verify_overhead_ms(gamma)
 
 
 def check_hierarchy(profile, chain: Sequence[int], buffers: Sequence[int]) -> tuple[list[int], list[int]]:
@@ -127,11 +140,11 @@ def level_costs_ms(profile, chain: Sequence[int], buffers: Sequence[int]) -> lis
     costs: list[float] = []
     for i in range(len(buffers)):
         if i == 0:
-            costs.append(buffers[0] * model_cost(profile, chain[0], 1))
+            costs.append(buffers[0] * draft_step_cost(profile, chain[0]))
             continue
         alpha = profile.alpha(chain[i - 1], chain[i])
         rounds = expected_rounds(buffers[i], buffers[i - 1], alpha)
-        costs.append(rounds * (costs[-1] + model_cost(profile, chain[i], buffers[i - 1] + 1)))
+        costs.append(rounds * (costs[-1] + verify_cost(profile, chain[i], buffers[i - 1])))
     return costs
 
 
@@ -139,10 +152,10 @@ def expected_ms_per_token(profile, chain: Sequence[int], buffers: Sequence[int])
     """Model-predicted expected ms per committed token of the hierarchy (OUR derivation)."""
     chain, buffers = check_hierarchy(profile, chain, buffers)
     if len(chain) == 1:
-        return model_cost(profile, chain[0], 1)
+        return draft_step_cost(profile, chain[0])
     below = level_costs_ms(profile, chain, buffers)[-1]
     gamma = buffers[-1]
-    round_ms = below + model_cost(profile, chain[-1], gamma + 1)
+    round_ms = below + verify_cost(profile, chain[-1], gamma)
     return round_ms / expected_output(gamma, profile.alpha(chain[-2], chain[-1]))
 
 
@@ -186,10 +199,10 @@ def simulate(profile, chain: Sequence[int], buffers: Sequence[int], n_tokens: in
     rng = random.Random(seed)
     k = len(chain) - 1
     if k == 0:
-        return model_cost(profile, chain[0], 1)
+        return draft_step_cost(profile, chain[0])
     alphas = [profile.alpha(chain[i - 1], chain[i]) for i in range(1, k + 1)]
-    verify_ms = [model_cost(profile, chain[i], buffers[i - 1] + 1) for i in range(1, k + 1)]
-    draft_ms = model_cost(profile, chain[0], 1)
+    verify_ms = [verify_cost(profile, chain[i], buffers[i - 1]) for i in range(1, k + 1)]
+    draft_ms = draft_step_cost(profile, chain[0])
 
     def round_output(gamma: int, alpha: float) -> int:
         accepted = 0

@@ -18,10 +18,11 @@ Graph convention (``Plan.graph``, drawn by ``visual/``):
 - nodes ``("draft", model, buffer)`` — that model used as a draft level handing up ``buffer``
   tokens — and ``("target", K)``; attrs ``model`` (int), ``name`` (str), ``buffer`` (int|None),
   ``best_cost_ms`` (best expected ms of one call of that node with the best sub-hierarchy below it;
-  at the target: the best ms per committed token), ``leaf_cost_ms`` (``buffer·c_m(1)``, the cost
+  at the target: the best ms per committed token), ``leaf_cost_ms`` (``buffer·c_m(1)`` (+ sampling overhead), the cost
   when the node is the bottom level; None at the target), ``on_optimal`` (bool);
 - arcs from the lower node to the upper node (drafter → verifier); attrs ``cost_ms`` (the upper
-  level's verify cost ``c_upper(T_below+1)``), ``gain`` (E[rounds of the upper level per call of
+  level's verify cost ``c_upper(T_below+1)``, plus the rule overhead ``v(T_below)`` when the profile
+  has one), ``gain`` (E[rounds of the upper level per call of
   it] = how many times the lower node is called per call of the upper node; on arcs INTO THE
   TARGET it is ``1/E[O]`` so that ``gain·(C_below + cost_ms)`` is ms per committed token),
   ``on_optimal`` (bool).
@@ -38,7 +39,8 @@ from typing import Sequence
 import networkx as nx
 
 from hsd.errors import ConfigError
-from hsd.latency import expected_ms_per_token, expected_output, model_cost, rounds_table
+from hsd.latency import (draft_step_cost, expected_ms_per_token, expected_output, rounds_table,
+                         verify_cost)
 from hsd.profile import Profile
 
 
@@ -88,7 +90,7 @@ class Plan:
 def plan_for(profile: Profile, chain: Sequence[int], buffers: Sequence[int]) -> Plan:
     """A ``Plan`` (no graph, no runners-up) for a given hierarchy."""
     ms = expected_ms_per_token(profile, chain, buffers)
-    ar = model_cost(profile, chain[-1], 1)
+    ar = draft_step_cost(profile, chain[-1])
     return Plan(chain=tuple(int(c) for c in chain), names=tuple(profile.models[c] for c in chain),
                 buffers=tuple(int(b) for b in buffers), expected_ms_per_token=ms, speedup_vs_ar=ar / ms)
 
@@ -117,15 +119,15 @@ def best_for_chain(profile: Profile, chain: Sequence[int], max_buffer: int = 16)
     plan_for(profile, chain, [1] * (len(chain) - 1))                 # validates the chain
     b_max = max_buffer
     # level 0: C(T) = T·c(1); back-pointers hold the buffers chosen below
-    best = {t: (t * model_cost(profile, chain[0], 1), (t,)) for t in range(1, b_max + 1)}
+    best = {t: (t * draft_step_cost(profile, chain[0]), (t,)) for t in range(1, b_max + 1)}
     for lo, hi in zip(chain[:-2], chain[1:-1]):
         alpha = profile.alpha(lo, hi)
         tables = {t_lo: rounds_table(b_max, t_lo, alpha) for t_lo in range(1, b_max + 1)}
-        best = {t: min(((tables[t_lo][t] * (c + model_cost(profile, hi, t_lo + 1)), bufs + (t,))
+        best = {t: min(((tables[t_lo][t] * (c + verify_cost(profile, hi, t_lo)), bufs + (t,))
                         for t_lo, (c, bufs) in best.items()), key=lambda x: x[0])
                 for t in range(1, b_max + 1)}
     alpha = profile.alpha(chain[-2], chain[-1])
-    ms, buffers = min((((c + model_cost(profile, chain[-1], t + 1)) / expected_output(t, alpha), bufs)
+    ms, buffers = min((((c + verify_cost(profile, chain[-1], t)) / expected_output(t, alpha), bufs)
                        for t, (c, bufs) in best.items()), key=lambda x: x[0])
     plan = plan_for(profile, chain, buffers)
     return plan
@@ -159,8 +161,10 @@ def optimal_hierarchy(profile: Profile, max_buffer: int = 16, top: int = 8,
     if not isinstance(top, int) or top < 1:
         raise ConfigError(f"top must be a whole number ≥ 1, got {top!r}")
     k, b_max = profile.target, max_buffer
-    cost = [[0.0] + [model_cost(profile, m, n) for n in range(1, b_max + 2)] for m in range(k + 1)]
+    step = [draft_step_cost(profile, m) for m in range(k + 1)]                    # one sampled token
+    cost = [[0.0] + [verify_cost(profile, m, g) for g in range(1, b_max + 1)] for m in range(k + 1)]
 
+    # cost[m][γ]: one verification of γ drafts by m; step[m]: one sampled token of m
     # 1) k-best values per draft node, models in increasing order (a DAG: arcs go up in model)
     #    best[m][T] = sorted [(C, back)], back = None (bottom level) or (m', T', rank)
     best: list[list[list[tuple[float, tuple | None]]]] = []
@@ -171,22 +175,22 @@ def optimal_hierarchy(profile: Profile, max_buffer: int = 16, top: int = 8,
             alpha = profile.alpha(lo, m)
             gains[lo, m] = [[]] + [rounds_table(b_max, t_lo, alpha) for t_lo in range(1, b_max + 1)]
         for t in range(1, b_max + 1):
-            cands = [(t * cost[m][1], None)]
+            cands = [(t * step[m], None)]
             for lo in range(m):
                 for t_lo in range(1, b_max + 1):
-                    g, arc = gains[lo, m][t_lo][t], cost[m][t_lo + 1]
+                    g, arc = gains[lo, m][t_lo][t], cost[m][t_lo]
                     cands.extend((g * (c_lo + arc), (lo, t_lo, r))
                                  for r, (c_lo, _) in enumerate(best[lo][t_lo]))
             per_t[t] = heapq.nsmallest(top, cands, key=lambda x: x[0])
         best.append(per_t)
 
     # 2) the target: AR, or one block of T' from any draft node per round
-    cands = [(cost[k][1], None)]
+    cands = [(step[k], None)]
     for lo in range(k):
         alpha = profile.alpha(lo, k)
         for t_lo in range(1, b_max + 1):
             eo = expected_output(t_lo, alpha)
-            cands.extend(((c_lo + cost[k][t_lo + 1]) / eo, (lo, t_lo, r))
+            cands.extend(((c_lo + cost[k][t_lo]) / eo, (lo, t_lo, r))
                          for r, (c_lo, _) in enumerate(best[lo][t_lo]))
     ranked = heapq.nsmallest(top, cands, key=lambda x: x[0])
 
@@ -200,7 +204,7 @@ def optimal_hierarchy(profile: Profile, max_buffer: int = 16, top: int = 8,
             back = best[lo][t_lo][r][1]
         return chain[::-1] + [k], buffers[::-1]
 
-    ar_ms = cost[k][1]
+    ar_ms = step[k]
     plans = []
     for ms, back in ranked:
         chain, buffers = unwind(back)
@@ -212,7 +216,7 @@ def optimal_hierarchy(profile: Profile, max_buffer: int = 16, top: int = 8,
     plans.sort(key=lambda p: p.expected_ms_per_token)
     winner = plans[0]
     path = tuple(_node(profile, c, b) for c, b in zip(winner.chain, winner.buffers)) + (("target", k),)
-    graph = _build_graph(profile, b_max, cost, gains, best, ranked[0][0], path) if with_graph else None
+    graph = _build_graph(profile, b_max, step, cost, gains, best, ranked[0][0], path) if with_graph else None
     return Plan(winner.chain, winner.names, winner.buffers, winner.expected_ms_per_token,
                 winner.speedup_vs_ar, runners_up=tuple(plans[1:]), graph=graph, path=path)
 
@@ -221,7 +225,7 @@ def _node(profile: Profile, model: int, buffer: int | None):
     return ("target", model) if buffer is None else ("draft", model, buffer)
 
 
-def _build_graph(profile, b_max, cost, gains, best, best_ms, path) -> nx.DiGraph:
+def _build_graph(profile, b_max, step, cost, gains, best, best_ms, path) -> nx.DiGraph:
     k = profile.target
     on_path = set(path)
     on_arcs = set(zip(path, path[1:]))
@@ -231,7 +235,7 @@ def _build_graph(profile, b_max, cost, gains, best, best_ms, path) -> nx.DiGraph
         for t in range(1, b_max + 1):
             n = ("draft", m, t)
             g.add_node(n, model=m, name=profile.models[m], buffer=t, best_cost_ms=best[m][t][0][0],
-                       leaf_cost_ms=t * cost[m][1], on_optimal=n in on_path)
+                       leaf_cost_ms=t * step[m], on_optimal=n in on_path)
     tgt = ("target", k)
     g.add_node(tgt, model=k, name=profile.models[k], buffer=None, best_cost_ms=best_ms,
                leaf_cost_ms=None, on_optimal=True)
@@ -239,12 +243,12 @@ def _build_graph(profile, b_max, cost, gains, best, best_ms, path) -> nx.DiGraph
         for t_lo in range(1, b_max + 1):
             for t in range(1, b_max + 1):
                 u, v = ("draft", lo, t_lo), ("draft", m, t)
-                g.add_edge(u, v, cost_ms=cost[m][t_lo + 1], gain=table[t_lo][t], on_optimal=(u, v) in on_arcs)
+                g.add_edge(u, v, cost_ms=cost[m][t_lo], gain=table[t_lo][t], on_optimal=(u, v) in on_arcs)
     for lo in range(k):
         alpha = profile.alpha(lo, k)
         for t_lo in range(1, b_max + 1):
             u = ("draft", lo, t_lo)
-            g.add_edge(u, tgt, cost_ms=cost[k][t_lo + 1], gain=1.0 / expected_output(t_lo, alpha),
+            g.add_edge(u, tgt, cost_ms=cost[k][t_lo], gain=1.0 / expected_output(t_lo, alpha),
                        on_optimal=(u, tgt) in on_arcs)
     return g
 
@@ -297,4 +301,7 @@ def run(args) -> int:
         print(json.dumps(d, indent=1))
     else:
         print(format_plan(plan, single))
+        if profile.overhead_ms:
+            print(f"(costs include the engine's sampling and '{profile.meta.get('rule', '?')}' rule "
+                  "overhead measured with the profile)")
     return 0

@@ -45,6 +45,10 @@ class Profile:
     cost_ms: dict[str, list[float]]
     acceptance: list[list[float]]
     meta: dict = field(default_factory=dict)
+    # optional engine overhead outside the forward passes (absent = 0, the pure DESIGN model):
+    #   "draft_token": ms per sampled draft token (sampling from the row)
+    #   "verify": ms per verification by block length γ = 1..N (the rule + stacking draft rows)
+    overhead_ms: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.validate()
@@ -83,6 +87,16 @@ class Profile:
                         f"profile: acceptance[{i}][{j}] ({models[i]} under {models[j]}) must be in [0, 1], got {a!r}")
         if not isinstance(self.meta, dict):
             raise ConfigError("profile: 'meta' must be an object")
+        over = self.overhead_ms
+        if not isinstance(over, dict) or set(over) - {"draft_token", "verify"}:
+            raise ConfigError("profile: 'overhead_ms' may only hold 'draft_token' (ms) and 'verify' (ms by block length)")
+        d = over.get("draft_token", 0.0)
+        if not _finite_number(d) or d < 0:
+            raise ConfigError(f"profile: overhead_ms['draft_token'] must be a finite number ≥ 0, got {d!r}")
+        v = over.get("verify", [0.0])
+        if (not isinstance(v, (list, tuple)) or not v
+                or any(not _finite_number(x) or x < 0 for x in v)):
+            raise ConfigError("profile: overhead_ms['verify'] must be a non-empty list of finite ms ≥ 0")
 
     # -- accessors -------------------------------------------------------------------------
     @property
@@ -98,11 +112,23 @@ class Profile:
         """α of ``drafter`` under ``verifier`` (drafter < verifier)."""
         return float(self.acceptance[drafter][verifier])
 
+    def draft_overhead_ms(self) -> float:
+        """Engine time per sampled draft token beyond the forward pass (0 when not measured)."""
+        return float(self.overhead_ms.get("draft_token", 0.0))
+
+    def verify_overhead_ms(self, gamma: int) -> float:
+        """Engine time per verification of γ drafts beyond the forward pass (0 when not measured);
+        linear extrapolation past the measured block lengths, as for costs."""
+        from hsd.latency import cost_at
+        v = self.overhead_ms.get("verify")
+        return cost_at(v, gamma) if v else 0.0
+
     # -- JSON ------------------------------------------------------------------------------
     def to_dict(self) -> dict:
         return {"format": FORMAT, "models": list(self.models),
                 "cost_ms": {m: [float(c) for c in self.cost_ms[m]] for m in self.models},
                 "acceptance": [[float(a) for a in row] for row in self.acceptance],
+                "overhead_ms": _plain(self.overhead_ms),
                 "meta": dict(self.meta)}
 
     @classmethod
@@ -121,7 +147,8 @@ class Profile:
                    if isinstance(cost, dict) else cost,
                    acceptance=[list(r) if isinstance(r, (list, tuple)) else r for r in d["acceptance"]]
                    if isinstance(d["acceptance"], (list, tuple)) else d["acceptance"],
-                   meta=dict(d.get("meta") or {}))
+                   meta=dict(d.get("meta") or {}),
+                   overhead_ms=d.get("overhead_ms") if d.get("overhead_ms") is not None else {})
 
     def to_json(self, indent: int | None = 1) -> str:
         return json.dumps(self.to_dict(), indent=indent)
@@ -147,6 +174,15 @@ class Profile:
         except OSError as e:
             raise ConfigError(f"profile: cannot read {path} ({e.strerror})") from None
         return cls.from_json(text)
+
+
+def _plain(overhead: dict) -> dict:
+    out = {}
+    if "draft_token" in overhead:
+        out["draft_token"] = float(overhead["draft_token"])
+    if "verify" in overhead:
+        out["verify"] = [float(x) for x in overhead["verify"]]
+    return out
 
 
 def _finite_number(x) -> bool:
@@ -250,10 +286,47 @@ def measure_costs(levels, context: list[int], *, max_n: int, repeats: int, warmu
     return {name: [statistics.median(s) for s in per_n] for name, per_n in samples.items()}
 
 
+def measure_overheads(drafter, verifier, context: tuple[list[int], int], *, rule: str, max_gamma: int,
+                      repeats: int, seed: int = 0) -> dict:
+    """Engine time outside the forward passes, as the engine spends it (``hsd.engine``):
+    ``draft_token`` — sampling one token from a row; ``verify[γ-1]`` — stacking γ draft rows and
+    running the verification rule on real rows (drafter under verifier) for γ = 1..max_gamma.
+    Medians of ``repeats`` (one discarded warm-up)."""
+    import torch
+    from hsd.verify import get_rule
+
+    seq, prompt_len = context
+    verify_rule = get_rule(rule)
+    generator = torch.Generator().manual_seed(int(seed))
+    n_rows = len(seq) - prompt_len
+    max_gamma = max(1, min(max_gamma, n_rows - 1))
+    drafter.reset()
+    verifier.reset()
+    draft_rows = list(drafter.probs_after(seq[:-1], n_rows))                       # n_rows × (V,)
+    verifier_rows = verifier.probs_after(seq[:-1], n_rows)                         # (n_rows, V)
+    tokens = seq[prompt_len:]
+    greedy = drafter.settings.greedy
+    sample_ms, verify_ms = [], [[] for _ in range(max_gamma)]
+    for r in range(repeats + 1):
+        t0 = time.perf_counter()
+        row = draft_rows[r % n_rows]
+        _ = int(row.argmax()) if greedy else int(torch.multinomial(row, 1, generator=generator))
+        if r:
+            sample_ms.append((time.perf_counter() - t0) * 1000.0)
+        for gamma in range(1, max_gamma + 1):
+            t0 = time.perf_counter()
+            verify_rule(torch.tensor(tokens[:gamma], dtype=torch.long), torch.stack(draft_rows[:gamma]),
+                        verifier_rows[: gamma + 1], generator)
+            if r:
+                verify_ms[gamma - 1].append((time.perf_counter() - t0) * 1000.0)
+    return {"draft_token": statistics.median(sample_ms),
+            "verify": [statistics.median(v) for v in verify_ms]}
+
+
 def measure_profile(family, *, max_n: int = 17, repeats: int = 15, warmup: int = 3,
                     temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
                     prompts: Sequence[str] = DEFAULT_PROMPTS, contexts: Sequence[Sequence[int]] | None = None,
-                    context_tokens: int = 64, seed: int = 0,
+                    context_tokens: int = 64, seed: int = 0, rule: str | None = "hsd",
                     progress: ProgressFn | None = None) -> Profile:
     """Measure a ``Profile`` of ``family`` (a ``hsd.models.LoadedFamily``) on this machine.
 
@@ -261,7 +334,9 @@ def measure_profile(family, *, max_n: int = 17, repeats: int = 15, warmup: int =
        settings (or use ``contexts``, ready token-id sequences; α is then measured on all but
        their first token);
     2) acceptance: α[i][j] = E_ctx[Σ_v min(p_i, p_j)] over those positions;
-    3) costs: forward over n = 1..max_n new tokens with a warm cache on the first context,
+    3) overheads (unless ``rule`` is None): sampling per draft token and the verification
+       ``rule``'s time per block length, which the engine spends outside the forward passes;
+    4) costs: forward over n = 1..max_n new tokens with a warm cache on the longest context,
        median of ``repeats`` after ``warmup`` discarded rounds.
     """
     import torch
@@ -299,7 +374,15 @@ def measure_profile(family, *, max_n: int = 17, repeats: int = 15, warmup: int =
     if progress:
         progress(0, 1, "measuring acceptance")
     acceptance, positions = measure_acceptance(levels, ctxs)
-    # 3) costs on the longest context (cache length like a real decode)
+    # 3) engine overheads outside the forwards (sampling, the verification rule)
+    overhead = {}
+    if rule is not None:
+        if progress:
+            progress(0, 1, f"timing the '{rule}' rule")
+        ctx = max(ctxs, key=lambda c: len(c[0]) - c[1])
+        overhead = measure_overheads(levels[0], levels[-1], ctx, rule=rule, max_gamma=max_n - 1,
+                                     repeats=repeats, seed=seed)
+    # 4) costs on the longest context (cache length like a real decode)
     timing_ctx = max((c for c, _ in ctxs), key=len)
     cost_ms = measure_costs(levels, timing_ctx, max_n=max_n, repeats=repeats, warmup=warmup,
                             seed=seed, progress=progress)
@@ -310,8 +393,9 @@ def measure_profile(family, *, max_n: int = 17, repeats: int = 15, warmup: int =
             "timing_context_tokens": len(timing_ctx), "seed": seed,
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "cost": "LevelModel.probs_after over n new tokens, warm cache, median wall ms",
-            "acceptance": "mean over target-sampled positions of sum_v min(p_i, p_j)"}
-    return Profile(models=names, cost_ms=cost_ms, acceptance=acceptance, meta=meta)
+            "acceptance": "mean over target-sampled positions of sum_v min(p_i, p_j)",
+            "rule": rule}
+    return Profile(models=names, cost_ms=cost_ms, acceptance=acceptance, meta=meta, overhead_ms=overhead)
 
 
 # --------------------------------------------------------------------------------------------
@@ -343,6 +427,9 @@ def add_cli(subparsers) -> None:
                    help="tokens the target samples per prompt for the acceptance contexts (default 64)")
     p.add_argument("--device", default=None, help="cpu, cuda or mps (default: best available)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--rule", default="hsd",
+                   help="verification rule whose time per block is measured as overhead (default hsd; "
+                        "'none' for the pure forward-cost model)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run)
 
@@ -356,7 +443,8 @@ def run(args) -> int:
     family = load_family(args.family, device=args.device)
     profile = measure_profile(family, max_n=args.max_n, repeats=args.repeats, temperature=args.temperature,
                               top_k=args.top_k, top_p=args.top_p, context_tokens=args.context_tokens,
-                              seed=args.seed, progress=_progress_bar())
+                              seed=args.seed, rule=None if args.rule == "none" else args.rule,
+                              progress=_progress_bar())
     profile.meta["family"] = args.family
     profile.save(args.out)
     print(f"\nwrote {args.out}: {len(profile.models)} models, costs n=1..{args.max_n}", file=sys.stderr)
@@ -365,4 +453,8 @@ def run(args) -> int:
     for i, m in enumerate(profile.models):
         a = profile.alpha(i, profile.target) if i < profile.target else 1.0
         print(f"{m:<{width}}  {profile.cost_ms[m][0]:>8.3f}  {profile.cost_ms[m][-1]:>9.3f}  {a:.3f}")
+    if profile.overhead_ms:
+        v = profile.overhead_ms["verify"]
+        print(f"overhead: sampling {profile.overhead_ms['draft_token']:.3f} ms/token; rule '{args.rule}' "
+              f"{v[0]:.3f} ms (γ=1) … {v[-1]:.3f} ms (γ={len(v)})")
     return 0

@@ -207,6 +207,9 @@ def format_report(report: dict) -> str:
     lines.append(f"median |relative error|: {100 * report['median_abs_relative_error']:.1f}%   "
                  f"(predicted: model, i.i.d. acceptance; measured: wall clock, decode only, median of "
                  f"{report['prompts']}×{report['repeats']} runs; rule {report['rule']}, T={report['temperature']})")
+    prule = report.get("profile_meta", {}).get("rule")
+    if prule and prule != report["rule"]:
+        lines.append(f"note: the profile's overheads were timed for rule '{prule}', these runs used '{report['rule']}'")
     lines.append("")
     lines.append("acceptance per edge: profile α | measured i.i.d. estimate | measured P(accept position t | "
                  "earlier accepted), t = 1, 2, …")

@@ -6,10 +6,12 @@ import random
 from hsd.profile import Profile
 
 
-def random_profile(n_models: int, seed: int, max_n: int = 17, style: str = "mixed") -> Profile:
+def random_profile(n_models: int, seed: int, max_n: int = 17, style: str = "mixed",
+                   overhead: bool = False) -> Profile:
     """``mixed``: costs anywhere in 0.3–20 ms, α in [0.2, 0.97] falling with the size gap — single
     drafts or AR usually win.  ``deep``: each model 3–6× the cost of the one below, cheap
-    verification, high neighbour α decaying with the gap — deep stacks usually win."""
+    verification, high neighbour α decaying with the gap — deep stacks usually win.
+    ``overhead``: also engine overheads (sampling per draft token, rule time growing with γ)."""
     rng = random.Random(seed)
     names = [f"m{i}" for i in range(n_models)]
     if style == "deep":
@@ -30,4 +32,10 @@ def random_profile(n_models: int, seed: int, max_n: int = 17, style: str = "mixe
             else:
                 a = min(0.97, max(0.2, rng.uniform(0.5, 0.95) - 0.04 * (j - i)))
             acc[i][j] = acc[j][i] = a
-    return Profile(models=names, cost_ms=cost_ms, acceptance=acc, meta={"seed": seed, "style": style})
+    over = {}
+    if overhead:
+        over = {"draft_token": rng.uniform(0.0, 0.2) * base[0],
+                "verify": sorted(rng.uniform(0.05, 0.5) * base[0] * g ** rng.uniform(0.5, 1.5)
+                                 for g in range(1, max_n))}
+    return Profile(models=names, cost_ms=cost_ms, acceptance=acc, meta={"seed": seed, "style": style},
+                   overhead_ms=over)

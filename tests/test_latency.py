@@ -93,11 +93,11 @@ def test_costs_beyond_the_profile_extrapolate_linearly_from_last_two_points():
     assert cost_at([4.0], 9) == 4.0
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(8))
 def test_simulator_agrees_with_expression_within_two_percent(seed):
     rng = random.Random(100 + seed)
     n = rng.randint(3, 5)
-    prof = random_profile(n, seed=200 + seed)
+    prof = random_profile(n, seed=200 + seed, style="deep" if seed % 2 else "mixed", overhead=seed >= 4)
     drafts = sorted(rng.sample(range(n - 1), rng.randint(1, n - 1)))
     chain = drafts + [n - 1]
     buffers = [rng.randint(1, 8) for _ in drafts]
@@ -136,9 +136,24 @@ def test_bad_hierarchies_raise_config_errors():
 def test_forwards_per_token_compose_to_the_expected_latency():
     """Σ_levels forwards/token × cost per forward = ms/token (each level has one block length)."""
     from hsd.latency import expected_forwards_per_token, model_cost
-    prof = random_profile(5, seed=31)
+    prof = random_profile(5, seed=31)           # no overheads: every forward is one c(n)
     for chain, buffers in [([4], []), ([1, 4], [5]), ([0, 2, 4], [3, 6]), ([0, 1, 2, 3, 4], [2, 3, 4, 7])]:
         fw = expected_forwards_per_token(prof, chain, buffers)
         blocks = [1] + [b + 1 for b in buffers]
         ms = sum(f * model_cost(prof, m, n) for f, m, n in zip(fw, chain, blocks))
         assert ms == pytest.approx(expected_ms_per_token(prof, chain, buffers), rel=1e-12)
+
+
+def test_engine_overheads_enter_as_sampling_and_rule_time():
+    """With overheads s (per sampled token) and v(γ) (per verification) the single-draft closed
+    form becomes (γ·(c_0(1)+s) + c_1(γ+1) + v(γ))·(1-α)/(1-α^{γ+1}); AR costs c_K(1) + s."""
+    prof = random_profile(3, seed=9, overhead=True)
+    s_ms = prof.overhead_ms["draft_token"]
+    assert s_ms > 0
+    assert expected_ms_per_token(prof, [2], []) == pytest.approx(prof.cost_ms["m2"][0] + s_ms)
+    for gamma in (1, 5, 16, 20):
+        a = prof.alpha(0, 2)
+        v = cost_at(prof.overhead_ms["verify"], gamma)
+        expected = (gamma * (prof.cost_ms["m0"][0] + s_ms) + cost_at(prof.cost_ms["m2"], gamma + 1) + v) \
+            * (1 - a) / (1 - a ** (gamma + 1))
+        assert expected_ms_per_token(prof, [0, 2], [gamma]) == pytest.approx(expected, rel=1e-12)

@@ -14,7 +14,14 @@ from hsd.latency import expected_ms_per_token
 from hsd.optimize import Plan, best_single_draft, brute_force, optimal_hierarchy, plan_for
 from tests._profiles import random_profile
 
-CASES = [(n, seed, style) for n in (3, 4, 5, 6) for seed in range(8) for style in ("mixed", "deep")]
+CASES = [(n, seed, style) for n in (3, 4, 5, 6) for seed in range(8) for style in ("mixed", "deep", "overhead")]
+
+
+def _profile(n_models, seed, style):
+    """'overhead': a deep-style profile that also carries engine overheads."""
+    if style == "overhead":
+        return random_profile(n_models, seed, style="deep", overhead=True)
+    return random_profile(n_models, seed, style=style)
 
 
 def _max_buffer(n_models: int) -> int:
@@ -23,7 +30,7 @@ def _max_buffer(n_models: int) -> int:
 
 @pytest.mark.parametrize("n_models,seed,style", CASES)
 def test_optimum_equals_brute_force_argmin(n_models, seed, style):
-    prof = random_profile(n_models, seed=1000 * n_models + seed, style=style)
+    prof = _profile(n_models, 1000 * n_models + seed, style)
     b = _max_buffer(n_models)
     plan = optimal_hierarchy(prof, max_buffer=b, top=1, with_graph=False)
     ms, chain, buffers = brute_force(prof, b)[0]
@@ -34,9 +41,10 @@ def test_optimum_equals_brute_force_argmin(n_models, seed, style):
 
 
 @pytest.mark.parametrize("n_models,seed,style", [(4, 1, "mixed"), (5, 2, "mixed"), (6, 3, "mixed"),
-                                                  (4, 1, "deep"), (5, 2, "deep"), (6, 3, "deep")])
+                                                  (4, 1, "deep"), (5, 2, "deep"), (6, 3, "deep"),
+                                                  (5, 4, "overhead")])
 def test_k_best_ranking_equals_brute_force_ranking(n_models, seed, style):
-    prof = random_profile(n_models, seed=seed, style=style)
+    prof = _profile(n_models, seed, style)
     b = _max_buffer(n_models)
     plan = optimal_hierarchy(prof, max_buffer=b, top=10, with_graph=False)
     brute = brute_force(prof, b)
@@ -50,7 +58,7 @@ def test_k_best_ranking_equals_brute_force_ranking(n_models, seed, style):
 def test_brute_force_cases_cover_deep_optima():
     """Sanity of the test set: in many brute-force cases a stack of ≥ 2 drafts wins, in others a
     single draft or AR."""
-    depths = [len(optimal_hierarchy(random_profile(n, 1000 * n + s, style=st), _max_buffer(n),
+    depths = [len(optimal_hierarchy(_profile(n, 1000 * n + s, st), _max_buffer(n),
                                     top=1, with_graph=False).chain) - 1 for n, s, st in CASES]
     assert sum(d >= 2 for d in depths) >= 20
     assert sum(d == 3 for d in depths) >= 5
@@ -80,8 +88,9 @@ def test_optimum_is_autoregressive_when_drafts_are_useless():
     assert plan.path == (("target", 2),)
 
 
-def test_graph_follows_the_drawing_convention():
-    prof = random_profile(4, seed=21)
+@pytest.mark.parametrize("overhead", [False, True])
+def test_graph_follows_the_drawing_convention(overhead):
+    prof = random_profile(4, seed=21, style="deep", overhead=overhead)
     b = 5
     plan = optimal_hierarchy(prof, max_buffer=b)
     g = plan.graph
@@ -152,7 +161,7 @@ def test_bad_settings_raise_config_errors():
 @pytest.mark.parametrize("seed", range(4))
 def test_best_buffers_for_a_fixed_chain_equal_brute_force_over_that_chain(seed):
     from hsd.optimize import best_for_chain
-    prof = random_profile(5, seed=300 + seed)
+    prof = random_profile(5, seed=300 + seed, style="deep", overhead=seed % 2 == 1)
     brute = brute_force(prof, 4)
     for chain in [(4,), (1, 4), (0, 2, 4), (0, 1, 3, 4), (0, 1, 2, 3, 4)]:
         best_ms = min(ms for ms, c, _ in brute if c == chain)

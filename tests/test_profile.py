@@ -14,8 +14,9 @@ from tests._profiles import random_profile
 from tests.tiny import tiny_family
 
 
-def test_profile_json_round_trip(tmp_path):
-    prof = random_profile(4, seed=3)
+@pytest.mark.parametrize("overhead", [False, True])
+def test_profile_json_round_trip(tmp_path, overhead):
+    prof = random_profile(4, seed=3, overhead=overhead)
     path = tmp_path / "p.json"
     prof.save(path)
     back = Profile.load(path)
@@ -39,6 +40,9 @@ def _good() -> dict:
     (lambda d: d["acceptance"][0].__setitem__(1, 1.5), r"acceptance\[0\]\[1\] \(a under b\) must be in \[0, 1\]"),
     (lambda d: d.pop("acceptance"), "missing field"),
     (lambda d: d.update(format="other/9"), "unknown format"),
+    (lambda d: d.update(overhead_ms={"verify": [0.1, -0.2]}), "verify"),
+    (lambda d: d.update(overhead_ms={"draft_token": "x"}), "draft_token"),
+    (lambda d: d.update(overhead_ms={"other": 1}), "may only hold"),
 ])
 def test_invalid_profiles_raise_config_error_naming_the_problem(mutate, message):
     d = _good()
@@ -120,3 +124,13 @@ def test_profile_measurement_leaves_the_global_rng_alone():
     state = torch.random.get_rng_state()
     measure_profile(fam, max_n=2, repeats=1, warmup=0, context_tokens=4, prompts=["ab"])
     assert torch.equal(state, torch.random.get_rng_state())
+
+
+def test_profile_measures_sampling_and_rule_overhead_for_every_block_length():
+    fam = _family(2)
+    prof = measure_profile(fam, max_n=5, repeats=2, warmup=0, context_tokens=8, prompts=["abc"], rule="token")
+    assert prof.meta["rule"] == "token"
+    assert len(prof.overhead_ms["verify"]) == 4 and min(prof.overhead_ms["verify"]) > 0
+    assert prof.overhead_ms["draft_token"] > 0
+    bare = measure_profile(fam, max_n=3, repeats=1, warmup=0, context_tokens=4, prompts=["abc"], rule=None)
+    assert bare.overhead_ms == {} and bare.verify_overhead_ms(3) == 0.0
