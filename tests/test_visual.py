@@ -286,6 +286,15 @@ def test_timeline_marks_every_commit_and_labels_verifications_with_accepted_over
     assert "wall clock" in fig.layout.xaxis.title.text
 
 
+def test_timeline_accept_map_and_tokens_build_from_every_prefix_of_a_streamed_trace(trace):
+    assert len(visual.figure_timeline(Trace()).data) == 0          # before the first pass: a message
+    for n in list(range(1, 12)) + list(range(12, len(trace.events) + 1, 7)):
+        part = Trace(events=trace.events[:n])
+        _json_ok(visual.figure_timeline(part))
+        _json_ok(visual.figure_accept_map(part))
+        assert len(visual.token_spans(part)) == len(part.token_ids)
+
+
 def test_timeline_is_the_same_after_a_json_round_trip(trace):
     again = Trace.from_json(trace.to_json())
     assert visual.figure_timeline(again).to_json() == visual.figure_timeline(trace).to_json()
@@ -513,6 +522,16 @@ def test_exactness_shows_every_rule_next_to_the_target_and_flags_only_the_lossy_
     assert "TV = 0.11" in fig.layout.annotations[0].text
 
 
+def test_exactness_keeps_the_most_probable_sequences_when_there_are_many():
+    seqs = [f"s{i}" for i in range(40)]
+    target = [i / 780 for i in range(40)]
+    lab = {"sequences": seqs, "target": target,
+           "rules": {"hsd": {"probs": target, "tv": 0.0, "lossless": True, "expected_accepted": 1.0}}}
+    fig = visual.figure_exactness(lab, max_sequences=10)
+    assert list(fig.data[0].x) == seqs[30:]
+    assert "30 more hidden" in fig.layout.title.subtitle.text
+
+
 def test_compare_says_wall_clock_and_model_predicted_and_handles_missing_predictions():
     fig = visual.figure_compare(COMPARE)
     titles = fig.layout.yaxis.title.text + fig.layout.yaxis2.title.text
@@ -594,7 +613,7 @@ def engine_trace() -> Trace:
 
     models, tok = tiny_family(3, scale=3.0)
     h = Hierarchy(models, tokenizer=tok, names=["d0", "d1", "tgt"], buffers=(2, 3), rules="hsd")
-    trace = Trace(events=list(h.stream("def f(x):", max_new_tokens=40, temperature=1.0, seed=3)))
+    trace = Trace(events=list(h.stream("def f(x):", max_new_tokens=24, temperature=1.0, seed=3)))
     return Trace.from_json(trace.to_json())          # what the app keeps in state / downloads
 
 

@@ -94,6 +94,8 @@ def figure_timeline(trace, dark: bool = False) -> go.Figure:
     prefill hatched, and a top 'output' lane with a ▼ marker per commit (dotted guide lines).
     x = wall clock, ms since the decode started.  Hover gives tokens and accepted n/γ."""
     names = level_names(trace)
+    if not any(e.kind in ("prefill", "drafted", "verified") for e in trace.events):
+        return theme.figure_empty("Waiting for the first forward pass…", dark=dark)
     fig = go.Figure()
     for bar in [_prefill_bars(trace, names, dark)] + [_level_bars(trace, lv, names) for lv in range(len(names))]:
         if bar is not None:
