@@ -38,7 +38,7 @@ import torch
 from hsd.errors import ConfigError, PromptError
 from hsd.lm import LevelModel, SamplingSettings
 from hsd.trace import Committed, Drafted, Finished, Prefill, Started, Trace, Verified
-from hsd.verify import get_rule
+from hsd.verify import categorical, get_rule
 
 MAX_BUFFER = 1024  # a sanity bound; the app applies its own, smaller caps
 
@@ -117,7 +117,7 @@ class _Decode:
     def _sample(self, row: torch.Tensor) -> int:
         if self.levels[0].settings.greedy:
             return int(row.argmax())
-        return int(torch.multinomial(row, 1, generator=self.generator))
+        return categorical(row.double(), self.generator)
 
     # -- the recursion ---------------------------------------------------------------------
     def _produce(self, level: int, context: list[int], n: int) -> Iterator:

@@ -136,7 +136,7 @@ def _top_entries(a: torch.Tensor, b: torch.Tensor, k: int = TOP_ENTRIES) -> list
 
 
 def _is_one_hot(rows: torch.Tensor) -> bool:
-    return bool(torch.all(rows.max(dim=-1).values == 1.0))
+    return bool((torch.amax(rows, dim=-1) == 1.0).all())
 
 
 def _greedy(rule: Rule, draft_tokens, verifier_probs) -> Verdict:
@@ -149,14 +149,24 @@ def _greedy(rule: Rule, draft_tokens, verifier_probs) -> Verdict:
     return Verdict(n, int(best[n]), n == gamma, rule.name, diagnostics)
 
 
+def categorical(weights: torch.Tensor, generator: torch.Generator) -> int:
+    """One draw from unnormalised non-negative ``weights`` by inverse CDF (one uniform)."""
+    cdf = torch.cumsum(weights, 0)
+    u = torch.rand((), generator=generator, dtype=torch.float64) * cdf[-1]
+    idx = int(torch.searchsorted(cdf, u, right=True))
+    idx = min(idx, weights.shape[0] - 1)
+    while weights[idx] <= 0 and idx > 0:       # u landed exactly on a boundary after a zero run
+        idx -= 1
+    return idx
+
+
 def verify(rule: Rule, draft_tokens, draft_probs, verifier_probs, generator) -> Verdict:
     """Run ``rule`` on one draft block: exact outcome table, then one categorical draw."""
     draft_tokens, draft_probs, verifier_probs = _as64(draft_tokens, draft_probs, verifier_probs)
     if _is_one_hot(verifier_probs):
         return _greedy(rule, draft_tokens, verifier_probs)
     table, diagnostics = rule.outcome(draft_tokens, draft_probs, verifier_probs)   # (γ+1, V)
-    flat = table.reshape(-1)
-    pick = int(torch.multinomial(flat / flat.sum(), 1, generator=generator))
+    pick = categorical(table.reshape(-1), generator)
     n, v = divmod(pick, table.shape[1])
     gamma = draft_tokens.shape[0]
     return Verdict(n, v, n == gamma, rule.name, diagnostics)
@@ -197,12 +207,12 @@ def _backward_scan(stop: torch.Tensor, accept_all: torch.Tensor):
     gamma = stop.shape[0]
     arriving = torch.zeros(gamma, dtype=torch.float64)
     resampled = torch.zeros(gamma, dtype=torch.float64)
-    flow = 1.0 - accept_all
+    flow = (1.0 - accept_all).clamp(min=0.0)
     for t in range(gamma - 1, -1, -1):
         arriving[t] = flow
         share = torch.ones((), dtype=torch.float64) if t == 0 else stop[t]
-        resampled[t] = flow * share
-        flow = flow - resampled[t]
+        resampled[t] = (flow * share).clamp(min=0.0)
+        flow = (flow - resampled[t]).clamp(min=0.0)      # rounding never makes mass negative
     return arriving, resampled
 
 

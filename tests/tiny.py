@@ -50,3 +50,41 @@ def tiny_family(n: int = 3, *, vocab_size: int | None = None, seed: int = 0, sca
         family.append(draft)
     family.append(target)
     return family, tok
+
+
+def bigram_llama(log_probs: torch.Tensor) -> LlamaForCausalLM:
+    """A real LlamaForCausalLM whose weights are set by hand so that it IS a bigram table:
+    P(next = v | current token = u) = softmax(log_probs[u])[v] whatever came before.
+
+    One-hot embeddings, attention and MLP outputs zeroed (o_proj, down_proj = 0), final RMSNorm
+    weight 1/sqrt(d) so the normed state is exactly one-hot, and lm_head[v, u] = log_probs[u, v].
+    Lets the exactness tests pit the engine against a target whose joint law is known exactly."""
+    v = log_probs.shape[0]
+    d = v + v % 2                                   # rotary embeddings need an even head size
+    config = LlamaConfig(vocab_size=v, hidden_size=d, intermediate_size=4, num_hidden_layers=1,
+                         num_attention_heads=1, num_key_value_heads=1, max_position_embeddings=64,
+                         tie_word_embeddings=False, rms_norm_eps=1e-12, bos_token_id=None,
+                         eos_token_id=0, pad_token_id=0)
+    model = LlamaForCausalLM(config).eval()
+    with torch.no_grad():
+        model.model.embed_tokens.weight.copy_(torch.eye(v, d))
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        model.model.norm.weight.fill_(d ** -0.5)
+        model.lm_head.weight.zero_()
+        model.lm_head.weight[:, :v].copy_(log_probs.T)
+    return model
+
+
+def bigram_tables(rows_by_level):
+    """``rows_by_level[i][u]`` = next-token probabilities after token u for model i (over the
+    tokens a, b; <eos> gets no mass).  Returns (models, tokenizer) with the 'ab' tokenizer."""
+    tok = tiny_tokenizer(list("ab"))
+    models = []
+    for rows in rows_by_level:
+        lp = torch.full((3, 3), -40.0)
+        for u, (pa, pb) in rows.items():
+            lp[u, 1], lp[u, 2] = torch.log(torch.tensor([pa, pb]))
+        models.append(bigram_llama(lp))
+    return models, tok

@@ -1,0 +1,24 @@
+# Two commands do all the set-up on a fresh machine:
+#   make run    -- the explorer on the bundled models at http://127.0.0.1:7860
+#   make test   -- the test suite (CPU, offline)
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+export GRADIO_ANALYTICS_ENABLED := False
+export HF_HUB_OFFLINE := 1
+export HF_HUB_DISABLE_TELEMETRY := 1
+
+.PHONY: run test venv
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -r requirements-dev.txt
+	touch $@
+
+run: venv
+	$(PY) app.py
+
+test: venv
+	$(PY) -m pytest

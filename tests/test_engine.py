@@ -1,0 +1,196 @@
+"""Claims about the hierarchy decoder (hsd/engine.py) on tiny REAL transformers models."""
+import pytest
+import torch
+
+from hsd.engine import Hierarchy
+from hsd.errors import ConfigError, PromptError, UnknownRuleError
+from hsd.lm import LevelModel, SamplingSettings
+from hsd.trace import Trace
+from hsd.verify import LOSSLESS_RULES
+from tests.stats import chi2_pvalue
+from tests.tiny import bigram_tables, tiny_family
+
+A, B = 1, 2   # token ids of 'a' and 'b' in the bigram tokenizer
+
+# next-token laws after the current token (0 = <eos>/start, 1 = a, 2 = b): the drafts lean to 'a',
+# the target to 'b' -- the regime where an uncapped joint ratio overshoots (DESIGN §3's toy).
+SMALL = {0: (0.7, 0.3), A: (2 / 3, 1 / 3), B: (0.6, 0.4)}
+MIDDLE = {0: (0.5, 0.5), A: (0.5, 0.5), B: (0.45, 0.55)}
+TARGET = {0: (1 / 3, 2 / 3), A: (1 / 3, 2 / 3), B: (0.25, 0.75)}
+
+
+def _target_joint(length, start=A):
+    out = {(): 1.0}
+    for _ in range(length):
+        nxt = {}
+        for s, p in out.items():
+            pa, pb = TARGET[s[-1] if s else start]
+            nxt[s + (A,)], nxt[s + (B,)] = p * pa, p * pb
+        out = nxt
+    return out
+
+
+def _engine_pvalue(levels, buffers, rule, n=500, length=3):
+    models, tok = bigram_tables(levels)
+    h = Hierarchy(models, tokenizer=tok, buffers=buffers, rules=rule)
+    counts = {}
+    for seed in range(n):
+        ids = h.generate("a", max_new_tokens=length, temperature=1.0, seed=seed, stop_at_eos=False).token_ids
+        counts[tuple(ids)] = counts.get(tuple(ids), 0) + 1
+    ref = _target_joint(length)
+    keys = sorted(ref)
+    return chi2_pvalue([counts.get(k, 0) for k in keys], [ref[k] for k in keys])
+
+
+@pytest.mark.parametrize("rule", LOSSLESS_RULES)
+def test_two_level_hierarchy_samples_exactly_the_target_distribution(rule):
+    assert _engine_pvalue([SMALL, TARGET], (2,), rule) > 1e-3
+
+
+@pytest.mark.parametrize("rule", LOSSLESS_RULES)
+def test_three_level_hierarchy_samples_exactly_the_target_distribution(rule):
+    assert _engine_pvalue([SMALL, MIDDLE, TARGET], (2, 3), rule) > 1e-3
+
+
+def test_mixed_rules_per_level_stay_exact():
+    assert _engine_pvalue([SMALL, MIDDLE, TARGET], (3, 2), ["token", "hsd"]) > 1e-3
+
+
+@pytest.mark.parametrize("levels,buffers", [([SMALL, TARGET], (2,)), ([SMALL, MIDDLE, TARGET], (2, 3))])
+def test_the_same_check_catches_the_lossy_uncapped_rule(levels, buffers):
+    assert _engine_pvalue(levels, buffers, "hsd-uncapped") < 1e-6
+
+
+# -- greedy ------------------------------------------------------------------------------------
+
+PROMPTS = ["def f(x):", "if x == y:\n"]
+
+
+@pytest.fixture(scope="module")
+def family():
+    torch.manual_seed(0)
+    return tiny_family(3, scale=3.0)
+
+
+@pytest.mark.parametrize("chain,buffers", [([2], ()), ([0, 2], (3,)), ([1, 2], (1,)),
+                                           ([0, 1, 2], (2, 3)), ([0, 1, 2], (4, 2))])
+@pytest.mark.parametrize("rule", ["token", "block", "hsd", "hsd-uncapped"])
+def test_greedy_decoding_equals_the_targets_own_generate(family, chain, buffers, rule):
+    models, tok = family
+    h = Hierarchy([models[i] for i in chain], tokenizer=tok, buffers=buffers, rules=rule)
+    for prompt in PROMPTS:
+        ids = tok(prompt, add_special_tokens=False)["input_ids"]
+        ref = models[2].generate(torch.tensor([ids]), do_sample=False, max_new_tokens=24,
+                                 pad_token_id=0)[0, len(ids):].tolist()
+        got = h.generate(prompt, max_new_tokens=24, temperature=0).token_ids
+        assert got == ref, prompt
+
+
+def test_identical_draft_is_always_accepted_and_yields_buffer_plus_one_tokens_per_target_call(family):
+    models, tok = family
+    h = Hierarchy([models[2], models[2]], tokenizer=tok, buffers=(4,), rules="hsd", names=["t", "t"])
+    s = h.generate("def f(x):", max_new_tokens=25, temperature=1.0, seed=3, stop_at_eos=False).trace.summary()
+    assert s.edges[0].rate == 1.0
+    assert s.tokens_per_target_call == 5.0
+
+
+# -- caches and randomness ----------------------------------------------------------------------
+
+def test_scoring_after_a_crop_equals_scoring_after_a_fresh_prefill(family):
+    models, tok = family
+    settings = SamplingSettings(1.0)
+    lm = LevelModel(models[1], name="m", vocab_size=len(tok), settings=settings)
+    base = tok("def f(x):", add_special_tokens=False)["input_ids"]
+    lm.logits_after(base + [5, 6, 7, 8], 5)            # cache holds a block that is then rejected
+    after_crop = lm.logits_after(base + [9, 10], 3)   # crop back to `base`, score a new block
+    fresh = LevelModel(models[1], name="m", vocab_size=len(tok), settings=settings)
+    assert torch.allclose(after_crop, fresh.logits_after(base + [9, 10], 3), atol=1e-5)
+    assert lm.cached_ids == base + [9, 10]
+
+
+def test_decoding_leaves_the_global_rng_untouched_and_is_reproducible_from_the_seed(family):
+    models, tok = family
+    h = Hierarchy(models, tokenizer=tok, buffers=(2, 3), rules="hsd")
+    state = torch.get_rng_state()
+    a = h.generate("def f(x):", max_new_tokens=20, temperature=1.0, seed=7).token_ids
+    assert torch.equal(torch.get_rng_state(), state)
+    assert h.generate("def f(x):", max_new_tokens=20, temperature=1.0, seed=7).token_ids == a
+
+
+def test_no_level_drafts_past_the_remaining_budget(family):
+    models, tok = family
+    h = Hierarchy(models, tokenizer=tok, buffers=(4, 6), rules="block")
+    prompt = "def f(x):"
+    end = len(tok(prompt, add_special_tokens=False)["input_ids"]) + 9
+    trace = h.generate(prompt, max_new_tokens=9, temperature=1.0, seed=1, stop_at_eos=False).trace
+    assert len(trace.token_ids) == 9
+    for e in trace.of_kind("drafted"):
+        assert e.context_len + len(e.tokens) <= end
+    for e in trace.of_kind("verified"):
+        assert e.context_len + len(e.proposed) <= end
+
+
+def test_each_level_hands_up_exactly_its_buffer(family):
+    models, tok = family
+    h = Hierarchy(models, tokenizer=tok, buffers=(2, 5), rules="hsd")
+    trace = h.generate("def f(x):", max_new_tokens=40, temperature=1.0, seed=2, stop_at_eos=False).trace
+    target_blocks = [len(e.proposed) for e in trace.of_kind("verified") if e.level == 2]
+    assert set(target_blocks[:-1]) == {5}
+    assert {len(e.proposed) for e in trace.of_kind("verified") if e.level == 1} <= {1, 2}
+
+
+# -- the trace ------------------------------------------------------------------------------------
+
+def test_trace_round_trips_through_json_and_summarises(family):
+    models, tok = family
+    h = Hierarchy(models, tokenizer=tok, buffers=(2, 3), rules="hsd")
+    result = h.generate("def f(x):", max_new_tokens=20, temperature=0.8, seed=5, stop_at_eos=False)
+    again = Trace.from_json(result.trace.to_json())
+    assert again.events == result.trace.events
+    s = again.summary()
+    assert s.n_tokens == len(result.token_ids) == 20
+    assert again.text == result.text
+    assert s.target_calls == len([e for e in again.of_kind("verified") if e.level == 2])
+    assert 1.0 <= s.tokens_per_target_call <= 4.0
+    assert [e.drafter for e in s.edges] == [0, 1]
+    committed = [o for e in again.of_kind("committed") for o in e.origins]
+    assert set(committed) <= {0, 1, 2} and len(committed) == 20
+
+
+def test_autoregressive_target_makes_one_token_per_target_call(family):
+    models, tok = family
+    h = Hierarchy(models[2:], tokenizer=tok, buffers=(), rules="hsd")
+    s = h.generate("def f(x):", max_new_tokens=12, seed=0, stop_at_eos=False).trace.summary()
+    assert s.tokens_per_target_call == 1.0 and s.target_calls == 12
+
+
+# -- user mistakes ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs,error,match", [
+    (dict(buffers=(2,)), ConfigError, "need 2 buffer"),
+    (dict(buffers=(0, 2)), ConfigError, "buffer must be a whole number"),
+    (dict(buffers=(2, 2), rules="typical"), UnknownRuleError, "known rules: token, block, hsd"),
+    (dict(buffers=(2, 2), rules=["hsd"] * 3), ConfigError, "verification rule"),
+])
+def test_bad_hierarchies_are_refused_with_a_clear_sentence(family, kwargs, error, match):
+    models, tok = family
+    with pytest.raises(error, match=match):
+        Hierarchy(models, tokenizer=tok, **kwargs)
+
+
+@pytest.mark.parametrize("kwargs,error,match", [
+    (dict(prompt="   "), PromptError, "prompt is empty"),
+    (dict(prompt="a" * 200), PromptError, "reads at most 128"),
+    (dict(prompt="def", max_new_tokens=126), ConfigError, "exceeds the 128-token context"),
+    (dict(prompt="def", temperature=-1), ConfigError, "temperature"),
+    (dict(prompt="def", temperature=float("nan")), ConfigError, "temperature"),
+    (dict(prompt="def", top_p=0.0), ConfigError, "top-p"),
+    (dict(prompt="def", top_p=1.5), ConfigError, "top-p"),
+    (dict(prompt="def", max_new_tokens=0), ConfigError, "max new tokens"),
+])
+def test_bad_requests_raise_typed_errors_before_any_work(family, kwargs, error, match):
+    models, tok = family
+    h = Hierarchy(models, tokenizer=tok, buffers=(2, 2))
+    prompt = kwargs.pop("prompt")
+    with pytest.raises(error, match=match):
+        h.stream(prompt, **kwargs)
