@@ -571,6 +571,8 @@ def test_named_token_spans_match_the_named_color_map(trace):
     assert all(c in cmap for _, c in spans)
     assert any(c == "L0 draft (tiny-0.4M)" for _, c in spans)
     assert cmap["L2 replacement (target-27M)"] == theme.level_color(2)
+    assert "L0 target (tiny-0.4M)" not in cmap          # only categories this run can produce
+    assert list(visual.token_color_map(["solo"])) == ["L0 target (solo)"]
 
 
 def test_autoregressive_tokens_are_the_target_s_own():

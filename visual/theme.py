@@ -27,7 +27,7 @@ BONUS_SYMBOL = "+"             # token sampled from the verifier's last row (bon
 UIREVISION = "hsd-explorer"    # constant: gr.Plot keeps zoom/pan across Plotly.react updates
 FONT_SIZE = 14
 FONT_FAMILY = "Inter, 'Source Sans Pro', 'Segoe UI', 'DejaVu Sans', Arial, sans-serif"
-MARGIN = dict(l=70, r=24, t=84, b=56)
+MARGIN = dict(l=70, r=24, t=100, b=56)
 
 HEIGHT = {  # px; fixed so the app layout does not jump while streaming
     "empty": 300, "timeline": 380, "accept_map": 440, "mass_balance": 700,
@@ -117,7 +117,9 @@ def apply(fig: go.Figure, dark: bool = False, height: int | None = None, title: 
         uniformtext=dict(minsize=10, mode="hide"),
     )
     if title is not None:
-        fig.update_layout(title=dict(text=title, x=0, xanchor="left", y=0.985, yanchor="top",
+        # top edge 30 px down: clears gr.Plot's own label badge in the top-left corner
+        y = 1 - 30 / height if height else 0.96
+        fig.update_layout(title=dict(text=title, x=0.01, xanchor="left", y=y, yanchor="top",
                                      font=dict(size=17),
                                      subtitle=dict(text=subtitle or "", font=dict(size=13))))
     return fig

@@ -6,7 +6,10 @@ Reads a ``hsd.trace.Trace`` only.  Categories (colours follow the level palette 
 - ``"L{i} bonus"``          sampled by level i after accepting a whole block;
 - ``"L0 target"``           plain autoregressive decoding (a one-level "hierarchy").
 ``token_spans(trace, with_names=True)`` appends the model name, ``"L0 draft (tiny)"``; pair it
-with ``token_color_map(names)``.  Without names the static ``TOKEN_COLOR_MAP`` matches.
+with ``token_color_map(names)`` (a legend with exactly this run's levels).  Without names the
+static ``TOKEN_COLOR_MAP`` (levels 0..3) matches; ``token_color_map(n_levels=K+1)`` for deeper
+stacks.  Gradio's HighlightedText legend lists every key of its color_map, so prefer the per-run
+map, or ``show_legend=False`` plus ``legend_html(names)``.
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ import html
 
 from visual import theme
 
-MAX_LEVELS = 8
+STATIC_LEVELS = 4   # TOKEN_COLOR_MAP covers L0..L3; deeper stacks: token_color_map(n_levels=...)
 
 
 def _category(level: int, kind: str, names=None) -> str:
@@ -29,10 +32,16 @@ def _colors(level: int) -> dict[str, str]:
 
 def token_color_map(names=None, n_levels: int | None = None) -> dict[str, str]:
     """category → colour for ``gr.HighlightedText(color_map=...)``; named when ``names`` given."""
-    n = len(names) if names is not None else (n_levels or MAX_LEVELS)
+    exact = names is not None or n_levels is not None          # this run's levels only
+    n = len(names) if names is not None else (n_levels or STATIC_LEVELS)
     out = {}
     for lv in range(n):
-        kinds = ("draft", "target", "replacement", "bonus") if lv == 0 else ("replacement", "bonus")
+        if lv > 0:
+            kinds = ("replacement", "bonus")
+        elif not exact:
+            kinds = ("draft", "target")
+        else:                                                   # one model: plain AR decoding
+            kinds = ("target",) if n == 1 else ("draft",)
         for kind in kinds:
             out[_category(lv, kind, names)] = _colors(lv)[kind]
     return out
@@ -77,9 +86,10 @@ def token_spans(trace, with_names: bool = False) -> list[tuple[str, str]]:
     return spans
 
 
-def legend_html(names, dark: bool = False) -> str:
-    """Small HTML legend: a swatch per level with its model name, plus the ✓ / ✗ key."""
-    fg = theme.text_color(dark)
+def legend_html(names) -> str:
+    """Small HTML legend: a swatch per level with its model name, plus the ✓ / ✗ key.  Text
+    takes the page's colour (Gradio's --body-text-color), so it reads in light and dark themes."""
+    fg = "var(--body-text-color, inherit)"
     chips = []
     for lv, name in enumerate(names):
         role = "target" if lv == len(names) - 1 and len(names) > 1 else ("drafter" if lv == 0 else "middle")
