@@ -99,10 +99,8 @@ class LevelModel:
         """Crop the cache to the longest common prefix with ``sequence`` (at most ``keep_at_most``
         tokens).  The ONLY place a cache is cropped.  Returns the number of tokens kept."""
         n = min(len(self.cached_ids), keep_at_most)
-        for i in range(n):
-            if self.cached_ids[i] != sequence[i]:
-                n = i
-                break
+        if self.cached_ids[:n] != sequence[:n]:           # rare: a rejected block to drop
+            n = next(i for i in range(n) if self.cached_ids[i] != sequence[i])
         drop = len(self.cached_ids) - n
         if drop > 0:
             self.cache.crop(-drop)      # transformers 5.x: a negative count of tokens to drop

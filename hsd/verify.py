@@ -32,6 +32,7 @@ tokens never produce NaN.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -91,31 +92,26 @@ def _as64(draft_tokens, draft_probs, verifier_probs):
     return draft_tokens, draft_probs, verifier_probs
 
 
-def _safe_div(num: torch.Tensor, den: torch.Tensor, *, if_zero: float) -> torch.Tensor:
-    """num / den with ``if_zero`` where den == 0 (no NaN, no inf)."""
-    out = torch.full_like(num, if_zero)
-    nz = den > 0
-    return torch.where(nz, num / torch.where(nz, den, torch.ones_like(den)), out)
+def _ratios(draft_tokens, draft_probs, verifier_probs) -> list[float]:
+    """ρ_t = verifier(x_t) / draft(x_t), a list of γ floats.  A token the drafter gave zero mass
+    counts as ρ = +inf (capped to 1 wherever a cap applies) if the verifier likes it, and 0 if
+    nobody does.  (γ-length scalars are plain floats: cheaper than tensor ops at this size.)"""
+    idx = torch.arange(draft_tokens.shape[0])
+    q_x = draft_probs[idx, draft_tokens].tolist()
+    p_x = verifier_probs[idx, draft_tokens].tolist()
+    return [p / q if q > 0 else (math.inf if p > 0 else 0.0) for p, q in zip(p_x, q_x)]
 
 
-def _ratios(draft_tokens, draft_probs, verifier_probs):
-    """ρ_t = verifier(x_t) / draft(x_t), shape (γ,).  A token the drafter gave zero mass counts as
-    ρ = +inf (capped to 1 wherever a cap applies) if the verifier likes it, and 0 if nobody does."""
-    gamma = draft_tokens.shape[0]
-    idx = torch.arange(gamma)
-    q_x = draft_probs[idx, draft_tokens]          # (γ,)
-    p_x = verifier_probs[idx, draft_tokens]       # (γ,)
-    rho = _safe_div(p_x, q_x, if_zero=0.0)
-    return torch.where((q_x == 0) & (p_x > 0), torch.full_like(rho, float("inf")), rho)
-
-
-def _capped_running(rho: torch.Tensor) -> torch.Tensor:
-    """c_0 = 1, c_t = min(1, c_{t-1} ρ_t); shape (γ+1,).  (Sun et al. 2024, Alg. 2 line 3)"""
-    c = [torch.ones((), dtype=torch.float64)]
+def _capped_running(rho: list[float]) -> list[float]:
+    """c_0 = 1, c_t = min(1, c_{t-1} ρ_t); γ+1 floats.  (Sun et al. 2024, Alg. 2 line 3)"""
+    c = [1.0]
     for r in rho:
-        prev = c[-1]
-        c.append(torch.clamp(torch.where(prev > 0, prev * r, prev * 0), max=1.0))
-    return torch.stack(c)
+        c.append(min(1.0, c[-1] * r) if c[-1] > 0 else 0.0)
+    return c
+
+
+def _finite(xs: list[float]) -> list[float]:
+    return [min(x, 1e300) for x in xs]
 
 
 def _normalise(rows: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
@@ -126,13 +122,11 @@ def _normalise(rows: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
 
 def _top_entries(a: torch.Tensor, b: torch.Tensor, k: int = TOP_ENTRIES) -> list[dict]:
     """Per node: the k vocabulary entries with the most mass in a or b (plain lists)."""
-    out = []
-    for t in range(a.shape[0]):
-        score = torch.maximum(a[t], b[t])
-        kk = min(k, score.shape[0])
-        ids = torch.topk(score, kk).indices
-        out.append({"ids": ids.tolist(), "target": a[t, ids].tolist(), "draft": b[t, ids].tolist()})
-    return out
+    if a.shape[0] == 0:
+        return []
+    ids = torch.topk(torch.maximum(a, b), min(k, a.shape[1]), dim=-1).indices     # (γ, k)
+    ids_l, a_l, b_l = ids.tolist(), a.gather(1, ids).tolist(), b.gather(1, ids).tolist()
+    return [{"ids": i, "target": x, "draft": y} for i, x, y in zip(ids_l, a_l, b_l)]
 
 
 def _is_one_hot(rows: torch.Tensor) -> bool:
@@ -181,16 +175,19 @@ def token_outcome(draft_tokens, draft_probs, verifier_probs):
     keep all γ: Π β_t · p_γ(v)."""
     gamma = draft_tokens.shape[0]
     rho = _ratios(draft_tokens, draft_probs, verifier_probs)
-    beta = torch.clamp(rho, max=1.0)                                   # (γ,)
-    reach = torch.cat([torch.ones(1, dtype=torch.float64), torch.cumprod(beta, 0)])  # (γ+1,)
+    beta = [min(1.0, r) for r in rho]                                  # γ floats
+    reach = [1.0]
+    for b in beta:
+        reach.append(reach[-1] * b)                                    # γ+1 floats
+    stop = torch.tensor([r * (1.0 - b) for r, b in zip(reach, beta)], dtype=torch.float64)
     residual = _normalise((verifier_probs[:gamma] - draft_probs).clamp(min=0), verifier_probs[:gamma])
     table = torch.empty_like(verifier_probs)
-    table[:gamma] = (reach[:gamma] * (1 - beta))[:, None] * residual
+    table[:gamma] = stop[:, None] * residual
     table[gamma] = reach[gamma] * verifier_probs[gamma]
     diagnostics = {
-        "ratios": rho.clamp(max=1e300).tolist(),
-        "accept_prob": beta.tolist(),
-        "reach_prob": reach.tolist(),
+        "ratios": _finite(rho),
+        "accept_prob": beta,
+        "reach_prob": reach,
         "nodes": _top_entries(verifier_probs[:gamma], draft_probs),
     }
     return table, diagnostics
@@ -200,20 +197,28 @@ def token_outcome(draft_tokens, draft_probs, verifier_probs):
 # block verification (Sun et al. 2024, arXiv 2403.10444, Alg. 2)
 # --------------------------------------------------------------------------------------------
 
-def _backward_scan(stop: torch.Tensor, accept_all: torch.Tensor):
+def _backward_scan(stop: list[float], accept_all: float):
     """Mass flowing down the draft path from the leaf: 1 - accept_all arrives at node γ-1; at node
     t a share stop_t is resampled there, the rest steps back to the parent.  Returns per node t
-    (γ,) the mass arriving and the mass resampled; node 0 always resamples what reaches it."""
-    gamma = stop.shape[0]
-    arriving = torch.zeros(gamma, dtype=torch.float64)
-    resampled = torch.zeros(gamma, dtype=torch.float64)
-    flow = (1.0 - accept_all).clamp(min=0.0)
+    (γ floats each) the mass arriving and the mass resampled; node 0 resamples all that reaches it."""
+    gamma = len(stop)
+    arriving, resampled = [0.0] * gamma, [0.0] * gamma
+    flow = max(0.0, 1.0 - accept_all)
     for t in range(gamma - 1, -1, -1):
         arriving[t] = flow
-        share = torch.ones((), dtype=torch.float64) if t == 0 else stop[t]
-        resampled[t] = (flow * share).clamp(min=0.0)
-        flow = (flow - resampled[t]).clamp(min=0.0)      # rounding never makes mass negative
+        resampled[t] = flow if t == 0 else max(0.0, flow * stop[t])
+        flow = max(0.0, flow - resampled[t])       # rounding never makes mass negative
     return arriving, resampled
+
+
+def _scan_table(resampled: list[float], residual_rows, verifier_probs, accept_all: float):
+    """(γ+1, V) outcome table: resample at node t from its normalised residual, or keep all."""
+    gamma = len(resampled)
+    table = torch.empty_like(verifier_probs)
+    weights = torch.tensor(resampled, dtype=torch.float64)
+    table[:gamma] = weights[:, None] * _normalise(residual_rows, verifier_probs[:gamma])
+    table[gamma] = accept_all * verifier_probs[gamma]
+    return table
 
 
 def block_outcome(draft_tokens, draft_probs, verifier_probs):
@@ -222,23 +227,22 @@ def block_outcome(draft_tokens, draft_probs, verifier_probs):
     Bernoulli(h_t) fires (scanning backward) resamples from its normalised residual."""
     gamma = draft_tokens.shape[0]
     rho = _ratios(draft_tokens, draft_probs, verifier_probs)
-    c = _capped_running(rho)                                            # (γ+1,)
-    resid = (c[:gamma, None] * verifier_probs[:gamma] - draft_probs).clamp(min=0)   # (γ, V)
-    z = resid.sum(-1)                                                   # (γ,)
-    h = _safe_div(z, z + 1 - c[:gamma], if_zero=0.0)                    # (γ,)
+    c = _capped_running(rho)                                            # γ+1 floats
+    capped = torch.tensor(c[:gamma], dtype=torch.float64)[:, None] * verifier_probs[:gamma]   # (γ, V)
+    resid = (capped - draft_probs).clamp(min=0)                         # (γ, V)
+    z = resid.sum(-1).tolist()                                          # Z_t
+    h = [zt / (zt + 1 - ct) if zt + 1 - ct > 0 else 0.0 for zt, ct in zip(z, c)]
     arriving, resampled = _backward_scan(h, c[gamma])
-    table = torch.empty_like(verifier_probs)
-    table[:gamma] = resampled[:, None] * _normalise(resid, verifier_probs[:gamma])
-    table[gamma] = c[gamma] * verifier_probs[gamma]
+    table = _scan_table(resampled, resid, verifier_probs, c[gamma])
     diagnostics = {
-        "ratios": rho.clamp(max=1e300).tolist(),
-        "capped": c.tolist(),
-        "stop_prob": h.tolist(),
-        "residual_mass": z.tolist(),
-        "accept_all_prob": float(c[gamma]),
-        "arriving": arriving.tolist(),
-        "resampled": resampled.tolist(),
-        "nodes": _top_entries(c[:gamma, None] * verifier_probs[:gamma], draft_probs),
+        "ratios": _finite(rho),
+        "capped": c,
+        "stop_prob": h,
+        "residual_mass": z,
+        "accept_all_prob": c[gamma],
+        "arriving": arriving,
+        "resampled": resampled,
+        "nodes": _top_entries(capped, draft_probs),
     }
     return table, diagnostics
 
@@ -253,34 +257,32 @@ def _branch_masses(draft_tokens, draft_probs, verifier_probs):
     gamma = draft_tokens.shape[0]
     rho = _ratios(draft_tokens, draft_probs, verifier_probs)
     c = _capped_running(rho)
-    a = c[:gamma, None] * verifier_probs[:gamma]                        # (γ, V)
+    a = torch.tensor(c[:gamma], dtype=torch.float64)[:, None] * verifier_probs[:gamma]   # (γ, V)
     b = draft_probs                                                     # (γ, V)
-    excess = (b - a).clamp(min=0).sum(-1)                              # D_t
+    excess = (b - a).clamp(min=0).sum(-1).tolist()                     # D_t
     deficit_rows = (a - b).clamp(min=0)                                 # (γ, V)
-    deficit = deficit_rows.sum(-1)                                      # E_t
+    deficit = deficit_rows.sum(-1).tolist()                             # E_t
     return rho, c, a, b, excess, deficit_rows, deficit
 
 
 def _balanced_outcome(draft_tokens, draft_probs, verifier_probs, accept_all, lossy_note):
     gamma = draft_tokens.shape[0]
     rho, c, a, b, excess, deficit_rows, deficit = _branch_masses(draft_tokens, draft_probs, verifier_probs)
-    balance = _safe_div(deficit, excess, if_zero=0.0).clamp(max=1.0)    # E_t / D_t
+    balance = [min(1.0, e / d) if d > 0 else 0.0 for e, d in zip(deficit, excess)]   # E_t / D_t
     arriving, resampled = _backward_scan(balance, accept_all)
-    table = torch.empty_like(verifier_probs)
-    table[:gamma] = resampled[:, None] * _normalise(deficit_rows, verifier_probs[:gamma])
-    table[gamma] = accept_all * verifier_probs[gamma]
+    table = _scan_table(resampled, deficit_rows, verifier_probs, accept_all)
     diagnostics = {
-        "ratios": rho.clamp(max=1e300).tolist(),
-        "capped": c.tolist(),
-        "excess": excess.tolist(),
-        "deficit": deficit.tolist(),
-        "stop_prob": balance.tolist(),
-        "accept_all_prob": float(accept_all),
-        "accept_all_capped": float(c[gamma]),
-        "accept_all_uncapped": float(_uncapped_joint(rho)),
-        "arriving": arriving.tolist(),
-        "resampled": resampled.tolist(),
-        "stepped_back": (arriving - resampled).tolist(),
+        "ratios": _finite(rho),
+        "capped": c,
+        "excess": excess,
+        "deficit": deficit,
+        "stop_prob": balance,
+        "accept_all_prob": accept_all,
+        "accept_all_capped": c[gamma],
+        "accept_all_uncapped": _uncapped_joint(rho),
+        "arriving": arriving,
+        "resampled": resampled,
+        "stepped_back": [x - y for x, y in zip(arriving, resampled)],
         "nodes": _top_entries(a, b),
     }
     if lossy_note:
@@ -288,17 +290,17 @@ def _balanced_outcome(draft_tokens, draft_probs, verifier_probs, accept_all, los
     return table, diagnostics
 
 
-def _uncapped_joint(rho: torch.Tensor) -> torch.Tensor:
+def _uncapped_joint(rho: list[float]) -> float:
     """min(1, Π ρ_t) computed in log space (no 0·inf)."""
-    log_rho = torch.log(rho).clamp(max=700.0)
-    return torch.clamp(torch.exp(log_rho.sum()), max=1.0)
+    if any(r == 0.0 for r in rho):
+        return 0.0
+    return min(1.0, math.exp(min(700.0, sum(min(700.0, math.log(r)) for r in rho))))
 
 
 def hsd_outcome(draft_tokens, draft_probs, verifier_probs):
     """Branch mass balancing: whole block kept with the CAPPED ratio c_γ; the rejected mass walks
     back along the path and at node t a share E_t / D_t is resampled into the deficit children."""
-    rho = _ratios(draft_tokens, draft_probs, verifier_probs)
-    accept_all = _capped_running(rho)[-1]
+    accept_all = _capped_running(_ratios(draft_tokens, draft_probs, verifier_probs))[-1]
     return _balanced_outcome(draft_tokens, draft_probs, verifier_probs, accept_all, None)
 
 
