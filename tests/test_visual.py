@@ -377,7 +377,7 @@ def test_mass_balance_marks_the_drafted_token_and_the_node_fates():
         node_toks = [tok for c, tok in zip(cats, toks) if c.startswith(f"node {t} ")]
         assert sum(tok.startswith("▸") for tok in node_toks) <= 1
     fates = sorted(set(cats), key=lambda c: int(c.split()[1]))
-    expected = ["✓"] * event.n_accepted + ["✗"] + ["·"] * (len(event.proposed) - event.n_accepted - 1)
+    expected = ["✓"] * event.n_accepted + ["✗"] + ["○"] * (len(event.proposed) - event.n_accepted - 1)
     assert [c.split()[-1] for c in fates] == expected[: len(fates)]
 
 

@@ -93,7 +93,8 @@ def figure_accept_map(trace, level: int | None = None, dark: bool = False, max_r
         fig.add_trace(go.Scatter(x=faint_x, y=faint_y, text=faint_t, mode="text", showlegend=False,
                                  textfont=dict(size=11, color=theme.muted_color(dark)), hoverinfo="skip"))
     _legend_keys(fig, level, dark)
-    fig.update_xaxes(title_text="draft position (+ = bonus token after a fully accepted block)", tickmode="linear", dtick=1,
+    fig.update_xaxes(title_text="draft position (+ = bonus token after a fully accepted block)",
+                     tickmode="linear", dtick=1,
                      showgrid=False, zeroline=False, range=[0.5, width + 0.5])
     fig.update_yaxes(autorange="reversed", showgrid=False, type="category")
     drafter = f"L{level - 1}" + (f" ({theme.short_name(names[level - 1], 16)})" if level >= 1 else "")
@@ -107,7 +108,8 @@ def figure_accept_map(trace, level: int | None = None, dark: bool = False, max_r
 def _legend_keys(fig: go.Figure, level: int, dark: bool) -> None:
     """Legend entries for the heatmap's discrete colours (a heatmap has no legend of its own)."""
     keys = [(f"{theme.ACCEPT_SYMBOL} accepted", theme.tint(theme.ACCEPT_COLOR, 0.45, dark)),
-            (f"{theme.REJECT_SYMBOL} rejected → {theme.REPLACE_SYMBOL} replacement", theme.tint(theme.REJECT_COLOR, 0.3, dark)),
+            (f"{theme.REJECT_SYMBOL} rejected → {theme.REPLACE_SYMBOL} replacement",
+             theme.tint(theme.REJECT_COLOR, 0.3, dark)),
             (f"{theme.BONUS_SYMBOL} bonus (L{level})", theme.tint(theme.level_color(level), 0.35, dark)),
             ("not reached (discarded)", theme.muted_color(dark))]
     for name, color in keys:

@@ -141,7 +141,8 @@ def figure_gsp(plan, current=None, dark: bool = False) -> go.Figure:
         fig.add_trace(go.Scatter(x=[p[0] for p in cpos], y=[p[1] for p in cpos], mode="lines+markers",
                                  name="your current hierarchy", hoverinfo="skip",
                                  line=dict(width=2, dash="dash", color=theme.REJECT_COLOR),
-                                 marker=dict(symbol="circle-open", size=24, line=dict(width=3, color=theme.REJECT_COLOR))))
+                                 marker=dict(symbol="circle-open", size=24,
+                                             line=dict(width=3, color=theme.REJECT_COLOR))))
     px_, py_ = _segments(list(zip(path[:-1], path[1:])), pos)
     fig.add_trace(go.Scatter(x=px_, y=py_, mode="lines", name="optimal path", hoverinfo="skip",
                              line=dict(width=5, color=theme.ACCEPT_COLOR)))
@@ -154,7 +155,8 @@ def figure_gsp(plan, current=None, dark: bool = False) -> go.Figure:
 def _axes(fig, graph, pos, dark) -> None:
     names = {}
     for n, a in graph.nodes(data=True):
-        names[a.get("model", n[1])] = theme.short_name(a.get("name", f"model {n[1]}"), 16) + (" (target)" if n[0] == "target" else "")
+        label = theme.short_name(a.get("name", f"model {n[1]}"), 16)
+        names[a.get("model", n[1])] = label + (" (target)" if n[0] == "target" else "")
     models = sorted(names)
     fig.update_xaxes(tickmode="array", tickvals=models, ticktext=[f"{m}: {names[m]}" for m in models],
                      range=[min(models) - 0.4, max(models) + 0.4], showgrid=False, zeroline=False,

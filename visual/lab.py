@@ -102,7 +102,8 @@ def figure_compare(summaries: dict, dark: bool = False) -> go.Figure:
                   row=1, col=2)
     fig.update_layout(barmode="group", bargap=0.3)
     ms_top = max([v for v in pred + meas if v is not None] or [1.0])
-    fig.update_yaxes(title_text="ms / token ↓<br>model-predicted vs wall clock", range=[0, ms_top * 1.2], row=1, col=1)
+    fig.update_yaxes(title_text="ms / token ↓<br>model-predicted vs wall clock", range=[0, ms_top * 1.2],
+                     row=1, col=1)
     fig.update_yaxes(title_text="tokens / target call ↑<br>measured (wall-clock run)",
                      range=[0, max([v for v in tpc if v is not None] or [1.0]) * 1.2], row=1, col=2)
     fig.update_xaxes(tickangle=0, tickfont=dict(size=12))

@@ -23,7 +23,7 @@ def _get(event, name: str, default=None):
 
 
 def _status(t: int, n_accepted: int) -> str:
-    return theme.ACCEPT_SYMBOL if t < n_accepted else (theme.REJECT_SYMBOL if t == n_accepted else "·")
+    return theme.ACCEPT_SYMBOL if t < n_accepted else (theme.REJECT_SYMBOL if t == n_accepted else "○")
 
 
 def _vocab_text(vid: int, t: int, event, id_to_text) -> str:
@@ -102,8 +102,9 @@ def _node_bars(fig, event, d, id_to_text, dark):
              ("draft excess (B−A)₊: rejected", excess, theme.REJECT_COLOR, "/"),
              ("target deficit (A−B)₊: resampled into", deficit, theme.level_color(_get(event, "level", 1)), ".")]
     for name, y, color, shape in parts:
-        fig.add_trace(go.Bar(name=name, x=x, y=y, marker=dict(color=color, pattern=dict(shape=shape, fgcolor=theme.text_color(dark), fgopacity=0.5)),
-                             customdata=hover, hovertemplate="%{customdata}<br>" + name + ": %{y:.4f}<extra></extra>"),
+        pattern = dict(shape=shape, fgcolor=theme.text_color(dark), fgopacity=0.5)
+        fig.add_trace(go.Bar(name=name, x=x, y=y, marker=dict(color=color, pattern=pattern), customdata=hover,
+                             hovertemplate="%{customdata}<br>" + name + ": %{y:.4f}<extra></extra>"),
                       row=1, col=1)
 
 
@@ -111,17 +112,21 @@ def _balance_panel(fig, d, rule, level, dark):
     excess, deficit, c = _balance(d, rule)
     nodes = list(range(len(c)))
     if excess is not None:
-        fig.add_trace(go.Bar(name="D_t excess", offsetgroup="D", x=nodes, y=excess, marker=dict(color=theme.REJECT_COLOR, pattern=dict(shape="/")),
-                             showlegend=False, hovertemplate="node %{x}: D = %{y:.4f}<extra></extra>"), row=2, col=1)
-        fig.add_trace(go.Bar(name="E_t deficit", offsetgroup="E", x=nodes, y=deficit, marker=dict(color=theme.level_color(level), pattern=dict(shape=".")),
-                             showlegend=False, hovertemplate="node %{x}: E = %{y:.4f}<extra></extra>"), row=2, col=1)
+        fig.add_trace(go.Bar(name="D_t excess", offsetgroup="D", x=nodes, y=excess, showlegend=False,
+                             marker=dict(color=theme.REJECT_COLOR, pattern=dict(shape="/")),
+                             hovertemplate="node %{x}: D = %{y:.4f}<extra></extra>"), row=2, col=1)
+        fig.add_trace(go.Bar(name="E_t deficit", offsetgroup="E", x=nodes, y=deficit, showlegend=False,
+                             marker=dict(color=theme.level_color(level), pattern=dict(shape=".")),
+                             hovertemplate="node %{x}: E = %{y:.4f}<extra></extra>"), row=2, col=1)
     else:
-        fig.add_trace(go.Bar(name="accept prob", x=nodes, y=d.get("accept_prob", []), marker_color=theme.ACCEPT_COLOR,
-                             showlegend=False, hovertemplate="node %{x}: min(1,ρ) = %{y:.4f}<extra></extra>"), row=2, col=1)
+        fig.add_trace(go.Bar(name="accept prob", x=nodes, y=d.get("accept_prob", []), showlegend=False,
+                             marker_color=theme.ACCEPT_COLOR,
+                             hovertemplate="node %{x}: min(1,ρ) = %{y:.4f}<extra></extra>"), row=2, col=1)
     if rule == "token":     # the token rule has no running ratio
         return
     fig.add_trace(go.Scatter(name="c_t", x=nodes, y=c, mode="lines+markers", showlegend=False,
-                             line=dict(color=theme.text_color(dark), dash="dot"), marker=dict(symbol="diamond", size=8),
+                             line=dict(color=theme.text_color(dark), dash="dot"),
+                             marker=dict(symbol="diamond", size=8),
                              hovertemplate="node %{x}: c = %{y:.4f}<extra></extra>"), row=2, col=1)
 
 
@@ -129,12 +134,15 @@ def _flow_panel(fig, d, level, dark):
     arriving, resampled, back, backward = _flow(d)
     nodes = list(range(len(arriving)))
     second = "stepped back" if backward else "passed on"
-    fig.add_trace(go.Bar(name="resampled here", x=nodes, y=resampled, marker=dict(color=theme.level_color(level), pattern=dict(shape=".")),
-                         showlegend=False, hovertemplate="node %{x}: resampled %{y:.4f}<extra></extra>"), row=2, col=2)
-    fig.add_trace(go.Bar(name=second, x=nodes, y=back, marker=dict(color=theme.muted_color(dark), pattern=dict(shape="x")),
-                         showlegend=False, hovertemplate="node %{x}: " + second + " %{y:.4f}<extra></extra>"), row=2, col=2)
+    fig.add_trace(go.Bar(name="resampled here", x=nodes, y=resampled, showlegend=False,
+                         marker=dict(color=theme.level_color(level), pattern=dict(shape=".")),
+                         hovertemplate="node %{x}: resampled %{y:.4f}<extra></extra>"), row=2, col=2)
+    fig.add_trace(go.Bar(name=second, x=nodes, y=back, showlegend=False,
+                         marker=dict(color=theme.muted_color(dark), pattern=dict(shape="x")),
+                         hovertemplate="node %{x}: " + second + " %{y:.4f}<extra></extra>"), row=2, col=2)
     fig.add_trace(go.Scatter(name="arriving", x=nodes, y=arriving, mode="markers", showlegend=False,
-                             marker=dict(symbol="line-ew-open", size=26, color=theme.text_color(dark), line=dict(width=3)),
+                             marker=dict(symbol="line-ew-open", size=26, color=theme.text_color(dark),
+                                         line=dict(width=3)),
                              hovertemplate="node %{x}: arriving %{y:.4f}<extra></extra>"), row=2, col=2)
 
 
@@ -154,7 +162,7 @@ def _accept_all_panel(fig, d, rule, dark):
 def figure_mass_balance(event, id_to_text: Callable[[int], str] | None = None, dark: bool = False) -> go.Figure:
     """One verification, four panels: (top) per node t the top vocabulary entries, draft mass B vs
     capped target mass A stacked as overlap / draft excess / target deficit, the drafted token
-    marked ▸ and the node's fate ✓/✗/·; (bottom) D_t vs E_t with c_t, the backward scan's flow
+    marked ▸ and the node's fate ✓/✗/○; (bottom) D_t vs E_t with c_t, the backward scan's flow
     (arriving / resampled / stepped back), and whole-block acceptance capped vs uncapped (the one
     this rule uses highlighted).  Greedy verifications get a message instead."""
     d = _get(event, "diagnostics") or {}
@@ -166,11 +174,12 @@ def figure_mass_balance(event, id_to_text: Callable[[int], str] | None = None, d
         return theme.figure_empty(f"<b>{head}</b><br>{marks}<br>greedy: exact match check, no mass to balance "
                                   "(accept while the draft equals the verifier's argmax).", dark=dark)
     backward = "arriving" in d
+    titles = ("", "excess D (/) vs deficit E (·), c_t ◆" if rule != "token" else "accept prob min(1, ρ_t)",
+              "flow: resampled / stepped back, — arriving" if backward else "flow: reject / pass on, — reach",
+              "accept whole block")
     fig = make_subplots(rows=2, cols=3, specs=[[{"colspan": 3}, None, None], [{}, {}, {}]],
                         row_heights=[0.56, 0.44], vertical_spacing=0.2, horizontal_spacing=0.08,
-                        subplot_titles=("", "excess D (/) vs deficit E (·), c_t ◆" if rule != "token" else "accept prob min(1, ρ_t)",
-                                        "flow: resampled / stepped back, — arriving" if backward else "flow: reject / pass on, — reach",
-                                        "accept whole block"))
+                        subplot_titles=titles)
     _node_bars(fig, event, d, id_to_text, dark)
     _balance_panel(fig, d, rule, level, dark)
     _flow_panel(fig, d, level, dark)
@@ -187,7 +196,7 @@ def figure_mass_balance(event, id_to_text: Callable[[int], str] | None = None, d
     title = f"{kind} · {head}, then {sym} {nxt}"
     fig.update_layout(legend_traceorder="normal")
     sub = ("A = capped target c_t·p_t" if rule != "token" else "A = target p_t") + \
-        ", B = draft q_t (top entries per node) · ▸ drafted token · node ✓ kept ✗ rejected · not reached" \
+        ", B = draft q_t (top entries per node) · ▸ drafted token · node ✓ kept ✗ rejected ○ not reached" \
         f" · {theme.REPLACE_SYMBOL} replacement {theme.BONUS_SYMBOL} bonus"
     for ann in fig.layout.annotations:      # subplot titles
         ann.font = dict(size=13, color=theme.text_color(dark))
