@@ -103,6 +103,7 @@ class _Decode:
         self.max_new = max_new_tokens
         self.eos = eos_token_id
         self.decode_ids = decode_ids
+        self.token_texts: dict[int, str] = {}                      # one decode per distinct token
         self.generator = torch.Generator().manual_seed(int(seed))
         self.seed = int(seed)
         self.prompt_text = prompt_text
@@ -176,7 +177,10 @@ class _Decode:
         return _Block(tokens, rows, [0] * n)
 
     def token_text(self, token: int) -> str:
-        return self.decode_ids([token])
+        text = self.token_texts.get(token)
+        if text is None:
+            text = self.token_texts[token] = self.decode_ids([token])
+        return text
 
     # -- the target loop ---------------------------------------------------------------------
     def run(self) -> Iterator:
