@@ -541,6 +541,11 @@ def test_compare_says_wall_clock_and_model_predicted_and_handles_missing_predict
     assert len(fig.data[1].x) == len(COMPARE)
 
 
+def test_lab_figures_without_data_are_messages():
+    assert len(visual.figure_compare({}).data) == 0
+    assert len(visual.figure_exactness({}).data) == 0
+
+
 # ------------------------------------------------------------------------------------------
 # token colouring
 # ------------------------------------------------------------------------------------------

@@ -39,6 +39,8 @@ def figure_exactness(lab: dict, dark: bool = False, max_sequences: int = 24) -> 
     """Grouped bars: for every output sequence, the target's probability (grey) and each rule's
     exact output probability; legend entries carry TV distance and lossless ✓ / LOSSY ✗.  A lossy
     rule's bars are hatched and its sequences that overshoot/undershoot the target are visible."""
+    if not lab or not lab.get("sequences"):
+        return theme.figure_empty("Pick a toy example to compute the exact output distributions.", dark=dark)
     lab, dropped = _most_probable(lab, max_sequences)
     seqs = [theme.escape_token(s, 14) for s in lab.get("sequences", [])]
     rules = lab.get("rules", {})
@@ -79,6 +81,8 @@ def figure_compare(summaries: dict, dark: bool = False) -> go.Figure:
     """What-if comparison of hierarchies (label → {"predicted_ms_per_token" or None,
     "measured_ms_per_token", "tokens_per_target_call", "tokens_per_s"}): left, predicted vs
     measured ms/token (lower is better); right, tokens per target call (higher is better)."""
+    if not summaries:
+        return theme.figure_empty("Run two or more hierarchies to compare them.", dark=dark)
     keys = list(summaries)
     get = lambda k: [summaries[key].get(k) for key in keys]  # noqa: E731
     labels = ["<br>".join(textwrap.wrap(str(key), 16)) or str(key) for key in keys]
