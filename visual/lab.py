@@ -37,8 +37,9 @@ def _most_probable(lab: dict, k: int) -> tuple[dict, int]:
 
 def figure_exactness(lab: dict, dark: bool = False, max_sequences: int = 24) -> go.Figure:
     """Grouped bars: for every output sequence, the target's probability (grey) and each rule's
-    exact output probability; legend entries carry TV distance and lossless ✓ / LOSSY ✗.  A lossy
-    rule's bars are hatched and its sequences that overshoot/undershoot the target are visible."""
+    exact output probability; legend entries say lossless ✓ / LOSSY ✗ (a lossy rule's bars are
+    hatched), a box lists each rule's TV distance and E[accepted].  At most ``max_sequences``
+    (the most probable) are drawn."""
     if not lab or not lab.get("sequences"):
         return theme.figure_empty("Pick a toy example to compute the exact output distributions.", dark=dark)
     lab, dropped = _most_probable(lab, max_sequences)
@@ -54,7 +55,7 @@ def figure_exactness(lab: dict, dark: bool = False, max_sequences: int = 24) -> 
         tv = float(r.get("tv", 0.0))
         mark = f"{theme.ACCEPT_SYMBOL} lossless" if lossless else f"{theme.REJECT_SYMBOL} LOSSY"
         fig.add_trace(go.Bar(
-            name=f"{name} · TV {tv:.2g} · {mark}", x=seqs, y=r.get("probs", []),
+            name=f"{name} {mark}", x=seqs, y=r.get("probs", []),
             marker=dict(color=RULE_COLORS.get(name, theme.level_color(i + 2)),
                         pattern=dict(shape="" if lossless else "/", fgcolor=theme.text_color(dark))),
             hovertemplate=f"%{{x}}: {name} %{{y:.6f}}<extra></extra>"))
