@@ -1,0 +1,168 @@
+"""Claims about hsd/bench.py: which contenders it races, that one quick run on tiny REAL models
+(saved to folders, loaded as a family spec like a user's) prints the table, writes the JSON and the
+figure, and that every contender's greedy output equals transformers' own greedy ``generate``.
+No timing asserts: wall-clock numbers are only checked to exist."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+
+import pytest
+
+from hsd import bench
+from hsd.cli import main
+from hsd.profile import Profile
+from tests._profiles import random_profile
+from tests.tiny import tiny_family
+
+NAMES = ["t0", "t1", "t2"]
+PROMPTS = "def f(x):\\n    return (x\n# a comment line\n\nclass a:\\n\\tb = (c)\n"
+
+
+def _deep_profile() -> Profile:
+    """Hand-made profile where a 3-level stack beats the best single draft (model-predicted)."""
+    cost = {"t0": [0.2 + 0.01 * n for n in range(8)], "t1": [1.0 + 0.05 * n for n in range(8)],
+            "t2": [6.0 + 0.2 * n for n in range(8)]}
+    acc = [[1.0, 0.9, 0.8], [0.9, 1.0, 0.9], [0.8, 0.9, 1.0]]
+    return Profile(models=NAMES, cost_ms=cost, acceptance=acc, meta={"temperature": 1.0})
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    """One ``python -m hsd bench --quick`` on three tiny Llamas saved to folders."""
+    root = tmp_path_factory.mktemp("bench")
+    models, tok = tiny_family(3)
+    dirs = []
+    for name, model in zip(NAMES, models):
+        model.save_pretrained(root / name)
+        tok.save_pretrained(root / name)
+        dirs.append(str(root / name))
+    _deep_profile().save(root / "profile.json")
+    (root / "prompts.txt").write_text(PROMPTS, encoding="utf-8")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        rc = main(["bench", "--family", ",".join(dirs), "--profile", str(root / "profile.json"),
+                   "--prompts", str(root / "prompts.txt"), "--quick", "--max-new-tokens", "10",
+                   "--threads", "1", "--max-buffer", "4", "--json", str(root / "bench.json"),
+                   "--html", str(root / "bench.html")])
+    report = json.loads((root / "bench.json").read_text())
+    return {"rc": rc, "stdout": out.getvalue(), "report": report, "root": root}
+
+
+def test_quick_run_prints_a_table_labelled_wall_clock_and_model_predicted(quick):
+    assert quick["rc"] == 0
+    text = quick["stdout"]
+    assert "== greedy (T=0) ==" in text and "== sampled (T=1) ==" in text
+    header = next(line for line in text.splitlines() if line.startswith("contender"))
+    assert "tok/s wall clock" in header and "model-pred." in header and "ms/tok wall clock" in header
+    assert "(c)/(b) = " in text and "(d)/(c) = " in text
+    for label in ("(a) transformers generate", "(b) transformers assisted", "(c) engine, best single draft",
+                  "(d) engine, optimiser's hierarchy", "(e) (d) with rule token", "(e) (d) with rule block",
+                  "(f) engine, target alone"):
+        assert label in text
+
+
+def test_json_has_one_section_per_temperature_with_a_row_and_every_run_per_contender(quick):
+    report = quick["report"]
+    assert report["format"] == "hsd-bench/1"
+    assert [s["temperature"] for s in report["sections"]] == [0.0, 1.0]
+    keys = [c["key"] for c in report["contenders"]]
+    assert keys[:6] == ["a", "b", "c", "d", "e-token", "e-block"] and "f-ar" in keys
+    assert report["meta"]["max_new_tokens"] == 10 and report["meta"]["repeats"] == 1
+    assert report["meta"]["n_prompts"] == 2 == len(report["prompts"])                   # --quick: 2 prompts
+    assert report["prompts"][1] == "class a:\n\tb = (c)"                               # escapes, comment skipped
+    for section in report["sections"]:
+        assert [r["key"] for r in section["rows"]] == keys
+        assert len(section["runs"]) == len(keys) * 2
+        for r in section["rows"]:
+            assert r["n_runs"] == 2 and r["n_tokens"] == 20                            # eos ignored: exact length
+            assert r["tokens_per_s"]["median"] > 0 and r["speedup_vs_a"]["n"] == 2
+            assert 0.0 <= r["outside_forward_share"]["median"] <= 1.0
+        a = section["rows"][0]
+        assert a["tokens_per_target_call"] == 1.0 and a["speedup_vs_a"]["median"] == 1.0
+        assert a["predicted_ms_per_token"] == pytest.approx(6.0)                      # c_K(1) of the profile
+        assert section["ratios"]["c/b"]["n"] == 2 and section["ratios"]["d/c"]["n"] == 2
+
+
+def test_b_uses_the_drafter_and_draft_length_of_c_and_d_is_the_optimisers_stack(quick):
+    rows = {r["key"]: r for r in quick["report"]["sections"][0]["rows"]}
+    assert rows["b"]["chain"] == rows["c"]["chain"] and rows["b"]["buffers"] == rows["c"]["buffers"]
+    assert rows["b"]["predicted_ms_per_token"] is None and rows["c"]["predicted_ms_per_token"] > 0
+    assert len(rows["d"]["chain"]) == 3                                                # deep profile: a stack
+    assert rows["e-token"]["chain"] == rows["d"]["chain"] and rows["e-token"]["rule"] == "token"
+
+
+def test_every_contender_reproduces_transformers_greedy_output_token_for_token(quick):
+    greedy = quick["report"]["sections"][0]
+    assert greedy["greedy"]
+    for r in greedy["rows"]:
+        assert r["greedy_equal_to_a"] is True, (r["label"], r["greedy_mismatches"])
+    by_prompt = {}
+    for run in greedy["runs"]:
+        by_prompt.setdefault(run["prompt"], set()).add(tuple(run["token_ids"]))
+    assert all(len(outputs) == 1 for outputs in by_prompt.values())
+    assert all(r["greedy_equal_to_a"] is None for r in quick["report"]["sections"][1]["rows"])
+
+
+def test_figure_is_written_as_html_with_every_contender(quick):
+    html = (quick["root"] / "bench.html").read_text(encoding="utf-8")
+    assert "(c) engine, best single draft" in html and "plotly" in html.lower()
+    fig = bench.figure_bench(quick["report"])
+    assert len(fig.data) == 2 * 3                                                      # per temperature: bars + 2 ratio boxes
+
+
+def test_contenders_cover_a_to_f_and_b_races_c_with_the_same_draft():
+    prof = random_profile(4, seed=3, style="deep")
+    cs = bench.pick_contenders(prof, max_buffer=6)
+    assert [c.group for c in cs[:6]] == ["a", "b", "c", "d", "e", "e"]
+    a, b, c = cs[0], cs[1], cs[2]
+    assert a.runner == "hf-generate" and a.chain == (3,)
+    assert b.runner == "hf-assisted" and (b.chain, b.buffers) == (c.chain, c.buffers) and len(c.chain) == 2
+    assert {x.rule for x in cs if x.group == "e"} == {"token", "block"}
+    assert any(x.key == "f-ar" and x.chain == (3,) for x in cs)
+    hierarchies = [(x.chain, x.buffers) for x in cs if x.group in "cdf"]
+    assert len(set(hierarchies)) == len(hierarchies) or cs[3].chain == cs[2].chain   # (f) adds no duplicates
+    assert max(len(x.chain) for x in cs) == 4                                         # the full stack is raced
+
+
+def test_assistant_settings_fix_the_draft_length_and_restore_the_config():
+    models, _ = tiny_family(2)
+    draft = models[0]
+    before = draft.generation_config
+    with bench.assistant_settings(draft, 5):
+        cfg = draft.generation_config
+        assert cfg is not before
+        assert (cfg.num_assistant_tokens, cfg.num_assistant_tokens_schedule) == (5, "constant")
+        assert not cfg.assistant_confidence_threshold
+    assert draft.generation_config is before
+
+
+def test_prompt_files_parse_and_code_prompts_escape_newlines():
+    code = bench.load_prompts(bench.PROMPT_FILES["code"])
+    natural = bench.load_prompts(bench.PROMPT_FILES["natural"])
+    assert len(code) >= 8 and len(natural) >= 8
+    assert all("\\n" not in p for p in code) and sum("\n" in p for p in code) >= 8
+    assert bench.parse_prompts("# c\n\na\\\\nb\\n\n") == ["a\\nb\n"]
+
+
+def test_paired_ratios_and_spread():
+    def run(key, p, tps):
+        return bench.Run(key, p, 0, 10, 10_000.0 / tps, 1, (1,), (1.0,), ())
+    runs = {"c": {(0, 0): run("c", 0, 30.0), (1, 0): run("c", 1, 60.0)},
+            "b": {(0, 0): run("b", 0, 20.0), (1, 0): run("b", 1, 20.0)}}
+    assert bench.paired_ratios(runs, "c", "b") == pytest.approx([1.5, 3.0])
+    assert bench.spread([1.5, 3.0, 2.0]) == {"median": 2.0, "min": 1.5, "max": 3.0, "n": 3}
+    assert bench.first_mismatch([1, 2, 3], [1, 2, 4]) == 2 and bench.first_mismatch([1, 2], [1, 2]) is None
+
+
+def test_a_profile_of_other_models_is_refused_with_exit_code_2(tmp_path, capsys):
+    random_profile(3, seed=0).save(tmp_path / "p.json")
+    root = tmp_path / "m"
+    models, tok = tiny_family(2)
+    for name, m in zip(["x", "y"], models):
+        m.save_pretrained(root / name)
+        tok.save_pretrained(root / name)
+    rc = main(["bench", "--family", f"{root / 'x'},{root / 'y'}", "--profile", str(tmp_path / "p.json"),
+               "--quick", "--threads", "1"])
+    assert rc == 2 and "profile is for models" in capsys.readouterr().err
