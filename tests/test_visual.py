@@ -473,7 +473,7 @@ def test_gsp_labels_the_target_arc_with_tokens_per_call():
 def test_gsp_draws_only_a_light_subset_of_arcs_and_every_node():
     plan = make_plan()
     fig = visual.figure_gsp(plan)
-    context = [t for t in fig.data if t.name.startswith("best incoming arc")][0]
+    context = [t for t in fig.data if t.name == "best arc into each node"][0]
     n_nodes = plan.graph.number_of_nodes()
     assert plan.graph.number_of_edges() >= 1000
     assert 0 < len(_segments_of(context)) <= n_nodes
@@ -491,15 +491,18 @@ def test_gsp_context_arcs_realise_each_node_s_best_cost():
 
 def test_gsp_outlines_the_current_hierarchy():
     fig = visual.figure_gsp(make_plan(), current={"chain": [0, 1, 4], "buffers": [3, 8]})
-    cur = [t for t in fig.data if t.name == "your current hierarchy"][0]
+    cur = [t for t in fig.data if t.name == "your hierarchy"][0]
     assert list(zip(cur.x, cur.y)) == [(0, 3), (1, 8), (4, 8.5)]
     assert cur.marker.symbol == "circle-open"
     fig2 = visual.figure_gsp(make_plan(), current=([0, 1, 4], [3, 8]))
-    assert [t for t in fig2.data if t.name == "your current hierarchy"][0].x == cur.x
+    assert [t for t in fig2.data if t.name == "your hierarchy"][0].x == cur.x
 
 
 def test_gsp_title_says_model_predicted():
-    assert "model-predicted" in visual.figure_gsp(make_plan()).layout.title.text
+    plan = make_plan()
+    fig = visual.figure_gsp(plan)
+    assert "model-predicted" in fig.layout.title.text
+    assert fig.layout.title.subtitle.text.startswith("optimal: " + plan.label)
 
 
 def test_gsp_without_a_plan_is_a_message():

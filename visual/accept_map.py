@@ -38,12 +38,12 @@ def _row_labels(events) -> list[str]:
     return labels
 
 
-def _cell(e, pos: int, sep: str) -> tuple[float, str, str]:
+def _cell(e, pos: int, sep: str, chars: int) -> tuple[float, str, str]:
     """(code, cell text, hover) of draft position ``pos`` (0-based) of verification ``e``."""
     ratios = e.diagnostics.get("ratios", []) if isinstance(e.diagnostics, dict) else []
     rho = f"ρ = {ratios[pos]:.3g}" if pos < len(ratios) else ""
-    tok = theme.escape_token(e.proposed_texts[pos], 8)
-    nxt = theme.escape_token(e.next_text, 8)
+    tok = theme.escape_token(e.proposed_texts[pos], chars)
+    nxt = theme.escape_token(e.next_text, chars)
     where = f"position {pos + 1}: '{theme.escape_token(e.proposed_texts[pos], 24)}' (from L{e.proposed_origins[pos]})"
     if pos < e.n_accepted:
         return ACCEPTED, f"{theme.ACCEPT_SYMBOL} {tok}", f"{where}<br>{theme.ACCEPT_SYMBOL} accepted · {rho}"
@@ -68,16 +68,17 @@ def figure_accept_map(trace, level: int | None = None, dark: bool = False, max_r
     z, text, hover, faint_x, faint_y, faint_t = [], [], [], [], [], []
     rows = _row_labels(events)[-max_rows:]
     sep = "<br>" if len(shown) <= 8 else " "     # two-line cells only when rows are tall enough
+    chars = 8 if width <= 8 else 5 if width <= 12 else 3   # narrower cells, shorter tokens (hover has all)
     for row, e in zip(rows, shown):
         zr, tr, hr = [], [], []
         for pos in range(width):
             if pos < len(e.proposed):
-                code, t, h = _cell(e, pos, sep)
+                code, t, h = _cell(e, pos, sep, chars)
                 if math.isnan(code):
                     faint_x.append(pos + 1), faint_y.append(row)
-                    faint_t.append(theme.escape_token(e.proposed_texts[pos], 8))
+                    faint_t.append(theme.escape_token(e.proposed_texts[pos], chars))
             elif pos == len(e.proposed) and e.next_kind == "bonus":
-                code, t = BONUS, f"{theme.BONUS_SYMBOL} {theme.escape_token(e.next_text, 8)}"
+                code, t = BONUS, f"{theme.BONUS_SYMBOL} {theme.escape_token(e.next_text, chars)}"
                 h = f"bonus token '{theme.escape_token(e.next_text, 24)}' sampled by L{level} after a full accept"
             else:
                 code, t, h = math.nan, "", ""

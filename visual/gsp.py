@@ -127,7 +127,7 @@ def figure_gsp(plan, current=None, dark: bool = False) -> go.Figure:
     on_path = set(path)
     fig = go.Figure()
     xs, ys = _segments(_context_arcs(graph), pos)
-    fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="best incoming arc (context)", hoverinfo="skip",
+    fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="best arc into each node", hoverinfo="skip",
                              line=dict(width=0.8, color=theme.rgba(theme.muted_color(dark), 0.7))))
     for i, runner in enumerate((_attr(plan, "runners_up", []) or [])[:3]):
         rpath = [n for n in (_attr(runner, "path", None) or _current_nodes(runner)) if n in pos]
@@ -139,7 +139,7 @@ def figure_gsp(plan, current=None, dark: bool = False) -> go.Figure:
     if cur:
         cpos = [pos.get(n, (n[1], n[2] if n[0] == "draft" else y_target)) for n in cur]
         fig.add_trace(go.Scatter(x=[p[0] for p in cpos], y=[p[1] for p in cpos], mode="lines+markers",
-                                 name="your current hierarchy", hoverinfo="skip",
+                                 name="your hierarchy", hoverinfo="skip",
                                  line=dict(width=2, dash="dash", color=theme.REJECT_COLOR),
                                  marker=dict(symbol="circle-open", size=24,
                                              line=dict(width=3, color=theme.REJECT_COLOR))))
@@ -149,7 +149,8 @@ def figure_gsp(plan, current=None, dark: bool = False) -> go.Figure:
     fig.add_trace(_node_trace(graph, pos, on_path, dark))
     _path_annotations(fig, graph, path, pos, dark)
     _axes(fig, graph, pos, dark)
-    return theme.apply(fig, dark=dark, height=theme.HEIGHT["gsp"], title=_title(plan))
+    title, subtitle = _title(plan)
+    return theme.apply(fig, dark=dark, height=theme.HEIGHT["gsp"], title=title, subtitle=subtitle or None)
 
 
 def _axes(fig, graph, pos, dark) -> None:
@@ -168,16 +169,17 @@ def _axes(fig, graph, pos, dark) -> None:
                      range=[min(bufs, default=0) - 1, max(bufs, default=1) + 1])
 
 
-def _title(plan) -> str:
+def _title(plan) -> tuple[str, str]:
+    """(title, subtitle): the prediction in the title, the chosen hierarchy below it."""
     names = _attr(plan, "names", None) or []
     buffers = list(_attr(plan, "buffers", None) or [])
     ms = _attr(plan, "expected_ms_per_token")
     sp = _attr(plan, "speedup_vs_ar")
-    title = "Optimiser (GSP): " + " → ".join(theme.short_name(n, 14) for n in names)
-    if buffers:
-        title += f" · buffers {buffers}"
+    title = "Optimiser (GSP)"
     if ms is not None:
         title += f" · {ms:.2f} ms/token model-predicted"
     if sp is not None:
         title += f" · {sp:.2f}× vs AR"
-    return title
+    parts = [f"{theme.short_name(n, 14)}[{b}]" for n, b in zip(names, buffers)]
+    chain = " → ".join(parts + [theme.short_name(names[-1], 14)]) if names else ""
+    return title, ("optimal: " + chain + " (buffer in brackets)") if chain else ""

@@ -111,7 +111,7 @@ def apply(fig: go.Figure, dark: bool = False, height: int | None = None, title: 
         height=height,
         uirevision=UIREVISION,
         showlegend=legend,
-        legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0,
+        legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0, itemsizing="constant",
                     font=dict(size=13), bgcolor="rgba(0,0,0,0)"),
         hoverlabel=dict(font=dict(size=13, family=FONT_FAMILY)),
         uniformtext=dict(minsize=10, mode="hide"),
