@@ -1,0 +1,321 @@
+"""app.py: request validation, the event functions called directly, and the launched app through
+gradio_client (streaming, equality with the CLI, Stop, errors that leave the app serving).
+
+Runs on a family of tiny real Llama models saved to a temporary folder (``HSD_FAMILY``-style
+spec), so it does not depend on the trained bundled family; one test uses the bundled family
+when it exists."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import app  # noqa: E402
+from hsd.errors import ConfigError, HSDError, ModelLoadError, PromptError  # noqa: E402
+from hsd.trace import Trace  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+NAMES = ["tiny-s", "tiny-m", "tiny-l"]
+
+
+def save_tiny_family(root: Path) -> str:
+    """Three tiny real Llamas sharing the character tokenizer, saved as safetensors folders;
+    returns the comma-separated spec (smallest first)."""
+    from tests.tiny import tiny_family
+
+    models, tok = tiny_family(3, scale=8.0)
+    for name, model in zip(NAMES, models):
+        model.save_pretrained(root / name)
+        tok.save_pretrained(root / name)
+    return ",".join(str(root / n) for n in NAMES)
+
+
+@pytest.fixture(scope="session")
+def tiny_spec(tmp_path_factory) -> str:
+    return save_tiny_family(tmp_path_factory.mktemp("tiny-family"))
+
+
+@pytest.fixture(scope="session")
+def limits(tiny_spec) -> app.Limits:
+    return app.Limits(family=tiny_spec, max_new_tokens=100, max_buffer=6, max_levels=3, max_prompt_chars=500,
+                      panel_interval_s=0.0, allow_custom_models=False)
+
+
+@pytest.fixture(scope="session")
+def families(limits) -> app.Families:
+    return app.Families(limits)
+
+
+@pytest.fixture(scope="session")
+def demo(limits, families):
+    return app.build_demo(limits, families)
+
+
+def endpoint(demo, name):
+    fns = demo.fns.values() if isinstance(demo.fns, dict) else demo.fns
+    return next(f.fn for f in fns if f.api_name == name)
+
+
+def cli_json(argv: list[str]) -> dict:
+    from hsd.cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(argv) == 0
+    return json.loads(out.getvalue())
+
+
+# --------------------------------------------------------------------------------------------
+# limits and validation
+# --------------------------------------------------------------------------------------------
+def test_limits_come_from_environment_variables_and_custom_models_are_off_on_a_space():
+    lim = app.Limits.from_env({"HSD_MAX_NEW_TOKENS": "32", "HSD_MAX_BUFFER": "5", "HSD_MAX_LEVELS": "3",
+                               "HSD_MAX_PROMPT_CHARS": "99", "HSD_FAMILY": "a,b", "HSD_QUEUE_SIZE": "7"})
+    assert (lim.max_new_tokens, lim.max_buffer, lim.max_levels, lim.max_prompt_chars, lim.family,
+            lim.queue_size) == (32, 5, 3, 99, "a,b", 7)
+    assert lim.allow_custom_models                                    # locally: on
+    assert not app.Limits.from_env({"SPACE_ID": "user/space"}).allow_custom_models
+    assert app.Limits.from_env({"SPACE_ID": "user/space", "HSD_ALLOW_CUSTOM_MODELS": "1"}).allow_custom_models
+    with pytest.raises(ConfigError, match="HSD_MAX_NEW_TOKENS"):
+        app.Limits.from_env({"HSD_MAX_NEW_TOKENS": "many"})
+
+
+def test_a_valid_request_picks_the_chain_and_always_includes_the_target(families, tiny_spec):
+    req = app.make_request(families, "def f(x):", tiny_spec, ["tiny-s"], [3, 9], ["hsd-uncapped (LOSSY)"],
+                           0.7, 0.9, 5, 11, 20)
+    assert req.chain == (0, 2) and req.buffers == (3,) and req.rules == ("hsd-uncapped",)
+    assert (req.temperature, req.top_p, req.top_k, req.seed, req.max_new_tokens) == (0.7, 0.9, 5, 11, 20)
+
+
+BAD = [
+    (dict(prompt=""), PromptError, "empty"),
+    (dict(prompt="   \n"), PromptError, "empty"),
+    (dict(prompt="x" * 501), PromptError, "at most 500"),
+    (dict(prompt="ab\x00c"), PromptError, "control characters"),
+    (dict(prompt="ab\ud800c"), PromptError, "surrogate"),
+    (dict(max_new_tokens=0), ConfigError, "between 1 and 100"),
+    (dict(max_new_tokens=-3), ConfigError, "between 1 and 100"),
+    (dict(max_new_tokens=10**9), ConfigError, "between 1 and 100"),
+    (dict(temperature=-1), ConfigError, "Temperature"),
+    (dict(temperature=float("nan")), ConfigError, "Temperature"),
+    (dict(top_p=0), ConfigError, "Top-p"),
+    (dict(top_p=1.5), ConfigError, "Top-p"),
+    (dict(buffers=[]), ConfigError, "buffer size"),
+    (dict(buffers=[0, 1]), ConfigError, "between 1 and 6"),
+    (dict(buffers=[10**6, 1]), ConfigError, "between 1 and 6"),
+    (dict(rules=["nope"]), ConfigError, "Unknown verification rule"),
+    (dict(models=["tiny-s", "tiny-m", "not-a-model"]), ConfigError, "not a model of this family"),
+    (dict(family="Qwen/Qwen2.5-0.5B"), ModelLoadError, "can be used here"),
+    (dict(family="/etc"), ModelLoadError, "can be used here"),
+]
+
+
+@pytest.mark.parametrize("change,error,words", BAD, ids=[f"{i}" for i in range(len(BAD))])
+def test_bad_input_raises_one_clear_sentence(families, tiny_spec, change, error, words):
+    args = dict(prompt="def f(x):", family=tiny_spec, models=["tiny-s", "tiny-m"], buffers=[2, 2],
+                rules=["hsd"], temperature=1.0, top_p=1.0, top_k=0, seed=0, max_new_tokens=10) | change
+    with pytest.raises(error) as info:
+        app.make_request(families, **args)
+    message = str(info.value)
+    assert words in message and message.count(". ") == 0 and len(message) < 200
+
+
+def test_more_levels_than_allowed_is_refused(tiny_spec):
+    fam = app.Families(app.Limits(family=tiny_spec, max_levels=2))
+    with pytest.raises(ConfigError, match="At most 2 models"):
+        app.make_request(fam, "def f(x):", tiny_spec, NAMES, [2, 2], "hsd")
+
+
+# --------------------------------------------------------------------------------------------
+# event functions, called directly
+# --------------------------------------------------------------------------------------------
+def run_generate(demo, tiny_spec, prompt="def f(x):\n", models=("tiny-s", "tiny-m"), buffers=(3, 2),
+                 rules=("hsd", "block"), temperature=1.0, seed=3, max_new=30, time_ar=False):
+    gen = endpoint(demo, "generate")
+    return list(gen(prompt, tiny_spec, list(models), *buffers, *rules, temperature, 1.0, 0, seed, max_new,
+                    time_ar, False))
+
+
+def test_generate_streams_tokens_every_round_then_panels_trace_and_download(demo, tiny_spec):
+    outs = run_generate(demo, tiny_spec)
+    assert len(outs) >= 3
+    lengths = [len(o[0]["value"] if isinstance(o[0], dict) else o[0]) for o in outs]
+    final = outs[-1]
+    trace = Trace.from_dict(final[6])
+    assert lengths == sorted(lengths) and lengths[0] < lengths[-1] == trace.summary().n_tokens
+    assert trace.meta["request"]["buffers"] == [3, 2]
+    assert Path(final[7]["value"]).exists()
+    for fig in final[2:5]:
+        assert len(fig.data) > 0
+    colours = {cat for _, cat in (final[0] if isinstance(final[0], list) else final[0]["value"])}
+    assert any(c.startswith("L0 draft") for c in colours)
+
+
+def test_generated_text_equals_the_cli_for_the_same_settings_and_seed(demo, tiny_spec):
+    final = run_generate(demo, tiny_spec, seed=5, max_new=25)[-1]
+    ui_text = Trace.from_dict(final[6]).text
+    cli = cli_json(["generate", "--models", tiny_spec, "--chain", "0,1,2", "--buffers", "3,2",
+                    "--rule", "hsd,block", "--prompt", "def f(x):\n", "--max-new-tokens", "25", "--seed", "5",
+                    "--device", "cpu", "--json"])
+    assert ui_text == cli["text"]
+
+
+def test_timing_the_target_alone_reports_a_wall_clock_speedup(demo, tiny_spec):
+    outs = run_generate(demo, tiny_spec, max_new=12, time_ar=True)
+    assert "vs the target alone" in outs[-1][1] and "wall clock" in outs[-1][1]
+
+
+def test_generate_turns_engine_errors_into_gr_errors(demo, tiny_spec):
+    import gradio as gr
+
+    with pytest.raises(gr.Error, match="empty"):
+        run_generate(demo, tiny_spec, prompt=" ")
+
+
+def test_learn_explains_every_step_in_one_sentence_tied_to_a_panel(demo, tiny_spec):
+    d = run_generate(demo, tiny_spec, max_new=10)[-1][6]
+    trace = Trace.from_dict(d)
+    names = list(trace.started.models)
+    for i in app.learn_steps(trace):
+        text = app.explain(trace.events[i], names)
+        assert any(p in text for p in ("timeline", "accept map", "token strip")), text
+    load = endpoint(demo, "learn_load_fn")
+    state, slider, md, spans, tl, am, mb = load(app.LAST_RUN, d, False)
+    assert state is d and "Step 1 /" in md and "Prefill" in md
+    view = endpoint(demo, "learn_view")
+    md, spans, tl, am, mb = view(d, 10**6, False)              # clamps to the last step
+    assert "Commit" in md and "".join(t for t, _ in spans) == trace.text
+
+
+def test_exactness_lab_endpoint_returns_figure_and_table(demo):
+    fig, rows = endpoint(demo, "lab_fn")("toy", 3, 2, 0, False)
+    assert len(fig.data) == 5 and [r[0] for r in rows] == ["token", "block", "hsd", "hsd-uncapped"]
+    assert rows[3][2] > 0.01 and all(r[2] < 1e-12 for r in rows[:3])
+
+
+def test_redraw_of_a_chosen_verification_uses_the_stored_trace(demo, tiny_spec):
+    d = run_generate(demo, tiny_spec, max_new=15)[-1][6]
+    am, mb, _ = endpoint(demo, "redraw_views")(d, 1, 0, False)
+    assert "round 0" in mb.layout.title.text and "L0" in am.layout.title.text
+
+
+# --------------------------------------------------------------------------------------------
+# the launched app through gradio_client
+# --------------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def client(limits, families):
+    from gradio_client import Client
+
+    demo = app.build_demo(limits, families)
+    demo.queue(max_size=16, default_concurrency_limit=4)
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True)
+    try:
+        yield Client(url, verbose=False, download_files=False)
+    finally:
+        demo.close()
+
+
+def test_api_generate_needs_only_the_prompt_and_streams_several_updates(client):
+    job = client.submit("def f(x):\n", api_name="/generate")
+    updates = list(job)
+    assert len(updates) >= 3
+    final = job.result()
+    tokens = final[0]
+    assert len(tokens) > 0 and all({"token", "class_or_confidence"} <= set(t) for t in tokens)
+    assert final[2]["type"] == "plotly"
+
+
+def test_api_generate_final_text_equals_the_cli(client, tiny_spec):
+    final = client.predict("def f(x):\n", tiny_spec, ["tiny-s", "tiny-l"], 4, 4, "token", "hsd", 0.8, 1.0, 0, 9,
+                           20, False, False, api_name="/generate")
+    download = final[6]                     # the State output is not part of the API
+    path = download.get("path") or download.get("value", {}).get("path")
+    trace = Trace.load(path)
+    cli = cli_json(["generate", "--models", tiny_spec, "--chain", "0,2", "--buffers", "4", "--rule", "token",
+                    "--prompt", "def f(x):\n", "--max-new-tokens", "20", "--seed", "9", "--temperature", "0.8",
+                    "--device", "cpu", "--json"])
+    assert trace.text == cli["text"]
+    assert "".join(t["token"] for t in final[0]) == cli["text"]   # one character per token here
+
+
+def decode_threads() -> list:
+    return [t for t in threading.enumerate() if t.name == "hsd-decode" and t.is_alive()]
+
+
+def test_stop_cancels_the_generation_and_the_next_request_works(client, tiny_spec):
+    job = client.submit("def f(x):\n", tiny_spec, [], 1, 1, "hsd", "hsd", 1.0, 1.0, 0, 0, 100, False, False,
+                        api_name="/generate")
+    deadline = time.time() + 60
+    while len(job.outputs()) < 1 and time.time() < deadline:
+        time.sleep(0.05)
+    assert job.outputs(), "no streamed update arrived"
+    job.cancel()
+    deadline = time.time() + 20
+    while (decode_threads() or not job.done()) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not decode_threads(), "the decode kept running after Stop"
+    n_tokens = len(job.outputs()[-1][0])
+    assert n_tokens < 100
+    final = client.predict("def g(y):\n", api_name="/generate")
+    assert len(final[0]) > 0
+
+
+def test_bad_input_is_an_error_and_the_app_keeps_serving(client, tiny_spec):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="empty"):
+        client.predict("   ", api_name="/generate")
+    with pytest.raises(AppError, match="Unknown verification rule"):
+        client.predict("def f(x):\n", tiny_spec, ["tiny-s"], 2, 2, "nope", "hsd", api_name="/generate")
+    assert len(client.predict("def f(x):\n", api_name="/generate")[0]) > 0
+
+
+def test_api_optimize_then_compare_runs_every_hierarchy(client, tiny_spec):
+    status, fig, table, pick, = client.predict(tiny_spec, "measure now", 4, False, api_name="/optimize")[:4]
+    assert "model-predicted" in status and table["data"][0][0] == 1
+    out = client.predict("def f(x):\n", list(app.CONTENDERS), tiny_spec, ["tiny-s", "tiny-l"], 3, 3, "hsd", "hsd",
+                         1.0, 1.0, 0, 1, 12, False, api_name="/compare")
+    status, fig, table = out[:3]
+    assert status.startswith("Done") and len(table["data"]) == 4
+    assert {row[0] for row in table["data"]} == set(app.CONTENDERS)
+    assert all(row[5] is not None for row in table["data"])          # model-predicted for all
+
+
+# --------------------------------------------------------------------------------------------
+# the bundled family (skipped until it is trained)
+# --------------------------------------------------------------------------------------------
+@pytest.mark.skipif(not (ROOT / "assets" / "family" / "family.json").exists(), reason="bundled family not built yet")
+def test_bundled_family_generation_equals_the_cli():
+    lim = app.Limits(max_new_tokens=40, panel_interval_s=0.0)
+    demo = app.build_demo(lim, app.Families(lim))
+    names = app.Families(lim).names("bundled")
+    gen = endpoint(demo, "generate")
+    outs = list(gen("def parse_args(argv):\n", "bundled", [names[0], names[-1]], 4, 4, 4, "hsd", "hsd", "hsd",
+                    1.0, 1.0, 0, 2, 24, False, False))
+    text = Trace.from_dict(outs[-1][6]).text
+    cli = cli_json(["generate", "--models", "bundled", "--chain", f"0,{len(names) - 1}", "--buffers", "4",
+                    "--prompt", "def parse_args(argv):\n", "--max-new-tokens", "24", "--seed", "2", "--json"])
+    assert text == cli["text"] and len(outs) >= 2
+
+
+def test_no_error_type_escapes_as_a_traceback():
+    err = app.as_gr_error(HSDError("the thing is wrong"))
+    assert str(err.message) == "The thing is wrong"
+    err = app.as_gr_error(RuntimeError("boom"))
+    assert "still running" in err.message
