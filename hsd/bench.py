@@ -144,8 +144,9 @@ def pick_contenders(profile: Profile, max_buffer: int = 16) -> list[Contender]:
         _engine("c", "c", "(c) engine, best single draft", profile, single),
         _engine("d", "d", f"(d) engine, optimiser's hierarchy ({ENGINE_RULE})", profile, optimum),
     ]
-    out += [_engine(f"e-{r}", "e", f"(e) (d) with rule {r}", profile, optimum, rule=r)
-            for r in LOSSLESS_RULES if r != ENGINE_RULE]
+    if len(optimum.chain) > 1:                      # rules only differ where something is verified
+        out += [_engine(f"e-{r}", "e", f"(e) (d) with rule {r}", profile, optimum, rule=r)
+                for r in LOSSLESS_RULES if r != ENGINE_RULE]
     seen = {(single.chain, single.buffers), (optimum.chain, optimum.buffers)}
     hand = [("f-ar", "(f) engine, target alone", ar)]
     smallest = best_for_chain(profile, (0, k), max_buffer)
@@ -232,6 +233,8 @@ def _synchronizer(device) -> Callable[[], None]:
     dev = torch.device(device)
     if dev.type == "cuda":
         return lambda: torch.cuda.synchronize(dev)
+    if dev.type == "mps":
+        return torch.mps.synchronize
     return lambda: None
 
 
@@ -563,6 +566,35 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
+def format_markdown(report: dict) -> str:
+    """The same tables as ``format_report`` in Markdown (for README / RESULTS files)."""
+    m = report["meta"]
+    lines = [f"Device: {m['device']} ({m['device_name']}), {m['date_utc']}; torch {m['torch']}, "
+             f"transformers {m['transformers']}. Family: {', '.join(m['models'])}. "
+             f"{m['n_prompts']} prompts × {m['repeats']} repeats × {m['max_new_tokens']} new tokens; "
+             f"{m['eos']['note']}.", ""]
+    if m.get("command"):
+        lines += [f"Command: `{m['command']}`", ""]
+    for s in report["sections"]:
+        title = "Greedy (T=0)" if s["greedy"] else f"Sampled (T={s['temperature']:g})"
+        lines += [f"**{title}**", "",
+                  "| contender | hierarchy | tokens/s (wall clock), median (min–max) | speedup vs (a) (wall clock) "
+                  "| tokens / target call | ms/token (model-predicted) | ms/token (wall clock) "
+                  "| outside forwards (wall clock) | = (a) greedy |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|:---:|"]
+        for r in s["rows"]:
+            eq = "—" if r["greedy_equal_to_a"] is None else ("yes" if r["greedy_equal_to_a"] else "**no**")
+            lines.append(f"| {r['label']} | {r['hierarchy']} | {_fmt_spread(r['tokens_per_s'], 1)} "
+                         f"| {_fmt_spread(r['speedup_vs_a'], 2, '×')} | {_fmt(r['tokens_per_target_call'], '.2f')} "
+                         f"| {_fmt(r['predicted_ms_per_token'], '.2f')} | {_fmt(r['ms_per_token'], '.2f')} "
+                         f"| {_fmt(100 * r['outside_forward_share']['median'], '.0f')}% | {eq} |")
+        q = s["ratios"]
+        lines += ["", f"Paired ratios of tokens/s (wall clock), median (min–max) over {q['c/b']['n']} prompt × repeat "
+                      f"runs: **(c)/(b) = {_fmt_spread(q['c/b'], 2, '×')}**, **(d)/(c) = {_fmt_spread(q['d/c'], 2, '×')}**, "
+                      f"(b)/(a) = {_fmt_spread(q['b/a'], 2, '×')}, (c)/(a) = {_fmt_spread(q['c/a'], 2, '×')}.", ""]
+    return "\n".join(lines)
+
+
 GROUP_COLORS = {"a": "#999999", "b": "#D55E00", "c": "#E69F00", "d": "#009E73", "e": "#56B4E9", "f": "#CC79A7"}
 
 
@@ -680,6 +712,7 @@ def add_cli(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="write the full report (every run) as JSON to this path")
     p.add_argument("--html", default=None, help="write the Plotly figure as HTML (and PNG when kaleido is installed)")
+    p.add_argument("--markdown", default=None, help="write the tables as Markdown to this path")
     p.add_argument("--quick", action="store_true",
                    help=f"{QUICK['prompts']} prompts × {QUICK['repeats']} repeat × {QUICK['max_new_tokens']} tokens")
     p.set_defaults(func=run)
@@ -701,7 +734,8 @@ def _profile_path(args) -> Path:
 def command_line(args) -> str:
     """The ``python -m hsd bench …`` line that reproduces this run (for the report)."""
     parts = ["python -m hsd bench", f"--family {args.family}"]
-    for flag in ("profile", "prompts", "max_new_tokens", "repeats", "max_prompts", "device", "json", "html"):
+    for flag in ("profile", "prompts", "max_new_tokens", "repeats", "max_prompts", "device", "json", "html",
+                 "markdown"):
         value = getattr(args, flag)
         if value is not None:
             parts.append(f"--{flag.replace('_', '-')} {value}")
@@ -742,6 +776,9 @@ def run(args) -> int:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(report, f, indent=1)
             f.write("\n")
+    if args.markdown:
+        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.markdown).write_text(format_markdown(report) + "\n", encoding="utf-8")
     if args.html:
         for path in write_figure(report, args.html):
             print(f"wrote {path}", file=sys.stderr)

@@ -45,7 +45,7 @@ def quick(tmp_path_factory):
         rc = main(["bench", "--family", ",".join(dirs), "--profile", str(root / "profile.json"),
                    "--prompts", str(root / "prompts.txt"), "--quick", "--max-new-tokens", "10",
                    "--threads", "1", "--max-buffer", "4", "--json", str(root / "bench.json"),
-                   "--html", str(root / "bench.html")])
+                   "--html", str(root / "bench.html"), "--markdown", str(root / "bench.md")])
     report = json.loads((root / "bench.json").read_text())
     return {"rc": rc, "stdout": out.getvalue(), "report": report, "root": root}
 
@@ -103,6 +103,16 @@ def test_every_contender_reproduces_transformers_greedy_output_token_for_token(q
         by_prompt.setdefault(run["prompt"], set()).add(tuple(run["token_ids"]))
     assert all(len(outputs) == 1 for outputs in by_prompt.values())
     assert all(r["greedy_equal_to_a"] is None for r in quick["report"]["sections"][1]["rows"])
+
+
+def test_markdown_tables_say_wall_clock_and_model_predicted_in_their_headers(quick):
+    md = (quick["root"] / "bench.md").read_text(encoding="utf-8")
+    headers = [line for line in md.splitlines() if line.startswith("| contender")]
+    assert len(headers) == 2
+    cells = headers[0].strip("|").split("|")[2:]
+    timed = [c for c in cells if "tokens/s" in c or "ms/token" in c or "speedup" in c or "outside" in c]
+    assert len(timed) == 5 and all("wall clock" in c or "model-predicted" in c for c in timed)
+    assert "| (c) engine, best single draft |" in md and "**(c)/(b) = " in md
 
 
 def test_figure_is_written_as_html_with_every_contender(quick):
