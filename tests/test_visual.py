@@ -282,7 +282,7 @@ def test_timeline_marks_every_commit_and_labels_verifications_with_accepted_over
     commits = [t for t in fig.data if t.type == "scatter"][0]
     assert len(commits.x) == len(trace.of_kind("committed"))
     target_bar = [t for t in fig.data if t.type == "bar" and t.name.startswith("L2")][0]
-    assert list(target_bar.text) == [f"{e.n_accepted}/{len(e.proposed)}✓" for e in _target_events(trace)]
+    assert list(target_bar.text) == [f"✓{e.n_accepted}/{len(e.proposed)}" for e in _target_events(trace)]
     assert "wall clock" in fig.layout.xaxis.title.text
 
 

@@ -27,7 +27,7 @@ BONUS_SYMBOL = "+"             # token sampled from the verifier's last row (bon
 UIREVISION = "hsd-explorer"    # constant: gr.Plot keeps zoom/pan across Plotly.react updates
 FONT_SIZE = 14
 FONT_FAMILY = "Inter, 'Source Sans Pro', 'Segoe UI', 'DejaVu Sans', Arial, sans-serif"
-MARGIN = dict(l=70, r=24, t=100, b=56)
+MARGIN = dict(l=70, r=24, t=100, b=56)   # t is recomputed by apply() from the title block
 
 HEIGHT = {  # px; fixed so the app layout does not jump while streaming
     "empty": 300, "timeline": 380, "accept_map": 440, "mass_balance": 700,
@@ -100,25 +100,33 @@ def escape_token(text: str, max_chars: int | None = 10) -> str:
     return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+TITLE_TOP_PX = 30       # title's top edge: clears gr.Plot's own label badge in the top-left corner
+TITLE_PX, SUBTITLE_PX, LEGEND_ROW_PX = 24, 22, 24
+
+
 def apply(fig: go.Figure, dark: bool = False, height: int | None = None, title: str | None = None,
           legend: bool = True, subtitle: str | None = None) -> go.Figure:
-    """Shared look: template, fonts, margins, fixed height, horizontal legend above the plot,
-    constant uirevision, optional title + one-line subtitle.  Returns ``fig`` (modified in place)."""
+    """Shared look: template, fonts, margins, fixed height, constant uirevision, optional title +
+    one-line subtitle, and a horizontal legend hung BELOW the title block (anchored to the
+    container, so when it wraps onto more rows in a narrow column it pushes the plot down instead
+    of covering the title).  Returns ``fig`` (modified in place)."""
+    top = TITLE_TOP_PX + (TITLE_PX if title else 0) + (SUBTITLE_PX if subtitle else 0) + 4
     fig.update_layout(
         template="plotly_dark" if dark else "plotly_white",
         font=dict(family=FONT_FAMILY, size=FONT_SIZE, color=text_color(dark)),
-        margin=dict(MARGIN, t=MARGIN["t"] + (24 if subtitle else 0)),
+        margin=dict(MARGIN, t=top + (LEGEND_ROW_PX if legend else 0) + 12),
         height=height,
         uirevision=UIREVISION,
         showlegend=legend,
-        legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0, itemsizing="constant",
-                    font=dict(size=13), bgcolor="rgba(0,0,0,0)"),
+        legend=dict(orientation="h", xanchor="left", x=0, itemsizing="constant",
+                    font=dict(size=13), bgcolor="rgba(0,0,0,0)",
+                    **(dict(yref="container", y=1 - top / height, yanchor="top") if height
+                       else dict(yref="paper", y=1.02, yanchor="bottom"))),
         hoverlabel=dict(font=dict(size=13, family=FONT_FAMILY)),
         uniformtext=dict(minsize=10, mode="hide"),
     )
     if title is not None:
-        # top edge 30 px down: clears gr.Plot's own label badge in the top-left corner
-        y = 1 - 30 / height if height else 0.96
+        y = 1 - TITLE_TOP_PX / height if height else 0.96
         fig.update_layout(title=dict(text=title, x=0.01, xanchor="left", y=y, yanchor="top",
                                      font=dict(size=17),
                                      subtitle=dict(text=subtitle or "", font=dict(size=13))))

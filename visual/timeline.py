@@ -46,7 +46,7 @@ def _level_bars(trace, level: int, names: list[str]) -> go.Bar | None:
     spans = [e for e in trace.events if e.kind in ("drafted", "verified") and e.level == level]
     if not spans:
         return None
-    text = [f"{e.n_accepted}/{len(e.proposed)}{theme.ACCEPT_SYMBOL}" if e.kind == "verified"
+    text = [f"{theme.ACCEPT_SYMBOL}{e.n_accepted}/{len(e.proposed)}" if e.kind == "verified"
             else f"{len(e.tokens)} tok" for e in spans]
     hover = [_verify_hover(e) if e.kind == "verified" else _draft_hover(e) for e in spans]
     return go.Bar(
