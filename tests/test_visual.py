@@ -3,7 +3,7 @@
 Traces are built by a tiny in-test hierarchy (3 levels, 8-token vocabulary, fixed per-context
 distributions) whose verifications call the REAL rules in hsd/verify.py, so every diagnostics
 dict has the shape the engine produces.  ``python tests/test_visual.py`` writes example HTML of
-every figure (light and dark) to artifacts/visual/ for looking at.
+every figure (light and dark) to artifacts/visual/ for looking at (``--png``: screenshots too).
 """
 from __future__ import annotations
 
@@ -709,6 +709,24 @@ def write_artifacts(out: pathlib.Path = ROOT / "artifacts" / "visual") -> list[p
     return paths
 
 
+def screenshot(html: pathlib.Path, width: int = 1200) -> pathlib.Path | None:
+    """PNG of one artifact with Debian's headless chromium (None when chromium is missing)."""
+    import re
+    import shutil
+    import subprocess
+
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        return None
+    height = int((re.search(r'"height":(\d+)', html.read_text()) or [0, 600])[1]) + 20
+    png = html.with_suffix(".png")
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                    "--virtual-time-budget=3000", f"--screenshot={png}", f"--window-size={width},{height}",
+                    html.resolve().as_uri()], capture_output=True, timeout=120)
+    return png
+
+
 if __name__ == "__main__":
+    # python tests/test_visual.py [--png]: example HTML (and PNG) of every figure, light and dark
     for p in write_artifacts():
-        print(p)
+        print(p, screenshot(p) if "--png" in sys.argv else "")
