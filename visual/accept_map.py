@@ -54,6 +54,26 @@ def _cell(e, pos: int, sep: str, chars: int) -> tuple[float, str, str]:
     return math.nan, "", ""
 
 
+def _grid(shown, rows, width: int, sep: str, chars: int):
+    """Heatmap z / text / hover (rows × width) plus faint (x, y, text) for tokens never reached."""
+    z, text, hover, faint = [], [], [], []
+    for row, e in zip(rows, shown):
+        zr, tr, hr = [], [], []
+        for pos in range(width):
+            if pos < len(e.proposed):
+                code, t, h = _cell(e, pos, sep, chars)
+                if math.isnan(code):
+                    faint.append((pos + 1, row, theme.escape_token(e.proposed_texts[pos], chars)))
+            elif pos == len(e.proposed) and e.next_kind == "bonus":
+                code, t = BONUS, f"{theme.BONUS_SYMBOL} {theme.escape_token(e.next_text, chars)}"
+                h = f"bonus token '{theme.escape_token(e.next_text, 24)}' sampled by L{e.level} after a full accept"
+            else:
+                code, t, h = math.nan, "", ""
+            zr.append(code), tr.append(t), hr.append(h)
+        z.append(zr), text.append(tr), hover.append(hr)
+    return z, text, hover, faint
+
+
 def figure_accept_map(trace, level: int | None = None, dark: bool = False, max_rows: int = 14) -> go.Figure:
     """Heatmap of the verifications done by ``level`` (default: the target): one row per
     verification (latest ``max_rows``), one column per draft position plus the bonus slot.
@@ -65,33 +85,19 @@ def figure_accept_map(trace, level: int | None = None, dark: bool = False, max_r
         return theme.figure_empty(f"No verifications by level {level} yet.", dark=dark)
     shown = events[-max_rows:]
     width = max(len(e.proposed) for e in shown) + 1
-    z, text, hover, faint_x, faint_y, faint_t = [], [], [], [], [], []
     rows = _row_labels(events)[-max_rows:]
     sep = "<br>" if len(shown) <= 8 else " "     # two-line cells only when rows are tall enough
     chars = 8 if width <= 8 else 5 if width <= 12 else 3   # narrower cells, shorter tokens (hover has all)
-    for row, e in zip(rows, shown):
-        zr, tr, hr = [], [], []
-        for pos in range(width):
-            if pos < len(e.proposed):
-                code, t, h = _cell(e, pos, sep, chars)
-                if math.isnan(code):
-                    faint_x.append(pos + 1), faint_y.append(row)
-                    faint_t.append(theme.escape_token(e.proposed_texts[pos], chars))
-            elif pos == len(e.proposed) and e.next_kind == "bonus":
-                code, t = BONUS, f"{theme.BONUS_SYMBOL} {theme.escape_token(e.next_text, chars)}"
-                h = f"bonus token '{theme.escape_token(e.next_text, 24)}' sampled by L{level} after a full accept"
-            else:
-                code, t, h = math.nan, "", ""
-            zr.append(code), tr.append(t), hr.append(h)
-        z.append(zr), text.append(tr), hover.append(hr)
+    z, text, hover, faint = _grid(shown, rows, width, sep, chars)
     fig = go.Figure(go.Heatmap(
         z=z, x=list(range(1, width + 1)), y=rows, text=text, texttemplate="%{text}",
         textfont=dict(size=12, color=theme.text_color(dark)), customdata=hover,
         hovertemplate="%{y}<br>%{customdata}<extra></extra>", hoverongaps=False,
         colorscale=_colorscale(level, dark), zmin=-0.5, zmax=2.5, showscale=False, xgap=2, ygap=2,
     ))
-    if faint_x:
-        fig.add_trace(go.Scatter(x=faint_x, y=faint_y, text=faint_t, mode="text", showlegend=False,
+    if faint:
+        fx, fy, ft = zip(*faint)
+        fig.add_trace(go.Scatter(x=fx, y=fy, text=ft, mode="text", showlegend=False,
                                  textfont=dict(size=11, color=theme.muted_color(dark)), hoverinfo="skip"))
     _legend_keys(fig, level, dark)
     fig.update_xaxes(title_text="draft position (+ = bonus token after a fully accepted block)",
