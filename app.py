@@ -13,9 +13,9 @@ Contract and layout of this file (thin wiring, DESIGN §1):
 2) requests: ``make_request`` turns widget values into a validated ``Request`` or raises an
    ``HSDError`` with one sentence, shown as ``gr.Error``; the app keeps serving;
 3) decoding: ``decode_events`` (the ``spaces.GPU`` function when ZeroGPU is present) yields plain
-   event dicts; ``EventPump`` runs it in a worker thread so the UI work (figures, JSON) overlaps
-   the decode instead of pausing it; ``Stop`` closes the consumer, which stops the worker between
-   events;
+   event dicts; ``UiBudget`` keeps the page updates (tokens every target round, panels less often)
+   within a small share of the decode's wall time; ``Stop`` closes the generator, which stops the
+   decode between two events;
 4) views: figures are built here, outside the GPU function, from plain traces (``visual``);
 5) the ``gr.Blocks`` layout (``build_demo``) and its event wiring.
 
@@ -25,8 +25,8 @@ holds only plain dicts.
 
 Environment variables (limits; see ``Limits``): HSD_FAMILY, HSD_MAX_PROMPT_CHARS,
 HSD_MAX_NEW_TOKENS, HSD_MAX_BUFFER, HSD_MAX_LEVELS, HSD_ALLOW_CUSTOM_MODELS (default: on locally,
-off on a Space), HSD_QUEUE_SIZE, HSD_CONCURRENCY, HSD_PANEL_INTERVAL_S, HSD_TORCH_THREADS,
-HSD_PRELOAD.
+off on a Space), HSD_QUEUE_SIZE, HSD_CONCURRENCY, HSD_PANEL_INTERVAL_S, HSD_TOKEN_INTERVAL_S,
+HSD_UI_SHARE, HSD_TORCH_THREADS, HSD_PRELOAD.
 """
 from __future__ import annotations
 
@@ -114,7 +114,9 @@ class Limits:
     allow_custom_models: bool = True    # HSD_ALLOW_CUSTOM_MODELS: other families/hub ids/local folders
     queue_size: int = 32                # HSD_QUEUE_SIZE: waiting requests before new ones are refused
     concurrency: int = 1                # HSD_CONCURRENCY: decodes at once (fair timings: 1)
-    panel_interval_s: float = 0.35      # HSD_PANEL_INTERVAL_S: at most one panel refresh per this
+    panel_interval_s: float = 0.5       # HSD_PANEL_INTERVAL_S: at most one panel refresh per this
+    ui_share: float = 0.06              # HSD_UI_SHARE: panel redraws may pause the decode this share of its time
+    token_interval_s: float = 0.1       # HSD_TOKEN_INTERVAL_S: at most one token update per this
     torch_threads: int = 0              # HSD_TORCH_THREADS (0 = torch's default)
 
     @classmethod
@@ -123,6 +125,8 @@ class Limits:
         on_space = bool(env.get("SPACE_ID"))
         custom = env.get("HSD_ALLOW_CUSTOM_MODELS", "").strip().lower()
         interval = env.get("HSD_PANEL_INTERVAL_S", "").strip()
+        share = env.get("HSD_UI_SHARE", "").strip()
+        tok_interval = env.get("HSD_TOKEN_INTERVAL_S", "").strip()
         return cls(
             family=env.get("HSD_FAMILY", "").strip() or "bundled",
             max_prompt_chars=_env_int(env, "HSD_MAX_PROMPT_CHARS", cls.max_prompt_chars, 1, 1_000_000),
@@ -133,6 +137,8 @@ class Limits:
             queue_size=_env_int(env, "HSD_QUEUE_SIZE", cls.queue_size, 1, 10_000),
             concurrency=_env_int(env, "HSD_CONCURRENCY", cls.concurrency, 1, 64),
             panel_interval_s=float(interval) if interval else cls.panel_interval_s,
+            ui_share=float(share) if share else cls.ui_share,
+            token_interval_s=float(tok_interval) if tok_interval else cls.token_interval_s,
             torch_threads=_env_int(env, "HSD_TORCH_THREADS", 0, 0, 256),
         )
 
@@ -350,99 +356,84 @@ def decode_events(families: Families, req: Request) -> Iterator[dict]:
     h = Hierarchy.from_family(family, chain=list(req.chain), buffers=list(req.buffers), rules=list(req.rules))
     events = h.stream(req.prompt, max_new_tokens=req.max_new_tokens, temperature=req.temperature,
                       top_k=req.top_k, top_p=req.top_p, seed=req.seed)
-    for event in events:
-        yield event_to_dict(event)
-
-
-class _Done:
-    pass
-
-
-@dataclass
-class _Failure:
-    error: BaseException
-
-
-class EventPump:
-    """Run an event iterator in a daemon thread; the consumer takes what has arrived in batches.
-
-    The worker stops between events when ``stop()`` is called (the consumer was closed: Stop
-    button, closed tab) or when nobody has polled for ``idle_timeout_s``."""
-
-    def __init__(self, events: Iterator, idle_timeout_s: float = 30.0):
-        self._q: queue.SimpleQueue = queue.SimpleQueue()
-        self._stop = threading.Event()
-        self._idle = idle_timeout_s
-        self._polled = time.monotonic()
-        self._thread = threading.Thread(target=self._run, args=(events,), daemon=True, name="hsd-decode")
-        self._thread.start()
-
-    def _run(self, events) -> None:
-        try:
-            for event in events:
-                self._q.put(event)
-                if self._stop.is_set() or time.monotonic() - self._polled > self._idle:
-                    break
-        except BaseException as exc:            # handed to the consumer, which raises it
-            self._q.put(_Failure(exc))
-        finally:
-            close = getattr(events, "close", None)
-            if close is not None:
-                try:
-                    close()
-                except Exception:
-                    pass
-            self._q.put(_Done())
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def join(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
-
-    def batches(self) -> Iterator[list]:
-        """Lists of events: waits for the first, then takes whatever else is already there."""
-        while True:
-            self._polled = time.monotonic()
-            try:
-                items = [self._q.get(timeout=1.0)]
-            except queue.Empty:
-                continue
-            while True:
-                try:
-                    items.append(self._q.get_nowait())
-                except queue.Empty:
-                    break
-            done = any(isinstance(i, _Done) for i in items)
-            for i in items:
-                if isinstance(i, _Failure):
-                    raise i.error
-            events = [i for i in items if not isinstance(i, _Done)]
-            if events:
-                yield events
-            if done:
-                return
-
-
-def stream_trace(families: Families, req: Request, interval_s: float) -> Iterator[tuple[Trace, bool, bool]]:
-    """Yield ``(trace, panels_due, finished)`` after every batch that committed tokens; panels are
-    due at most every ``interval_s`` and at the end.  Stops the decode when closed."""
-    trace = Trace(meta={"app": "hsd-explorer", "family": req.family, "chain": list(req.chain)})
-    pump = EventPump(decode_events(families, req))
-    last_panels = -math.inf
+    with _ACTIVE_LOCK:
+        _ACTIVE["decodes"] += 1
     try:
-        for batch in pump.batches():
-            for e in batch:
-                trace.add(event_from_dict(e) if isinstance(e, dict) else e)
-            finished = trace.events[-1].kind == "finished"
-            if not finished and not any(_kind(e) == "committed" for e in batch):
-                continue
-            due = finished or time.monotonic() - last_panels >= interval_s
-            if due:
-                last_panels = time.monotonic()
-            yield trace, due, finished
+        for event in events:
+            yield event_to_dict(event)
     finally:
-        pump.stop()
+        events.close()
+        with _ACTIVE_LOCK:
+            _ACTIVE["decodes"] -= 1
+
+
+_ACTIVE = {"decodes": 0}
+_ACTIVE_LOCK = threading.Lock()
+
+
+def active_decodes() -> int:
+    """How many decodes are running in this process (Stop/cancel must bring it back down)."""
+    return _ACTIVE["decodes"]
+
+
+class UiBudget:
+    """Decides when a streaming consumer updates the page, so that UI work stays a small share of
+    the decode's wall time.
+
+    The decode and the UI run in ONE thread, one after the other (a second Python thread doing
+    figure work starves the decode of the GIL between its many small torch calls -- measured here:
+    20x slower).  So every update pauses the decode; we count those pauses (our building plus
+    Gradio's processing of the yield).  The first commit is shown at once as tokens only; later,
+    tokens (cheap) at most every ``token_interval_s``; panels (several Plotly figures, the
+    expensive part) at most every ``panel_interval_s`` and only while the panel pauses stay within
+    ``share`` of the elapsed time; the final update always has everything."""
+
+    def __init__(self, share: float, panel_interval_s: float, token_interval_s: float = 0.1):
+        self.share, self.panel_interval_s, self.token_interval_s = share, panel_interval_s, token_interval_s
+        self.t0 = time.monotonic()
+        self.spent_s = 0.0                      # all page updates
+        self.panel_spent_s = 0.0                # updates with panels
+        self.last_update = self.last_panels = -math.inf
+        self.panel_cost_s = 0.0
+        self.updates = 0
+
+    def decide(self, finished: bool) -> tuple[bool, bool]:
+        """(update the page now, and redraw the panels in that update)."""
+        if finished:
+            return True, True
+        if self.updates == 0:
+            return True, False
+        now = time.monotonic()
+        tokens = now - self.last_update >= self.token_interval_s
+        panels = (tokens and now - self.last_panels >= self.panel_interval_s
+                  and self.panel_spent_s + self.panel_cost_s <= self.share * (now - self.t0))
+        return tokens, panels
+
+    def record(self, started: float, panels: bool) -> None:
+        """Call when the consumer resumes after an update that began at ``started``."""
+        now = time.monotonic()
+        self.spent_s += now - started
+        self.updates += 1
+        self.last_update = now
+        if panels:
+            self.last_panels = now
+            self.panel_cost_s = now - started
+            self.panel_spent_s += now - started
+
+
+def stream_trace(families: Families, req: Request) -> Iterator[Trace]:
+    """Decode ``req``, yielding the growing trace after every target round (commit) and at the
+    end.  Closing this generator (Stop, a closed tab) stops the decode between two events."""
+    trace = Trace(meta={"app": "hsd-explorer", "family": req.family, "chain": list(req.chain)})
+    events = decode_events(families, req)
+    try:
+        for e in events:
+            event = event_from_dict(e) if isinstance(e, dict) else e
+            trace.add(event)
+            if event.kind in ("committed", "finished"):
+                yield trace
+    finally:
+        events.close()
 
 
 def _kind(e) -> str:
@@ -538,8 +529,8 @@ def level_choices(names: Sequence[str]) -> list[tuple[str, int]]:
 def gsp_figure(families: Families, req: Request | None, spec: str, names, dark: bool):
     plan = families.plan(spec, names)
     if plan is None:
-        return visual.figure_empty("No profile of this family yet: open the Optimise tab and\n"
-                                   "profile it (or ship assets/profile-bundled.json).", dark=dark)
+        return visual.figure_empty("Optimiser graph: no profile of this family yet.<br>"
+                                   "Open the Optimise tab and press Optimise.", dark=dark)
     current = (list(req.chain), list(req.buffers)) if req is not None else None
     return visual.figure_gsp(plan, current=current, dark=dark)
 
@@ -888,33 +879,39 @@ def build_demo(limits: Limits | None = None, families: Families | None = None) -
             id_to_text = None
             gsp = gsp_figure(families, req, req.family, names, dark_)
             pred = predicted_speedup(families, req, names)
-            first = True
-            for trace, panels, finished in stream_trace(families, req, limits.panel_interval_s):
+            budget = UiBudget(limits.ui_share, limits.panel_interval_s, limits.token_interval_s)
+            for trace in stream_trace(families, req):
+                finished = trace.events[-1].kind == "finished"
+                show, panels = budget.decide(finished)
+                if not show:
+                    continue
+                started = time.monotonic()
+                first = budget.updates == 0
                 spans = visual.token_spans(trace, with_names=True)
+                spans = gr.update(value=spans, color_map=cmap) if first else spans
                 md = stats_markdown(trace, ar_trace, pred)
+                if finished:
+                    md += (f"  \n*Page updates paused the decode {budget.spent_s * 1000:.0f} ms in all "
+                           f"({budget.updates} updates).*")
                 if not panels:
-                    yield (spans if not first else gr.update(value=spans, color_map=cmap), md,
-                           skip, skip, skip, skip, skip, skip, skip, skip)
-                    first = False
+                    yield (spans, md, skip, skip, skip, skip, skip, skip, skip, skip)
+                    budget.record(started, panels=False)
                     continue
                 if id_to_text is None:
                     id_to_text = decoder_for(families, req.family)
                 tl = visual.figure_timeline(trace, dark=dark_)
                 am = visual.figure_accept_map(trace, dark=dark_)
                 mb = figure_mass_for(trace, None, None, id_to_text, dark_)
-                n_target = len(verifications(trace))
+                state, dl, idx = skip, skip, skip
                 if finished:
-                    d = trace.to_dict()
-                    d["meta"]["request"] = _request_meta(req, level_names)
-                    state = d
-                    dl = gr.update(value=save_trace(d), interactive=True)
+                    state = trace.to_dict()
+                    state["meta"]["request"] = _request_meta(req, level_names)
+                    dl = gr.update(value=save_trace(state), interactive=True)
+                    n_target = len(verifications(trace))
                     idx = gr.update(maximum=max(n_target - 1, 1), value=max(n_target - 1, 0))
-                else:
-                    state, dl, idx = skip, skip, skip
-                yield (spans if not first else gr.update(value=spans, color_map=cmap), md, tl, am, mb,
-                       gsp if first else skip, state, dl, idx,
+                yield (spans, md, tl, am, mb, gsp if first else skip, state, dl, idx,
                        legend_for(level_names, dark_) if first else skip)
-                first = False
+                budget.record(started, panels=True)
 
         gen_outputs = [tokens, stats, timeline, accept_plot, mass_plot, gsp_plot, trace_state, download,
                        view_index, legend]

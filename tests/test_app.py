@@ -11,7 +11,6 @@ import io
 import json
 import os
 import socket
-import threading
 import time
 from pathlib import Path
 
@@ -48,7 +47,7 @@ def tiny_spec(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def limits(tiny_spec) -> app.Limits:
     return app.Limits(family=tiny_spec, max_new_tokens=100, max_buffer=6, max_levels=3, max_prompt_chars=500,
-                      panel_interval_s=0.0, allow_custom_models=False)
+                      panel_interval_s=0.0, ui_share=1.0, allow_custom_models=False)
 
 
 @pytest.fixture(scope="session")
@@ -254,10 +253,6 @@ def test_api_generate_final_text_equals_the_cli(client, tiny_spec):
     assert "".join(t["token"] for t in final[0]) == cli["text"]   # one character per token here
 
 
-def decode_threads() -> list:
-    return [t for t in threading.enumerate() if t.name == "hsd-decode" and t.is_alive()]
-
-
 def test_stop_cancels_the_generation_and_the_next_request_works(client, tiny_spec):
     job = client.submit("def f(x):\n", tiny_spec, [], 1, 1, "hsd", "hsd", 1.0, 1.0, 0, 0, 100, False, False,
                         api_name="/generate")
@@ -267,9 +262,9 @@ def test_stop_cancels_the_generation_and_the_next_request_works(client, tiny_spe
     assert job.outputs(), "no streamed update arrived"
     job.cancel()
     deadline = time.time() + 20
-    while (decode_threads() or not job.done()) and time.time() < deadline:
+    while (app.active_decodes() or not job.done()) and time.time() < deadline:
         time.sleep(0.1)
-    assert not decode_threads(), "the decode kept running after Stop"
+    assert app.active_decodes() == 0, "the decode kept running after Stop"
     n_tokens = len(job.outputs()[-1][0])
     assert n_tokens < 100
     final = client.predict("def g(y):\n", api_name="/generate")
