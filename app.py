@@ -666,6 +666,12 @@ def build_demo(limits: Limits | None = None, families: Families | None = None) -
                                     example_labels=[label for label, _ in EXAMPLE_PROMPTS],
                                     label="Example prompts (Python code: the bundled models were trained on the standard library)",
                                     cache_examples=False)
+                        legend = gr.HTML(legend_for(names0), elem_id="legend")
+                        tokens = gr.HighlightedText(label="Output: every token coloured by the level that produced it",
+                                                    color_map=visual.token_color_map(n_levels=len(names0) or 1),
+                                                    show_legend=True, combine_adjacent=False, elem_id="tokens",
+                                                    show_inline_category=False)
+                        stats = gr.Markdown("*Press Generate.*", elem_id="stats")
                     with gr.Column(scale=2, min_width=300):
                         family = gr.Dropdown(families.choices(), value=limits.family, label="Model family",
                                              allow_custom_value=True,    # refused with a sentence unless allowed
@@ -696,12 +702,6 @@ def build_demo(limits: Limits | None = None, families: Families | None = None) -
                             seed = gr.Number(0, precision=0, label="Seed", info="same seed + settings = same text")
                             max_new = gr.Slider(1, limits.max_new_tokens, value=min(96, limits.max_new_tokens), step=1,
                                                 label="Max new tokens", info=f"at most {limits.max_new_tokens} here")
-                legend = gr.HTML(legend_for(names0), elem_id="legend")
-                tokens = gr.HighlightedText(label="Output: every token coloured by the level that produced it",
-                                            color_map=visual.token_color_map(n_levels=len(names0) or 1),
-                                            show_legend=True, combine_adjacent=False, elem_id="tokens",
-                                            show_inline_category=False)
-                stats = gr.Markdown("*Press Generate.*", elem_id="stats")
                 with gr.Row():
                     timeline = gr.Plot(visual.figure_empty(PLACEHOLDER), label="Timeline", elem_id="timeline", show_label=False)
                 with gr.Row():
@@ -742,7 +742,7 @@ def build_demo(limits: Limits | None = None, families: Families | None = None) -
                             cmp_cols.append((head, txt, tl))
 
             # ---------------------------------------------------------------- Learn
-            with gr.Tab("Learn", id="learn"):
+            with gr.Tab("Learn", id="learn") as learn_tab:
                 gr.Markdown("### Step through a recorded decode\nEach step is one engine event: **draft** (the "
                             "smallest model samples a block) → **verify** (a larger model scores the block in one "
                             "pass) → **accept / replace** → **crop** (rejected drafts are forgotten) → **commit**.")
@@ -880,6 +880,7 @@ def build_demo(limits: Limits | None = None, families: Families | None = None) -
             gsp = gsp_figure(families, req, req.family, names, dark_)
             pred = predicted_speedup(families, req, names)
             budget = UiBudget(limits.ui_share, limits.panel_interval_s, limits.token_interval_s)
+            gsp_sent = False
             for trace in stream_trace(families, req):
                 finished = trace.events[-1].kind == "finished"
                 show, panels = budget.decide(finished)
@@ -909,8 +910,9 @@ def build_demo(limits: Limits | None = None, families: Families | None = None) -
                     dl = gr.update(value=save_trace(state), interactive=True)
                     n_target = len(verifications(trace))
                     idx = gr.update(maximum=max(n_target - 1, 1), value=max(n_target - 1, 0))
-                yield (spans, md, tl, am, mb, gsp if first else skip, state, dl, idx,
-                       legend_for(level_names, dark_) if first else skip)
+                yield (spans, md, tl, am, mb, skip if gsp_sent else gsp, state, dl, idx,
+                       skip if gsp_sent else legend_for(level_names, dark_))
+                gsp_sent = True
                 budget.record(started, panels=True)
 
         gen_outputs = [tokens, stats, timeline, accept_plot, mass_plot, gsp_plot, trace_state, download,
@@ -1042,6 +1044,15 @@ def build_demo(limits: Limits | None = None, families: Families | None = None) -
             return md, visual.token_spans(part), tl, am, mb
 
         learn_outputs = [explain_md, learn_tokens, learn_timeline, learn_accept, learn_mass]
+
+        def learn_auto(current, src, last_trace, dark_):
+            """Opening the tab loads the chosen example once, so there is something to step through."""
+            if current or (src == LAST_RUN and not last_trace):
+                return [gr.skip()] * (2 + len(learn_outputs))
+            return learn_load_fn(src, last_trace, dark_)
+
+        learn_tab.select(learn_auto, [learn_state, learn_src, trace_state, dark],
+                         [learn_state, step_slider] + learn_outputs, api_visibility="private")
         learn_load.click(learn_load_fn, [learn_src, trace_state, dark], [learn_state, step_slider] + learn_outputs,
                          api_visibility="private")
         step_slider.change(learn_view, [learn_state, step_slider, dark], learn_outputs, api_visibility="private",

@@ -47,7 +47,8 @@ def tiny_spec(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def limits(tiny_spec) -> app.Limits:
     return app.Limits(family=tiny_spec, max_new_tokens=100, max_buffer=6, max_levels=3, max_prompt_chars=500,
-                      panel_interval_s=0.0, ui_share=1.0, allow_custom_models=False)
+                      panel_interval_s=0.0, ui_share=1.0, token_interval_s=0.0,
+                      allow_custom_models=False)
 
 
 @pytest.fixture(scope="session")
@@ -297,7 +298,7 @@ def test_api_optimize_then_compare_runs_every_hierarchy(client, tiny_spec):
 # --------------------------------------------------------------------------------------------
 @pytest.mark.skipif(not (ROOT / "assets" / "family" / "family.json").exists(), reason="bundled family not built yet")
 def test_bundled_family_generation_equals_the_cli():
-    lim = app.Limits(max_new_tokens=40, panel_interval_s=0.0)
+    lim = app.Limits(max_new_tokens=40, panel_interval_s=0.0, ui_share=1.0, token_interval_s=0.0)
     demo = app.build_demo(lim, app.Families(lim))
     names = app.Families(lim).names("bundled")
     gen = endpoint(demo, "generate")
@@ -314,3 +315,34 @@ def test_no_error_type_escapes_as_a_traceback():
     assert str(err.message) == "The thing is wrong"
     err = app.as_gr_error(RuntimeError("boom"))
     assert "still running" in err.message
+
+
+# --------------------------------------------------------------------------------------------
+# UI budget and canned examples
+# --------------------------------------------------------------------------------------------
+def test_ui_budget_shows_the_first_commit_at_once_and_paces_panels_by_their_cost():
+    b = app.UiBudget(share=0.1, panel_interval_s=0.0, token_interval_s=0.0)
+    assert b.decide(False) == (True, False)                   # first commit: tokens only, at once
+    b.record(time.monotonic(), panels=False)
+    b.t0 -= 1.0                                               # 1 s of decoding so far
+    assert b.decide(False) == (True, True)
+    b.record(time.monotonic() - 0.5, panels=True)             # a panel update that cost 0.5 s
+    tokens, panels = b.decide(False)
+    assert tokens and not panels                              # 0.5 s spent > 10 % of ~1 s
+    assert b.decide(True) == (True, True)                     # the end always shows everything
+
+
+def test_examples_script_writes_labelled_traces_the_learn_tab_can_step_through(tmp_path, demo, families,
+                                                                             monkeypatch):
+    from hsd.examples import make_examples
+
+    fam = families.load(families.limits.family)
+    paths = make_examples(fam, tmp_path, max_new_tokens=12)
+    assert len(paths) == 3
+    for p in paths:
+        t = Trace.load(p)
+        assert t.meta["label"] and t.summary().n_tokens == 12 or t.summary().finish_reason == "eos"
+    monkeypatch.setattr(app, "EXAMPLES_DIR", tmp_path)
+    label = next(iter(app.example_traces()))
+    state, slider, md, *_ = endpoint(demo, "learn_load_fn")(label, None, False)
+    assert "Step 1 /" in md and state["meta"]["label"] == label
