@@ -1,0 +1,163 @@
+"""Measure the app's three targets and print a table (a benchmark command, not a test).
+
+    .venv/bin/python scripts/measure_app.py [--family bundled] [--repeats 3] [--max-new-tokens 96]
+
+1) start to ready: ``python app.py`` until ``/gradio_api/info`` answers (median of repeats);
+2) first streamed token on screen: in Debian's chromium (Playwright, ``executable_path``), from
+   the click on Generate to the first coloured token in ``#tokens`` (first click after start,
+   then warm clicks);
+3) panel-update overhead: the same request (prompt, stack, seed) decoded (a) by the engine alone
+   in this process and (b) through the running app with streaming panels (gradio_client); the
+   decode's wall time comes from each trace (start to finish, wall clock).  Interleaved, medians.
+
+Timings on a shared 2-core machine vary run to run: read the medians, not single numbers.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+PROMPT = "def parse_args(argv):\n"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_app(env_extra: dict) -> tuple[subprocess.Popen, str, float]:
+    port = free_port()
+    env = dict(os.environ, GRADIO_SERVER_PORT=str(port), **env_extra)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/gradio_api/info", timeout=2) as r:
+                if r.status == 200:
+                    return proc, url, time.perf_counter() - t0
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError("app.py exited")
+            time.sleep(0.1)
+
+
+def stop_app(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def first_token_s(url: str, clicks: int) -> list[float]:
+    from playwright.sync_api import sync_playwright
+
+    out = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"), headless=True, args=["--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url)
+        page.wait_for_selector("#prompt textarea", timeout=120_000)
+        for _ in range(clicks):
+            page.click("#clear-btn")
+            page.wait_for_function("() => document.querySelectorAll('#tokens .token').length === 0")
+            page.fill("#prompt textarea", PROMPT)
+            t0 = time.perf_counter()
+            page.click("#generate-btn")
+            page.wait_for_selector("#tokens .token", timeout=120_000)
+            out.append(time.perf_counter() - t0)
+            page.wait_for_function("() => document.querySelector('#stats').innerText.includes('Status: finished')",
+                                   timeout=300_000)
+        browser.close()
+    return out
+
+
+def overhead(url: str, family_spec: str, chain_names: list[str], buffers: list[int], max_new: int,
+             repeats: int, slots: int) -> tuple[list[float], list[float]]:
+    """(engine-alone wall ms, through-the-app wall ms) per repeat, interleaved."""
+    from gradio_client import Client
+
+    from hsd.engine import Hierarchy
+    from hsd.models import load_family
+    from hsd.trace import Trace
+
+    family = load_family(family_spec)
+    chain = [family.names.index(n) for n in chain_names]
+    client = Client(url, verbose=False, download_files=False)
+    alone, ui = [], []
+    for i in range(repeats + 1):                       # the first pair is a warm-up
+        h = Hierarchy.from_family(family, chain=chain, buffers=buffers, rules="hsd")
+        t = h.generate(PROMPT, max_new_tokens=max_new, temperature=1.0, seed=i).trace
+        args = [PROMPT, family_spec, chain_names] + (buffers + [4] * slots)[:slots] + ["hsd"] * slots
+        res = client.predict(*args, 1.0, 1.0, 0, i, max_new, False, False, api_name="/generate")
+        dl = res[6]
+        path = dl.get("path") or dl.get("value", {}).get("path")
+        u = Trace.load(path)
+        assert u.text == t.text, "the app and the engine decoded different text"
+        if i:
+            alone.append(t.summary().wall_ms)
+            ui.append(u.summary().wall_ms)
+    return alone, ui
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--family", default="bundled")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--max-new-tokens", type=int, default=96)
+    args = parser.parse_args()
+    env = {"HSD_FAMILY": args.family} if args.family != "bundled" else {}
+
+    starts = []
+    for _ in range(args.repeats):
+        proc, url, s = start_app(env)
+        starts.append(s)
+        stop_app(proc)
+    proc, url, s = start_app(env)
+    starts.append(s)
+    try:
+        time.sleep(3.0)                                 # the background preload of the models
+        firsts = first_token_s(url, args.repeats + 1)
+        from app import Families, Limits, _default_stack
+
+        lim = Limits.from_env(dict(os.environ, **env))
+        names = Families(lim).names(lim.family)
+        stack = _default_stack(names, lim)
+        buffers = [4] * (len(stack) - 1)
+        alone, ui = overhead(url, lim.family, stack, buffers, args.max_new_tokens, args.repeats,
+                             lim.max_levels - 1)
+    finally:
+        stop_app(proc)
+    med = statistics.median
+    print(f"{'measure':58s} {'median':>10s}  all")
+    print(f"{'app start to ready (python app.py -> /gradio_api/info)':58s} {med(starts):9.2f}s  "
+          + " ".join(f"{x:.2f}" for x in starts))
+    print(f"{'first token on screen after click (first click)':58s} {firsts[0]:9.2f}s")
+    print(f"{'first token on screen after click (warm clicks)':58s} {med(firsts[1:]):9.2f}s  "
+          + " ".join(f"{x:.2f}" for x in firsts[1:]))
+    print(f"{'decode wall ms, engine alone (' + '+'.join(stack) + ')':58s} {med(alone):9.0f}   "
+          + " ".join(f"{x:.0f}" for x in alone))
+    print(f"{'decode wall ms, through the app with streaming panels':58s} {med(ui):9.0f}   "
+          + " ".join(f"{x:.0f}" for x in ui))
+    print(f"{'panel/streaming overhead (median app / median alone - 1)':58s} {med(ui) / med(alone) - 1:9.1%}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
