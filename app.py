@@ -78,12 +78,35 @@ RULE_LABELS = {name: (LOSSY_LABEL if not r.lossless else name) for name, r in RU
 LABEL_TO_RULE = {v: k for k, v in RULE_LABELS.items()}
 TRUE_WORDS = {"1", "true", "yes", "on"}
 
-EXAMPLE_PROMPTS = [
+PROMPTS_FILE = ASSETS / "prompts" / "code.txt"
+FALLBACK_PROMPTS = [
     ("function header", "def parse_args(argv):\n"),
     ("class + docstring", "class LRUCache:\n    \"\"\"A small least-recently-used cache.\"\"\"\n\n    def __init__(self, size):\n"),
     ("imports", "import os\nimport sys\n\n\ndef main():\n"),
     ("error handling", "    try:\n        with open(path, 'rb') as f:\n"),
 ]
+
+
+def load_prompts(path: Path = PROMPTS_FILE, limit: int = 6) -> list[tuple[str, str]]:
+    """(label, prompt) pairs from the shared prompt file (one per line, \\n escapes, # comments);
+    the built-in list when it is missing.  Labels are the prompt's first line."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return FALLBACK_PROMPTS
+    out = []
+    for line in lines:
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        text = line.encode("utf-8").decode("unicode_escape") if "\\" in line else line
+        first = text.strip().splitlines()[0] if text.strip() else text
+        out.append((first[:32] + ("…" if len(first) > 32 else ""), text))
+        if len(out) >= limit:
+            break
+    return out or FALLBACK_PROMPTS
+
+
+EXAMPLE_PROMPTS = load_prompts()
 
 
 # ============================================================================================
@@ -602,14 +625,16 @@ def partial_trace(trace: Trace, upto: int) -> Trace:
 # canned examples (assets/examples/*.json, made by ``python -m hsd.examples``)
 # ============================================================================================
 def example_traces() -> dict[str, Path]:
-    out = {}
+    """label -> file of the canned traces, deepest hierarchy first."""
+    found = []
     for path in sorted(EXAMPLES_DIR.glob("*.json")):
         try:
             meta = json.loads(path.read_text(encoding="utf-8")).get("meta", {})
         except (OSError, json.JSONDecodeError):
             continue
-        out[meta.get("label") or path.stem] = path
-    return out
+        depth = len(meta.get("request", {}).get("chain", []))
+        found.append((-depth, meta.get("label") or path.stem, path))
+    return {label: path for _, label, path in sorted(found)}
 
 
 LAST_RUN = "last run (Generate tab)"
@@ -734,10 +759,11 @@ def build_demo(limits: Limits | None = None, families: Families | None = None) -
                 cmp_cols = []
                 with gr.Row(equal_height=False):
                     for i in range(len(CONTENDERS)):
-                        with gr.Column(min_width=260):
+                        with gr.Column(min_width=560):          # two per row on a laptop screen
                             head = gr.Markdown(f"**{CONTENDERS[i]}**")
                             txt = gr.HighlightedText(label="output", color_map=visual.TOKEN_COLOR_MAP,
-                                                     show_legend=False, elem_classes=["cmp-tokens"])
+                                                     show_legend=False, show_inline_category=False,
+                                                     elem_classes=["cmp-tokens"])
                             tl = gr.Plot(visual.figure_empty(" "), show_label=False)
                             cmp_cols.append((head, txt, tl))
 
@@ -760,13 +786,10 @@ def build_demo(limits: Limits | None = None, families: Families | None = None) -
                 timer = gr.Timer(1.2, active=False)
                 explain_md = gr.Markdown("Load a trace to begin.", elem_id="learn-explain")
                 learn_tokens = gr.HighlightedText(label="Output so far", color_map=visual.TOKEN_COLOR_MAP,
-                                                  show_legend=True, elem_id="learn-tokens")
-                learn_timeline = gr.Plot(visual.figure_empty("Load a trace."), show_label=False)
-                with gr.Row(equal_height=False):
-                    with gr.Column(min_width=360):
-                        learn_accept = gr.Plot(visual.figure_empty("Load a trace."), show_label=False)
-                    with gr.Column(min_width=360):
-                        learn_mass = gr.Plot(visual.figure_empty("Load a trace."), show_label=False)
+                                                  show_legend=True, show_inline_category=False, elem_id="learn-tokens")
+                learn_timeline = gr.Plot(visual.figure_empty("Load a trace."), show_label=False, elem_id="learn-timeline")
+                learn_accept = gr.Plot(visual.figure_empty("Load a trace."), show_label=False, elem_id="learn-accept")
+                learn_mass = gr.Plot(visual.figure_empty("Load a trace."), show_label=False, elem_id="learn-mass")
                 gr.Markdown("### Exactness lab\nOne verification round of a γ-token draft, then the target "
                             "alone, enumerated **exactly** over a tiny vocabulary: the lossless rules reproduce "
                             "the target's distribution (TV ≈ 0); the uncapped variant does not. The *toy* is the "
@@ -1083,6 +1106,8 @@ def build_demo(limits: Limits | None = None, families: Families | None = None) -
             return visual.figure_exactness(lab, dark=bool(dark_)), lab_table(lab)
 
         lab_btn.click(lab_fn, [lab_kind, lab_vocab, lab_gamma, lab_seed, dark], [lab_fig, lab_df], api_visibility="private")
+        learn_tab.select(lab_fn, [lab_kind, lab_vocab, lab_gamma, lab_seed, dark], [lab_fig, lab_df],
+                         api_visibility="private")
 
         # -- Optimise --------------------------------------------------------------------------
         def optimize(spec, source, max_buffer, dark_=False, progress=gr.Progress()):
