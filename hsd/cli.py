@@ -14,7 +14,7 @@ import sys
 
 from hsd.errors import HSDError
 
-COMMAND_MODULES = ["hsd.cli", "hsd.profile", "hsd.optimize", "hsd.validate", "hsd.bench"]
+COMMAND_MODULES = ["hsd.cli", "hsd.profile", "hsd.optimize", "hsd.validate", "hsd.bench", "hsd.stress"]
 
 
 def _csv_ints(text: str) -> list[int]:
