@@ -166,6 +166,18 @@ class Limits:
         )
 
 
+_LOAD_LOCK = threading.Lock()
+
+
+def load_models(spec: str):
+    """``hsd.models.load_family`` (cached per process), one load at a time: the preload thread
+    and a first request must not load the same weights twice."""
+    from hsd.models import load_family
+
+    with _LOAD_LOCK:
+        return load_family(spec)
+
+
 class Families:
     """Model families by spec: names without loading (for the widgets), models loaded lazily once
     per process (``hsd.models.load_family`` caches them) and shared read-only by every session;
@@ -173,7 +185,6 @@ class Families:
 
     def __init__(self, limits: Limits):
         self.limits = limits
-        self._lock = threading.Lock()
         self._profiles: dict[str, object] = {}
         self._plans: dict[tuple, object] = {}
 
@@ -202,11 +213,7 @@ class Families:
 
     # -- loading ---------------------------------------------------------------------------
     def load(self, spec: str):
-        from hsd.models import load_family
-
-        spec = self.check_allowed(spec)
-        with self._lock:                 # two first requests must not load the weights twice
-            return load_family(spec)
+        return load_models(self.check_allowed(spec))
 
     # -- profiles and plans ----------------------------------------------------------------
     def profile(self, spec: str, names: Sequence[str]):
@@ -371,11 +378,12 @@ def _chain(models, names: list[str]) -> list[int]:
 # 3) decoding
 # ============================================================================================
 @GPU(duration=120)
-def decode_events(families: Families, req: Request) -> Iterator[dict]:
-    """The GPU boundary: decode ``req`` and yield plain event dicts (``hsd.trace``)."""
+def decode_events(req: Request) -> Iterator[dict]:
+    """The GPU boundary: decode ``req`` (already validated and allowed) and yield plain event
+    dicts (``hsd.trace``).  Takes and yields only picklable plain data (ZeroGPU forks a worker)."""
     from hsd.engine import Hierarchy
 
-    family = families.load(req.family)
+    family = load_models(req.family)
     h = Hierarchy.from_family(family, chain=list(req.chain), buffers=list(req.buffers), rules=list(req.rules))
     events = h.stream(req.prompt, max_new_tokens=req.max_new_tokens, temperature=req.temperature,
                       top_k=req.top_k, top_p=req.top_p, seed=req.seed)
@@ -448,7 +456,7 @@ def stream_trace(families: Families, req: Request) -> Iterator[Trace]:
     """Decode ``req``, yielding the growing trace after every target round (commit) and at the
     end.  Closing this generator (Stop, a closed tab) stops the decode between two events."""
     trace = Trace(meta={"app": "hsd-explorer", "family": req.family, "chain": list(req.chain)})
-    events = decode_events(families, req)
+    events = decode_events(req)
     try:
         for e in events:
             event = event_from_dict(e) if isinstance(e, dict) else e
@@ -466,7 +474,7 @@ def _kind(e) -> str:
 def run_to_end(families: Families, req: Request) -> Trace:
     """Decode ``req`` to the end (no UI); the trace."""
     trace = Trace(meta={"app": "hsd-explorer", "family": req.family, "chain": list(req.chain)})
-    for e in decode_events(families, req):
+    for e in decode_events(req):
         trace.add(event_from_dict(e))
     return trace
 
