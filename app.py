@@ -1066,9 +1066,9 @@ def build_demo(limits: Limits | None = None, families: Families | None = None) -
             event = trace.events[idx]
             md = f"**Step {step + 1} / {len(steps)}** · " + explain(event, names)
             tl = visual.figure_timeline(part, dark=bool(dark_))
-            am = visual.figure_accept_map(part, dark=bool(dark_))
             last_v = event if event.kind == "verified" else next(
                 (e for e in reversed(part.events) if e.kind == "verified"), None)
+            am = visual.figure_accept_map(part, level=last_v.level if last_v is not None else None, dark=bool(dark_))
             id_to_text = decoder_for(families, trace.meta.get("family", limits.family))
             mb = (visual.figure_mass_balance(last_v, id_to_text=id_to_text, dark=bool(dark_)) if last_v is not None
                   else visual.figure_empty("No verification yet at this step.", dark=bool(dark_)))
