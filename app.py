@@ -544,9 +544,21 @@ def legend_for(names: Sequence[str], dark: bool = False) -> str:
     return visual.legend_html(list(names))
 
 
+TRACE_FILES_MAX_AGE_S = 3600.0
+
+
 def save_trace(trace_dict: dict) -> str:
+    """Write a trace for the download button; files older than an hour are removed on the way
+    (a long-running public app must not fill its disk)."""
     folder = Path(tempfile.gettempdir()) / "hsd-explorer"
     folder.mkdir(parents=True, exist_ok=True)
+    cutoff = time.time() - TRACE_FILES_MAX_AGE_S
+    for old in folder.glob("hsd-trace-*.json"):
+        try:
+            if old.stat().st_mtime < cutoff:
+                old.unlink()
+        except OSError:
+            pass
     path = folder / f"hsd-trace-{uuid.uuid4().hex[:10]}.json"
     path.write_text(json.dumps(trace_dict), encoding="utf-8")
     return str(path)
@@ -676,11 +688,11 @@ def build_demo(limits: Limits | None = None, families: Families | None = None) -
     slots = max(limits.max_levels - 1, 0)
     rule_choices = [RULE_LABELS[r] for r in RULES]
 
-    with gr.Blocks(title="HSD Explorer", analytics_enabled=False) as demo:
+    with gr.Blocks(title="HSD Explorer", analytics_enabled=False, delete_cache=(1800, 3600)) as demo:
         dark = gr.Checkbox(value=False, visible=False, elem_id="dark-flag")
-        trace_state = gr.State(None)            # the latest Generate trace, a plain dict
+        trace_state = gr.State(None, time_to_live=7200)   # the latest Generate trace, a plain dict
         plans_state = gr.State([])              # optimiser plans shown in the Optimise table
-        learn_state = gr.State(None)            # the trace being stepped through, a plain dict
+        learn_state = gr.State(None, time_to_live=7200)   # the trace being stepped through, a plain dict
 
         gr.Markdown(INTRO, elem_id="intro")
         with gr.Tabs(selected="generate") as tabs:
