@@ -653,12 +653,13 @@ def _ratio_points(section: dict, num: str, den: str) -> list[float]:
     return [a[k] / b[k] for k in sorted(a) if k in b]
 
 
-def write_figure(report: dict, html_path) -> list[str]:
-    """Write the figure as HTML (self-contained) and, when kaleido is installed, as PNG next to it."""
+def write_figure(report: dict, html_path, plotlyjs: str = "embed") -> list[str]:
+    """Write the figure as HTML and, when kaleido is installed, as PNG next to it.  ``plotlyjs``:
+    "embed" (self-contained, works offline, ~5 MB) or "cdn" (small; the browser fetches plotly.js)."""
     fig = figure_bench(report)
     html_path = Path(html_path)
     html_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.write_html(str(html_path), include_plotlyjs=True, full_html=True)
+    fig.write_html(str(html_path), include_plotlyjs=True if plotlyjs == "embed" else "cdn", full_html=True)
     written = [str(html_path)]
     try:
         import kaleido  # noqa: F401
@@ -712,6 +713,8 @@ def add_cli(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="write the full report (every run) as JSON to this path")
     p.add_argument("--html", default=None, help="write the Plotly figure as HTML (and PNG when kaleido is installed)")
+    p.add_argument("--plotlyjs", choices=["embed", "cdn"], default="embed",
+                   help="HTML: embed plotly.js (works offline, default) or load it from its CDN (small file)")
     p.add_argument("--markdown", default=None, help="write the tables as Markdown to this path")
     p.add_argument("--quick", action="store_true",
                    help=f"{QUICK['prompts']} prompts × {QUICK['repeats']} repeat × {QUICK['max_new_tokens']} tokens")
@@ -742,6 +745,8 @@ def command_line(args) -> str:
     parts.append("--temperature " + ",".join(f"{t:g}" for t in args.temperature))
     if args.max_buffer != 16:
         parts.append(f"--max-buffer {args.max_buffer}")
+    if args.html and args.plotlyjs != "embed":
+        parts.append(f"--plotlyjs {args.plotlyjs}")
     parts += ["--stop-at-eos"] * bool(args.stop_at_eos) + ["--quick"] * bool(args.quick)
     return " ".join(parts)
 
@@ -780,6 +785,6 @@ def run(args) -> int:
         Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
         Path(args.markdown).write_text(format_markdown(report) + "\n", encoding="utf-8")
     if args.html:
-        for path in write_figure(report, args.html):
+        for path in write_figure(report, args.html, args.plotlyjs):
             print(f"wrote {path}", file=sys.stderr)
     return 0
