@@ -37,7 +37,6 @@ import json
 import math
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -260,7 +259,7 @@ class AppServer:
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
+            self.proc.terminate()
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
@@ -853,6 +852,8 @@ def run_stress(url: str | None = None, family: str = "bundled", sessions: int = 
     try:
         client = make_client(url)
         api = GenerateApi(client)
+        if server is None:
+            family = str(api.family)
         warm = call(client, normal_args(api, new_tokens), timeout_s=600)
         checks.append(Check("setup", "first request (loads the models)", warm.kind == "ok",
                             f"{warm.kind} in {warm.seconds:.1f} s, {len(warm.tokens)} tokens"
