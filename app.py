@@ -38,6 +38,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import html  # noqa: E402
+import inspect  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import queue  # noqa: E402
@@ -958,6 +959,10 @@ def build_demo(limits: Limits | None = None, families: Families | None = None) -
                 gsp_sent = True
                 budget.record(started, panels=True)
 
+        stack_names = (["family", "models"] + [f"buffer_L{i}" for i in range(slots)]
+                       + [f"rule_L{i + 1}" for i in range(slots)])
+        sampling_names = ["temperature", "top_p", "top_k", "seed", "max_new_tokens"]
+        _named(generate, ["prompt"] + stack_names + sampling_names + ["time_target_alone", "dark_theme"])
         gen_outputs = [tokens, stats, timeline, accept_plot, mass_plot, gsp_plot, trace_state, download,
                        view_index, legend]
         gen_inputs = [prompt] + stack_inputs + sampling_inputs + [ar_check, dark]
@@ -1043,6 +1048,7 @@ def build_demo(limits: Limits | None = None, families: Families | None = None) -
             done = f"Done: {len(runs)} hierarchies, same prompt and seed ({req.seed}), run one after another."
             yield (done, visual.figure_compare(summaries, dark=dark_), rows, *[x for col in col_updates for x in col])
 
+        _named(compare, ["prompt", "hierarchies"] + stack_names + sampling_names + ["dark_theme"])
         cmp_outputs = [cmp_status, cmp_fig, cmp_table] + [c for col in cmp_cols for c in col]
         cmp_btn.click(compare, [cmp_prompt, contenders] + stack_inputs + sampling_inputs + [dark], cmp_outputs,
                       api_name="compare", concurrency_id="decode", concurrency_limit=limits.concurrency)
@@ -1191,6 +1197,14 @@ CMP_HEADERS = ["hierarchy", "stack [buffer]", "tokens/s (wall clock)", "tokens /
                "ms/token (wall clock)", "ms/token (model-predicted)", "tokens"]
 PLAN_HEADERS = ["rank", "hierarchy (buffer in brackets)", "kind", "ms/token (model-predicted)",
                 "speedup vs target alone (model-predicted)"]
+
+
+def _named(fn, names: Sequence[str]):
+    """Give a ``*values`` callback a real signature, so the API docs and gradio_client show
+    ``buffer_L0``, ``rule_L1``... instead of ``param_3``."""
+    fn.__signature__ = inspect.Signature([inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+                                          for n in names])
+    return fn
 
 
 def _default_stack(names: Sequence[str], limits: Limits) -> list[str]:

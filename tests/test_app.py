@@ -346,3 +346,12 @@ def test_examples_script_writes_labelled_traces_the_learn_tab_can_step_through(t
     label = next(iter(app.example_traces()))
     state, slider, md, *_ = endpoint(demo, "learn_load_fn")(label, None, False)
     assert "Step 1 /" in md and state["meta"]["label"] == label
+
+
+def test_api_documents_named_parameters_with_defaults(client):
+    api = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert {"/generate", "/compare", "/optimize"} <= set(api)
+    params = api["/generate"]["parameters"]
+    names = [p["parameter_name"] for p in params]
+    assert names[:4] == ["prompt", "family", "models", "buffer_L0"] and "max_new_tokens" in names
+    assert all(p["parameter_has_default"] for p in params[1:])
