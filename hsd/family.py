@@ -9,14 +9,15 @@ Build, in order (each stage resumable; a finished stage is skipped on re-run):
   1) corpus   — the stdlib ``.py`` files in sorted order; every ``HELDOUT_EVERY``-th file is held out.
   2) tokenizer — byte-level BPE (``tokenizers``), ``<|endoftext|>`` between files.
   3) target   — the largest model, trained from scratch on next-token cross-entropy with most of
-                the budget (AdamW, warmup + cosine LR, bf16 autocast on CPU).
+                the budget (AdamW, warmup + cosine LR, bf16 autocast on CPU).  After it has taught
+                the next model it trains on a little longer, so that it stays clearly ahead.
   4) drafts   — largest to smallest, each distilled toward the next larger model on the same
                 batches: ``KD_WEIGHT·KL(teacher ‖ student) + (1 − KD_WEIGHT)·CE`` at temperature 1
                 (the temperature acceptance is measured at).  Hinton et al. 2015 (arXiv 1503.02531).
   5) export   — ``assets/family/<name>/`` (fp16 safetensors + config + tokenizer files in each
                 folder, so each folder loads alone) and ``assets/family/family.json``.
 
-Budgets in ``PLAN`` are wall-clock minutes (73 in all on 2 CPU cores; ``--minutes-scale`` scales
+Budgets in ``PLAN`` are wall-clock minutes (77 in all on 2 CPU cores; ``--minutes-scale`` scales
 them), so a build finishes on time on a busy machine; the number of steps it reached is recorded in
 ``family.json``.  Batches are drawn from a generator seeded by (plan seed, stage, step), so a
 resumed run sees the same batches as an uninterrupted one; weights are reproducible given the
@@ -77,8 +78,14 @@ class Stage:
     spec: ModelSpec
     minutes: float
     lr: float
-    teacher: str | None = None
+    teacher: str | None = None          # work key of the teacher's finished stage
     max_steps: int | None = None
+    init_from: str | None = None        # continue from this finished stage's weights
+    key: str | None = None              # work-dir key; default: the model name
+
+    @property
+    def work_key(self) -> str:
+        return self.key or self.spec.name
 
 
 @dataclass(frozen=True)
@@ -94,8 +101,12 @@ class Plan:
 
     @property
     def names(self) -> list[str]:
-        """Smallest first, target last."""
-        return [s.spec.name for s in reversed(self.stages)]
+        """Smallest first, target last (stages list each model first time largest-first)."""
+        return list(reversed(list(dict.fromkeys(s.spec.name for s in self.stages))))
+
+    def last_stage(self, name: str) -> Stage:
+        """The stage whose weights are exported for ``name``."""
+        return [s for s in self.stages if s.spec.name == name][-1]
 
     def scaled(self, factor: float) -> "Plan":
         return replace(self, stages=tuple(replace(s, minutes=s.minutes * factor)
@@ -114,8 +125,11 @@ PLAN = Plan(
     stages=(
         Stage(L, minutes=46, lr=2e-3),                    # ≈ 3.5 s/step alone on 2 cores
         Stage(M, minutes=13, lr=3e-3, teacher=L.name),    # ≈ 1.4 s/step with its teacher
-        Stage(S, minutes=8, lr=3e-3, teacher=M.name),     # ≈ 0.5 s/step
-        Stage(XS, minutes=6, lr=4e-3, teacher=S.name),    # ≈ 0.4 s/step
+        # the target trains on (CE) after teaching M, so that it stays clearly ahead of its
+        # best draft: a distilled student can catch up with a teacher that is itself undertrained
+        Stage(L, minutes=8, lr=1e-3, init_from=L.name, key=L.name + "-continued"),
+        Stage(S, minutes=6, lr=3e-3, teacher=M.name),     # ≈ 0.5 s/step
+        Stage(XS, minutes=4, lr=4e-3, teacher=S.name),    # ≈ 0.4 s/step
     ),
 )
 
@@ -187,7 +201,7 @@ def encode_files(tokenizer, files: list[Path]) -> torch.Tensor:
     eos = tokenizer.eos_token_id
     ids: list[int] = []
     for f in files:
-        ids.extend(tokenizer(read_text(f), add_special_tokens=False)["input_ids"])
+        ids.extend(tokenizer(read_text(f), add_special_tokens=False, verbose=False)["input_ids"])
         ids.append(eos)
     return torch.tensor(ids, dtype=torch.int32)
 
@@ -305,19 +319,30 @@ def save_atomic(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def describe(stage: Stage) -> str:
+    if stage.teacher:
+        return f"distilled from {stage.teacher}"
+    return f"cross-entropy, continued from {stage.init_from}" if stage.init_from else \
+        "cross-entropy from scratch"
+
+
 def train_stage(stage: Stage, index: int, plan: Plan, work: Path, stream: torch.Tensor,
                 windows: torch.Tensor, device: torch.device, log) -> dict:
     """Train (or resume, or skip) one stage; returns its stats and leaves ``work/<name>/final``."""
     from transformers import AutoModelForCausalLM, LlamaForCausalLM
 
-    sdir = work / stage.spec.name
+    sdir = work / stage.work_key
     done_path = sdir / "done.json"
     if done_path.exists():
-        log(f"[{stage.spec.name}] finished earlier — skipped")
+        log(f"[{stage.work_key}] finished earlier — skipped")
         return json.loads(done_path.read_text())
     sdir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(plan.seed + index)
-    model = LlamaForCausalLM(make_config(stage.spec, plan, eos_id=0)).to(device)
+    if stage.init_from:
+        model = AutoModelForCausalLM.from_pretrained(work / stage.init_from / "final",
+                                                     dtype=torch.float32).to(device)
+    else:
+        model = LlamaForCausalLM(make_config(stage.spec, plan, eos_id=0)).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=stage.lr, betas=(0.9, 0.95), weight_decay=0.1)
     teacher = None
     if stage.teacher:
@@ -331,10 +356,10 @@ def train_stage(stage: Stage, index: int, plan: Plan, work: Path, stream: torch.
         opt.load_state_dict(ckpt["optimizer"])
         torch.set_rng_state(ckpt["rng"])
         step, elapsed = ckpt["step"], ckpt["elapsed_s"]
-        log(f"[{stage.spec.name}] resumed at step {step} after {elapsed / 60:.1f} min")
+        log(f"[{stage.work_key}] resumed at step {step} after {elapsed / 60:.1f} min")
     n_params = sum(p.numel() for p in model.parameters())
-    log(f"[{stage.spec.name}] {n_params / 1e6:.2f}M params, {stage.minutes:.1f} min budget, "
-        f"{'distilled from ' + stage.teacher if teacher else 'from scratch'}")
+    log(f"[{stage.work_key}] {n_params / 1e6:.2f}M params, {stage.minutes:.1f} min budget, "
+        f"{describe(stage)}")
 
     model.train()
     t_start, t_saved, ema = time.time() - elapsed, time.time(), None
@@ -353,7 +378,7 @@ def train_stage(stage: Stage, index: int, plan: Plan, work: Path, stream: torch.
         # 2) progress line
         if step % 25 == 0:
             spent = time.time() - t_start
-            log(f"[{stage.spec.name}] step {step} loss {ema:.3f} lr {lr:.2e} "
+            log(f"[{stage.work_key}] step {step} loss {ema:.3f} lr {lr:.2e} "
                 f"{spent / 60:.1f}/{stage.minutes:.1f} min ({spent / step:.2f} s/step)")
         # 3) checkpoint every few minutes
         if time.time() - t_saved > CHECKPOINT_EVERY_S:
@@ -366,13 +391,14 @@ def train_stage(stage: Stage, index: int, plan: Plan, work: Path, stream: torch.
     wall_s = time.time() - t_start
     loss = heldout_loss(model, windows, device)
     model.save_pretrained(sdir / "final")
-    stats = {"name": stage.spec.name, "params": n_params, **asdict(stage.spec), "steps": step,
+    stats = {"name": stage.spec.name, "work_key": stage.work_key, "init_from": stage.init_from,
+             "params": n_params, **asdict(stage.spec), "steps": step,
              "train_tokens": step * plan.batch_size * plan.context_tokens,
              "train_seconds": round(wall_s, 1), "teacher": stage.teacher,
              "heldout_loss_bf16": round(loss, 4), "device": device.type}
     done_path.write_text(json.dumps(stats, indent=2))
     ckpt_path.unlink(missing_ok=True)
-    log(f"[{stage.spec.name}] done in {wall_s / 60:.1f} min, held-out loss {loss:.3f}")
+    log(f"[{stage.work_key}] done in {wall_s / 60:.1f} min, held-out loss {loss:.3f}")
     return stats
 
 
@@ -387,7 +413,8 @@ def export_family(plan: Plan, work: Path, out: Path, tokenizer, stats: dict[str,
     out.mkdir(parents=True, exist_ok=True)
     eos = tokenizer.eos_token_id
     for name in plan.names:
-        model = AutoModelForCausalLM.from_pretrained(work / name / "final", dtype=torch.float32)
+        final = work / plan.last_stage(name).work_key / "final"
+        model = AutoModelForCausalLM.from_pretrained(final, dtype=torch.float32)
         model.generation_config = GenerationConfig(bos_token_id=eos, eos_token_id=eos,
                                                    pad_token_id=eos, do_sample=False,
                                                    max_new_tokens=64)
@@ -399,8 +426,19 @@ def export_family(plan: Plan, work: Path, out: Path, tokenizer, stats: dict[str,
             "vocab_size": plan.vocab_size, "context_tokens": plan.context_tokens,
             "eos_token": EOS, "python": sys.version.split()[0], "corpus": corpus,
             "heldout_every": HELDOUT_EVERY, "seed": plan.seed,
-            "models": [stats[n] for n in plan.names]}
+            "models": [model_stats(plan, stats, n) for n in plan.names]}
     (out / "family.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def model_stats(plan: Plan, stats: dict[str, dict], name: str) -> dict:
+    """One model's facts: its last stage's, with steps, tokens and time summed over its stages."""
+    stages = [s for s in plan.stages if s.spec.name == name]
+    merged = dict(stats[stages[-1].work_key])
+    for field in ("steps", "train_tokens", "train_seconds"):
+        merged[field] = round(sum(stats[s.work_key][field] for s in stages), 1)
+    merged["teacher"] = next((s.teacher for s in stages if s.teacher), None)
+    merged["stages"] = [stats[s.work_key] for s in stages]
+    return merged
 
 
 def set_default_dtype(config_path: Path, dtype: str) -> None:
@@ -419,7 +457,7 @@ def train_family(plan: Plan, out: Path, work: Path, device: str = "cpu", log=pri
     windows = eval_windows(held, plan)
     stats = {}
     for index, stage in enumerate(plan.stages):
-        stats[stage.spec.name] = train_stage(stage, index, plan, work, train, windows, dev, log)
+        stats[stage.work_key] = train_stage(stage, index, plan, work, train, windows, dev, log)
     corpus = {"source": "Python standard library .py files", "train_tokens": len(train),
               "heldout_tokens": len(held), "max_files": plan.max_files}
     export_family(plan, work, out, tokenizer, stats, corpus)
@@ -438,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--out", type=Path, default=Path("assets/family"))
     tr.add_argument("--work", type=Path, default=Path(".cache/family-train"))
     tr.add_argument("--minutes-scale", type=float, default=1.0,
-                    help="scale every stage's wall-clock budget (1.0 = 73 min in all)")
+                    help="scale every stage's wall-clock budget (1.0 = 77 min in all)")
     tr.add_argument("--tiny", action="store_true", help="the seconds-long test plan")
     cd = sub.add_parser("card", help="measure the exported family and write its model card")
     cd.add_argument("--family", type=Path, default=Path("assets/family"))

@@ -122,6 +122,16 @@ def test_uncached_hub_id_offline_fails_fast_with_the_way_forward(monkeypatch):
     assert "bundled" in message and "local model folders" in message and "\n" not in message
 
 
+def test_uncached_hub_id_without_network_fails_within_seconds(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(hm, "_HUB_REACHABLE", [])
+    monkeypatch.setattr(hm, "HUB_HOST", "hub.invalid")      # RFC 2606: never resolves
+    t0 = time.perf_counter()
+    with pytest.raises(ModelLoadError, match="cannot be reached"):
+        hm.load_family("hsd-explorer-tests/not-a-cached-model", device="cpu")
+    assert time.perf_counter() - t0 < 5.0
+
+
 def test_presets_and_comma_lists_resolve_smallest_first(two_folders):
     assert hm.resolve_spec("smollm2") == hm.PRESETS["smollm2"]
     assert hm.resolve_spec("Qwen2.5")[-1] == "Qwen/Qwen2.5-7B"
