@@ -41,13 +41,12 @@ import html  # noqa: E402
 import inspect  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
-import queue  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 import unicodedata  # noqa: E402
 import uuid  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Iterator, Sequence  # noqa: E402
 
@@ -453,7 +452,7 @@ class UiBudget:
             self.panel_spent_s += now - started
 
 
-def stream_trace(families: Families, req: Request) -> Iterator[Trace]:
+def stream_trace(req: Request) -> Iterator[Trace]:
     """Decode ``req``, yielding the growing trace after every target round (commit) and at the
     end.  Closing this generator (Stop, a closed tab) stops the decode between two events."""
     trace = Trace(meta={"app": "hsd-explorer", "family": req.family, "chain": list(req.chain)})
@@ -472,7 +471,7 @@ def _kind(e) -> str:
     return e["kind"] if isinstance(e, dict) else e.kind
 
 
-def run_to_end(families: Families, req: Request) -> Trace:
+def run_to_end(req: Request) -> Trace:
     """Decode ``req`` to the end (no UI); the trace."""
     trace = Trace(meta={"app": "hsd-explorer", "family": req.family, "chain": list(req.chain)})
     for e in decode_events(req):
@@ -919,13 +918,13 @@ def build_demo(limits: Limits | None = None, families: Families | None = None) -
             if time_ar and len(req.chain) > 1:
                 yield (gr.update(value=[], color_map=cmap), "*Timing the target alone first (same prompt and seed)…*",
                        skip, skip, skip, skip, skip, skip, skip, legend_for(level_names, dark_))
-                ar_trace = run_to_end(families, req.with_stack([req.chain[-1]], []))
+                ar_trace = run_to_end(req.with_stack([req.chain[-1]], []))
             id_to_text = None
             gsp = gsp_figure(families, req, req.family, names, dark_)
             pred = predicted_speedup(families, req, names)
             budget = UiBudget(limits.ui_share, limits.panel_interval_s, limits.token_interval_s)
             gsp_sent = False
-            for trace in stream_trace(families, req):
+            for trace in stream_trace(req):
                 finished = trace.events[-1].kind == "finished"
                 show, panels = budget.decide(finished)
                 if not show:
@@ -1033,7 +1032,7 @@ def build_demo(limits: Limits | None = None, families: Families | None = None) -
             for i, (label, sub, pred) in enumerate(runs):
                 status = f"Running {i + 1}/{len(runs)}: **{label}**…"
                 yield (status, skip, skip, *[x for col in col_updates for x in col])
-                trace = run_to_end(families, sub)
+                trace = run_to_end(sub)
                 s = trace.summary()
                 summaries[label] = {"predicted_ms_per_token": pred, "measured_ms_per_token": s.ms_per_token,
                                     "tokens_per_target_call": s.tokens_per_target_call, "tokens_per_s": s.tokens_per_s}
