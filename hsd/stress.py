@@ -439,6 +439,7 @@ def bad_cases(api: GenerateApi, scratch: Path | None = None) -> list[BadCase]:
         BadCase("empty prompt", {"prompt": ""}, ("empty",)),
         BadCase("whitespace-only prompt", {"prompt": "  \n\t  "}, ("empty",)),
         BadCase("100k-character prompt", {"prompt": "x" * 100_000}, ("at most",)),
+        BadCase("prompt longer than the models' context", {"prompt": "x = 1\n" * 600}, ("at most", "tokens")),
         BadCase("control characters in the prompt", {"prompt": "def f():\x00\x07\x1b"}, ("control character",)),
         BadCase("lone surrogate in the prompt (REST: gradio_client cannot encode it)", {"prompt": "def f(\ud800):"},
                 ("surrogate", "unicode"), via="rest"),
@@ -638,16 +639,30 @@ from gradio_client import Client
 url, args = sys.argv[1], json.loads(sys.argv[2])
 job = Client(url, verbose=False, download_files=False).submit(*args, api_name="/generate")
 deadline = time.time() + 300
-while not job.outputs() and time.time() < deadline:
+while not job.outputs() and not job.done() and time.time() < deadline:
     time.sleep(0.05)
 print("streaming", len(job.outputs()), flush=True)
 time.sleep(600)
 """
 
 
-def _long_args(api: GenerateApi, seed: int) -> tuple[list, int]:
-    n = api.maximum("max_new_tokens", 256)
-    return api.args(prompt=NORMAL_PROMPTS[0], seed=seed, max_new_tokens=n, buffers=[1] * 8), n
+def _long_args(api: GenerateApi, seed: int, n: int) -> list:
+    return api.args(prompt=NORMAL_PROMPTS[0], seed=seed, max_new_tokens=n, buffers=[1] * 8)
+
+
+def long_request(client, api: GenerateApi, seed: int, n: int | None = None):
+    """Start the longest request the app accepts (the slider's maximum, halved while the app
+    refuses it, e.g. when prompt + tokens exceed the model's context) and wait for its first
+    streamed update: (job, max new tokens asked, tokens already streamed)."""
+    n = n or api.maximum("max_new_tokens", 256)
+    while True:
+        job = client.submit(*_long_args(api, seed, n), api_name=GenerateApi.ENDPOINT)
+        deadline = time.monotonic() + 300
+        while not job.outputs() and not job.done() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if job.outputs() or n <= 8:
+            return job, n, len(token_list(job.outputs()[-1])) if job.outputs() else 0
+        n //= 2
 
 
 def check_cancel(url: str, api: GenerateApi, new_tokens: int, pid: int | None, log=print) -> list[Check]:
@@ -658,12 +673,7 @@ def check_cancel(url: str, api: GenerateApi, new_tokens: int, pid: int | None, l
     checks = []
 
     # -- job.cancel() mid-stream -------------------------------------------------------------
-    args, n_max = _long_args(api, seed=11)
-    job = client.submit(*args, api_name=GenerateApi.ENDPOINT)
-    deadline = time.monotonic() + 300
-    while not job.outputs() and time.monotonic() < deadline and not job.done():
-        time.sleep(0.05)
-    streamed_before = len(token_list(job.outputs()[-1])) if job.outputs() else 0
+    job, n_max, streamed_before = long_request(client, api, seed=11)
     t_cancel = time.monotonic()
     job.cancel()
     deadline = time.monotonic() + 30
@@ -673,9 +683,10 @@ def check_cancel(url: str, api: GenerateApi, new_tokens: int, pid: int | None, l
     busy = wait_idle(pid, 10)
     n_tokens = len(token_list(job.outputs()[-1])) if job.outputs() else 0
     after = call(client, normal_args(api, new_tokens, seed=2))
-    held = job.done() and n_tokens < n_max and after.kind == "ok" and (busy is None or busy < IDLE_CPU)
+    held = (streamed_before >= 1 and job.done() and n_tokens < n_max and after.kind == "ok"
+            and (busy is None or busy < IDLE_CPU))
     checks.append(Check("cancellation", "cancel mid-stream (job.cancel)", held,
-                        f"stopped {stop_s:.2f} s after cancel with {n_tokens} of {n_max} tokens streamed; "
+                        ("" if streamed_before else "NEVER STREAMED; ") + f"stopped {stop_s:.2f} s after cancel with {n_tokens} of {n_max} tokens streamed; "
                         f"server CPU afterwards {_fmt(busy, '.2f', ' cores')}; next request: {after.kind}",
                         {"tokens_streamed": n_tokens, "tokens_asked": n_max, "tokens_at_cancel": streamed_before,
                          "stop_s": round(stop_s, 2), "server_cpu_after_cores": _r(busy, 3),
@@ -683,14 +694,14 @@ def check_cancel(url: str, api: GenerateApi, new_tokens: int, pid: int | None, l
     log(f"  cancel: {'held' if held else 'FAILED'} ({n_tokens}/{n_max} tokens, CPU after {_fmt(busy, '.2f')})")
 
     # -- a client that disconnects (its process is killed mid-stream) ----------------------------
-    args, n_max = _long_args(api, seed=12)
+    args = _long_args(api, seed=12, n=n_max)
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", NO_PROXY="127.0.0.1,localhost")
     proc = subprocess.Popen([sys.executable, "-c", _DISCONNECT_SCRIPT, url, json.dumps(args)],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
     streaming = False
     try:
         line = _readline(proc, 300)
-        streaming = line.startswith("streaming")
+        streaming = line.startswith("streaming") and int((line.split() + ["0"])[1]) >= 1
     finally:
         proc.kill()
         proc.wait(10)

@@ -78,7 +78,8 @@ def server(tiny_spec):
 
 
 MATRIX_NAMES = [
-    "empty prompt", "whitespace-only prompt", "100k-character prompt", "control characters in the prompt",
+    "empty prompt", "whitespace-only prompt", "100k-character prompt", "prompt longer than the models' context",
+    "control characters in the prompt",
     "lone surrogate in the prompt (REST: gradio_client cannot encode it)",
     "bytes that are not UTF-8 (raw request body)", "max new tokens 0", "max new tokens negative",
     "max new tokens huge", "temperature negative", "temperature NaN (REST: gradio_client refuses NaN)",
