@@ -920,7 +920,7 @@ def build_demo(limits: Limits | None = None, families: Families | None = None) -
                        skip, skip, skip, skip, skip, skip, skip, legend_for(level_names, dark_))
                 ar_trace = run_to_end(req.with_stack([req.chain[-1]], []))
             id_to_text = None
-            gsp = gsp_figure(families, req, req.family, names, dark_)
+            gsp = None                                  # built at the first panel update, not before a token
             pred = predicted_speedup(families, req, names)
             budget = UiBudget(limits.ui_share, limits.panel_interval_s, limits.token_interval_s)
             gsp_sent = False
@@ -943,6 +943,8 @@ def build_demo(limits: Limits | None = None, families: Families | None = None) -
                     continue
                 if id_to_text is None:
                     id_to_text = decoder_for(families, req.family)
+                if gsp is None:
+                    gsp = gsp_figure(families, req, req.family, names, dark_)
                 tl = visual.figure_timeline(trace, dark=dark_)
                 am = visual.figure_accept_map(trace, dark=dark_)
                 mb = figure_mass_for(trace, None, None, id_to_text, dark_)
@@ -1292,8 +1294,11 @@ def main() -> None:
 
 
 def _preload(families: Families) -> None:
+    """Load the default family and its optimiser plan before the first click."""
+    spec = families.limits.family
     try:
-        families.load(families.limits.family)
+        families.load(spec)
+        families.plan(spec, families.names(spec))
     except Exception as exc:       # the first request will show the same error as a sentence
         print(f"[hsd-explorer] preload skipped: {exc}")
 
