@@ -467,6 +467,10 @@ def bad_cases(api: GenerateApi, scratch: Path | None = None) -> list[BadCase]:
         BadCase("a file as a model folder", {"family": "/etc/hostname", "stack": []},
                 ("not a model folder", "no model folder", "could not be found", refused)),
     ]
+    cases += [   # beyond the list: other values a script (or a JavaScript client) may send
+        BadCase("stack null", {"stack": None}, ("stack", "model")),
+        BadCase("seed as text", {"seed": "abc"}, ("seed",)),
+    ]
     if same_twice:
         cases.append(BadCase("the same model twice (family spec)", {"family": same_twice, "stack": []},
                              ("distinct", refused)))

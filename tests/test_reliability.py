@@ -39,6 +39,8 @@ KNOWN_APP_DEFECTS = {
     # "The upstream Gradio app has raised an exception ..." instead of a sentence
     "temperature null (what a JavaScript client sends for NaN)",
     "buffers empty (null)",
+    "stack null",                 # the same in CheckboxGroup.preprocess (iterates None)
+    "seed as text",               # the same in Number.preprocess (float('abc'))
     # with custom models allowed, hsd.models._load_tokenizer wraps its own ModelLoadError in a
     # second one: the advice is repeated and the message runs past 300 characters
     "hub id while offline",
@@ -85,8 +87,8 @@ MATRIX_NAMES = [
     "max new tokens huge", "temperature negative", "temperature NaN (REST: gradio_client refuses NaN)",
     "temperature null (what a JavaScript client sends for NaN)", "top-p 0", "top-p 1.5", "buffers empty (null)",
     "buffer zero", "buffer 10^6", "more levels than models", "unknown rule", "hub id while offline",
-    "local path outside the allowed folders", "a file as a model folder", "the same model twice (family spec)",
-    "an incompatible family (other tokenizer)",
+    "local path outside the allowed folders", "a file as a model folder", "stack null", "seed as text",
+    "the same model twice (family spec)", "an incompatible family (other tokenizer)",
 ]
 
 
