@@ -258,8 +258,8 @@ def measure_costs(levels, context: list[int], *, max_n: int, repeats: int, warmu
     """cost_ms[name][n-1]: median wall ms of ``LevelModel.probs_after(context + n new tokens, n)``
     with the cache warm on ``context`` — exactly the call the engine makes to verify a block of
     n-1 drafts (n = 1: one drafting step).  The cache crop back to ``context`` is included, as in
-    the engine.  Rounds interleave every (model, n) so slow drifts hit all of them alike; the first
-    ``warmup`` rounds are discarded."""
+    the engine.  Every round times every (model, n) once in a fresh random order, so slow drifts and
+    model-switch effects hit all of them alike; the first ``warmup`` rounds are discarded."""
     import torch
 
     generator = torch.Generator().manual_seed(int(seed))
@@ -269,20 +269,22 @@ def measure_costs(levels, context: list[int], *, max_n: int, repeats: int, warmu
         lm.reset()
         lm.logits_after(context, 1)                                              # warm cache
     total, done = (warmup + repeats) * len(levels) * max_n, 0
+    jobs = [(lm, n) for lm in levels for n in range(1, max_n + 1)]
     for r in range(warmup + repeats):
-        for lm in levels:
-            for n in range(1, max_n + 1):
-                new = torch.randint(vocab, (n,), generator=generator).tolist()
-                if len(lm.cached_ids) > len(context) and new[0] == lm.cached_ids[len(context)]:
-                    new[0] = (new[0] + 1) % vocab                                # force the crop
-                t0 = time.perf_counter()
-                lm.probs_after(context + new, n)
-                ms = (time.perf_counter() - t0) * 1000.0
-                if r >= warmup:
-                    samples[lm.name][n - 1].append(ms)
-                done += 1
-            if progress:
-                progress(done, total, f"timing {lm.name}")
+        # a fresh random order every round: no (model, n) always runs right after a model switch
+        order = torch.randperm(len(jobs), generator=generator).tolist()
+        for lm, n in (jobs[i] for i in order):
+            new = torch.randint(vocab, (n,), generator=generator).tolist()
+            if len(lm.cached_ids) > len(context) and new[0] == lm.cached_ids[len(context)]:
+                new[0] = (new[0] + 1) % vocab                                # force the crop
+            t0 = time.perf_counter()
+            lm.probs_after(context + new, n)
+            ms = (time.perf_counter() - t0) * 1000.0
+            if r >= warmup:
+                samples[lm.name][n - 1].append(ms)
+            done += 1
+        if progress:
+            progress(done, total, "timing forwards")
     return {name: [statistics.median(s) for s in per_n] for name, per_n in samples.items()}
 
 
