@@ -711,7 +711,7 @@ def build_demo(limits: Limits | None = None, families: Families | None = None) -
                                     example_labels=[label for label, _ in EXAMPLE_PROMPTS],
                                     label="Example prompts (Python code: the bundled models were trained on the standard library)",
                                     cache_examples=False)
-                        legend = gr.HTML(legend_for(names0), elem_id="legend")
+                        legend = gr.HTML(legend_for(_default_stack(names0, limits)), elem_id="legend")
                         tokens = gr.HighlightedText(label="Output: every token coloured by the level that produced it",
                                                     color_map=visual.token_color_map(n_levels=len(names0) or 1),
                                                     show_legend=True, combine_adjacent=False, elem_id="tokens",
@@ -750,7 +750,8 @@ def build_demo(limits: Limits | None = None, families: Families | None = None) -
                 with gr.Row():
                     timeline = gr.Plot(visual.figure_empty(PLACEHOLDER), label="Timeline", elem_id="timeline", show_label=False)
                 with gr.Row():
-                    view_level = gr.Dropdown(level_choices(names0), value=len(names0) - 1 if len(names0) > 1 else None,
+                    stack0 = _default_stack(names0, limits)
+                    view_level = gr.Dropdown(level_choices(stack0), value=len(stack0) - 1 if len(stack0) > 1 else None,
                                              label="Verifier level (accept map and mass balance)", scale=2)
                     view_index = gr.Slider(0, 1, value=0, step=1, label="Verification # (drag after a run; default: latest)",
                                            scale=3, interactive=True)
@@ -863,9 +864,10 @@ def build_demo(limits: Limits | None = None, families: Families | None = None) -
             names = families.names(spec)
             if not names:
                 raise gr.Error(f"No models found for {spec!r}; use the bundled family or local model folders.")
-            return (gr.update(choices=names, value=_default_stack(names, limits)),
-                    gr.update(choices=level_choices(names), value=len(names) - 1 if len(names) > 1 else None),
-                    legend_for(names))
+            stack = _default_stack(names, limits)
+            return (gr.update(choices=names, value=stack),
+                    gr.update(choices=level_choices(stack), value=len(stack) - 1 if len(stack) > 1 else None),
+                    legend_for(stack))
 
         family.change(on_family, [family], [models, view_level, legend], api_visibility="private")
 
@@ -917,7 +919,7 @@ def build_demo(limits: Limits | None = None, families: Families | None = None) -
             ar_trace = None
             if time_ar and len(req.chain) > 1:
                 yield (gr.update(value=[], color_map=cmap), "*Timing the target alone first (same prompt and seed)…*",
-                       skip, skip, skip, skip, skip, skip, skip, legend_for(level_names, dark_))
+                       skip, skip, skip, skip, skip, skip, skip, legend_for(level_names, dark_), skip)
                 ar_trace = run_to_end(req.with_stack([req.chain[-1]], []))
             id_to_text = None
             gsp = None                                  # built at the first panel update, not before a token
@@ -938,7 +940,7 @@ def build_demo(limits: Limits | None = None, families: Families | None = None) -
                     md += (f"  \n*Page updates paused the decode {budget.spent_s * 1000:.0f} ms in all "
                            f"({budget.updates} updates).*")
                 if not panels:
-                    yield (spans, md, skip, skip, skip, skip, skip, skip, skip, skip)
+                    yield (spans, md, skip, skip, skip, skip, skip, skip, skip, skip, skip)
                     budget.record(started, panels=False)
                     continue
                 if id_to_text is None:
@@ -955,8 +957,12 @@ def build_demo(limits: Limits | None = None, families: Families | None = None) -
                     dl = gr.update(value=save_trace(state), interactive=True)
                     n_target = len(verifications(trace))
                     idx = gr.update(maximum=max(n_target - 1, 1), value=max(n_target - 1, 0))
+                    levels = gr.update(choices=level_choices(level_names),
+                                       value=len(level_names) - 1 if len(level_names) > 1 else None)
+                else:
+                    levels = skip
                 yield (spans, md, tl, am, mb, skip if gsp_sent else gsp, state, dl, idx,
-                       skip if gsp_sent else legend_for(level_names, dark_))
+                       skip if gsp_sent else legend_for(level_names, dark_), levels)
                 gsp_sent = True
                 budget.record(started, panels=True)
 
@@ -965,7 +971,7 @@ def build_demo(limits: Limits | None = None, families: Families | None = None) -
         sampling_names = ["temperature", "top_p", "top_k", "seed", "max_new_tokens"]
         _named(generate, ["prompt"] + stack_names + sampling_names + ["time_target_alone", "dark_theme"])
         gen_outputs = [tokens, stats, timeline, accept_plot, mass_plot, gsp_plot, trace_state, download,
-                       view_index, legend]
+                       view_index, legend, view_level]
         gen_inputs = [prompt] + stack_inputs + sampling_inputs + [ar_check, dark]
         gen_event = gen_btn.click(generate, gen_inputs, gen_outputs, api_name="generate",
                                   concurrency_id="decode", concurrency_limit=limits.concurrency,
@@ -1189,7 +1195,7 @@ def build_demo(limits: Limits | None = None, families: Families | None = None) -
                   api_visibility="private").then(
             placeholders, [dark], [timeline, accept_plot, mass_plot, gsp_plot, cmp_fig, learn_timeline,
                                    learn_accept, learn_mass, lab_fig, opt_fig], api_visibility="private").then(
-            lambda d: legend_for(names0, bool(d)), [dark], [legend], api_visibility="private")
+            lambda d: legend_for(_default_stack(names0, limits), bool(d)), [dark], [legend], api_visibility="private")
     return demo
 
 
