@@ -90,9 +90,17 @@ class Outcome:
     final: object = None
     seconds: float = 0.0
 
+    def __post_init__(self):
+        with _TALLY_LOCK:
+            TALLY[self.kind] = TALLY.get(self.kind, 0) + 1
+
     @property
     def tokens(self) -> list:
         return token_list(self.final) if self.kind == "ok" else []
+
+
+TALLY: dict[str, int] = {}             # every request's outcome in this run, by kind
+_TALLY_LOCK = threading.Lock()
 
 
 def token_list(final) -> list:
@@ -426,6 +434,20 @@ class BadCase:
 RANGE = ("minimum value", "maximum value")   # gradio's own slider bounds: "Value 0 is less than minimum value 1."
 
 
+def family_folders(spec: str) -> list[str]:
+    """The family's model folders (for the same-model-twice and incompatible-family cases): the
+    spec itself when it lists folders, else what ``hsd.models`` resolves a family name to."""
+    parts = [p.strip() for p in spec.split(",") if p.strip()]
+    if parts and all(os.path.isabs(p) for p in parts):
+        return parts
+    try:
+        from hsd.models import resolve_spec
+
+        return [p for p in resolve_spec(spec) if os.path.isabs(p)]
+    except Exception:
+        return []
+
+
 def bad_cases(api: GenerateApi, scratch: Path | None = None) -> list[BadCase]:
     """The issue's matrix.  Family-level cases accept either the load error or the app's refusal
     to load other models (a Space without HSD_ALLOW_CUSTOM_MODELS)."""
@@ -433,7 +455,7 @@ def bad_cases(api: GenerateApi, scratch: Path | None = None) -> list[BadCase]:
     refused = "can be used here"
     first = names[0] if names else "x"
     stack = [first]
-    fam_paths = [p for p in str(api.family).split(",") if p.strip()]
+    fam_paths = family_folders(str(api.family))
     same_twice = ",".join([fam_paths[0]] * 2) if len(fam_paths) > 1 and os.path.isabs(fam_paths[0]) else None
     cases = [
         BadCase("empty prompt", {"prompt": ""}, ("empty",)),
@@ -864,6 +886,7 @@ def run_stress(url: str | None = None, family: str = "bundled", sessions: int = 
         log(f"  answering on {url} after {server.started_s:.1f} s (pid {pid})")
     url = check_loopback(url)
     checks: list[Check] = []
+    TALLY.clear()
     try:
         client = make_client(url)
         api = GenerateApi(client)
@@ -922,7 +945,8 @@ def classify_log(text: str) -> dict[str, int]:
 def _count_requests(checks: list[Check], sessions: int, burst: int, sequential: int) -> dict:
     f = {c.name: c.figures for c in checks}
     bad = [c for c in checks if c.group == "bad input"]
-    return {"bad_inputs": len(bad), "bad_inputs_held": sum(1 for c in bad if c.held),
+    return {"by_outcome": dict(TALLY), "total": sum(TALLY.values()),
+            "bad_inputs": len(bad), "bad_inputs_held": sum(1 for c in bad if c.held),
             "failures": [f"{c.group}: {c.name}" for c in checks if c.held is False]}
 
 
@@ -938,7 +962,9 @@ def print_report(report: dict, out=sys.stdout) -> None:
     req = report["requests"]
     exc = report.get("server_log_exceptions")
     shown = "n/a" if exc is None else (", ".join(f"{k} x{v}" for k, v in exc.items()) or "none")
-    print(f"\n{req['bad_inputs_held']}/{req['bad_inputs']} bad inputs held; exceptions in the server log: {shown}; "
+    print(f"\n{req['total']} requests: " + ", ".join(f"{v} {k}" for k, v in sorted(req["by_outcome"].items()))
+          + " (ok: finished; error: refused with a message; refused: queue full; failed: no answer)", file=out)
+    print(f"{req['bad_inputs_held']}/{req['bad_inputs']} bad inputs held; exceptions in the server log: {shown}; "
           f"{report['seconds']:.0f} s in all", file=out)
     print("EVERYTHING HELD" if report["held"] else "FAILURES: " + "; ".join(req["failures"]), file=out)
 
