@@ -7,8 +7,9 @@ The app runs in this process (``build_demo(...).launch(prevent_thread_lock=True)
 of three tiny real Llamas saved to a temporary folder; the checks themselves are ``hsd.stress``'s,
 which drive the app over HTTP with ``gradio_client`` exactly as the long command does.
 
-Known app defects (see KNOWN_APP_DEFECTS) are left out of the matrix here so CI stays green, and
-reported instead; the stress command still tries them and reports them as failures."""
+Known app defects (KNOWN_APP_DEFECTS) are expected failures here (xfail, not strict: they pass
+once fixed) so CI stays green; the stress command reports them as failures.  Whatever the answer
+to a bad input, the next normal request must work -- that part is asserted for every case."""
 from __future__ import annotations
 
 import ast
@@ -32,15 +33,11 @@ from tests.test_app import free_port, save_tiny_family  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Cases of the matrix that the app does not yet answer with one clear sentence (reported, not
-# tested, until fixed; the stress command still runs them):
+# Cases of the matrix that the app did not answer with one clear sentence when this file was
+# written (reported to app.py's owner; expected failures until fixed):
 KNOWN_APP_DEFECTS = {
-    # gradio's Slider.preprocess compares None with its minimum -> TypeError -> the generic
-    # "The upstream Gradio app has raised an exception ..." instead of a sentence
-    "temperature null (what a JavaScript client sends for NaN)",
-    "buffers empty (null)",
-    "stack null",                 # the same in CheckboxGroup.preprocess (iterates None)
-    "seed as text",               # the same in Number.preprocess (float('abc'))
+    # (null / text values that Gradio's preprocess turned into a generic error are fixed: the
+    # app's /generate and /compare take raw values and answer them with a sentence)
     # with custom models allowed, hsd.models._load_tokenizer wraps its own ModelLoadError in a
     # second one: the advice is repeated and the message runs past 300 characters
     "hub id while offline",
@@ -98,26 +95,22 @@ def test_the_matrix_covers_every_case_of_the_issue(server, tmp_path):
     assert names == MATRIX_NAMES
 
 
-@pytest.mark.parametrize("name", [n for n in MATRIX_NAMES if n not in KNOWN_APP_DEFECTS])
+def _matrix_param(name: str):
+    if name in KNOWN_APP_DEFECTS:
+        return pytest.param(name, marks=pytest.mark.xfail(reason="known app defect (see KNOWN_APP_DEFECTS)",
+                                                          strict=False))
+    return name
+
+
+@pytest.mark.parametrize("name", [_matrix_param(n) for n in MATRIX_NAMES])
 def test_bad_input_gives_one_clear_sentence_and_the_next_request_works(server, tmp_path_factory, name):
     url, client, api = server
     case = next(c for c in stress.bad_cases(api, tmp_path_factory.getbasetemp() / "odd") if c.name == name)
     out = stress.try_bad_case(url, client, api, case)
+    after = stress.call(client, stress.normal_args(api, 6, seed=3))
+    assert after.kind == "ok" and after.tokens, f"the request after {name!r}: {after.message}"
     held, why = stress.judge_bad_case(case, out)
     assert held, f"{name}: {why}: {out.kind} {out.message!r}"
-    after = stress.call(client, stress.normal_args(api, 6, seed=3))
-    assert after.kind == "ok" and after.tokens, after.message
-
-
-def test_the_known_defects_are_still_reported_by_the_stress_checks(server, tmp_path_factory):
-    """Guards the list above: each known defect is a real failure of the check today (when one is
-    fixed, this names it so it moves back into the matrix)."""
-    url, client, api = server
-    cases = {c.name: c for c in stress.bad_cases(api, tmp_path_factory.getbasetemp() / "odd")}
-    fixed = [n for n in sorted(KNOWN_APP_DEFECTS)
-             if stress.judge_bad_case(cases[n], stress.try_bad_case(url, client, api, cases[n]))[0]]
-    assert not fixed, f"fixed in the app: remove from KNOWN_APP_DEFECTS: {fixed}"
-    assert stress.call(client, stress.normal_args(api, 6)).kind == "ok"
 
 
 # --------------------------------------------------------------------------------------------
