@@ -359,7 +359,7 @@ def make_request(families: Families, prompt, family, models, buffers, rules, tem
 def _chain(models, names: list[str]) -> list[int]:
     """Model names/indices -> sorted distinct indices ending with the target."""
     if models is None:
-        models = []
+        raise ConfigError("The stack is empty (null): send a list of model names, [] for the target alone.")
     if isinstance(models, str):
         models = [m for m in models.split(",") if m.strip()]
     picked = set()
@@ -903,9 +903,8 @@ def build_demo(limits: Limits | None = None, families: Families | None = None) -
             temperature_, top_p_, top_k_, seed_, max_new_, time_ar, dark_ = (list(rest) + [None] * 7)[:7]
             fam, mods, bufs, rls = split_stack(stack)
             try:
-                req = make_request(families, prompt_text, fam, mods, bufs, rls, temperature_ if temperature_ is not None else 1.0,
-                                   top_p_ if top_p_ is not None else 1.0, top_k_ or 0, seed_ or 0,
-                                   max_new_ if max_new_ is not None else 64)
+                req = make_request(families, prompt_text, fam, mods, bufs, rls, temperature_, top_p_, top_k_, seed_,
+                                   max_new_)
                 dark_ = bool(dark_)
                 names = families.names(req.family)
                 yield from _generate_stream(req, names, bool(time_ar), dark_)
@@ -973,12 +972,14 @@ def build_demo(limits: Limits | None = None, families: Families | None = None) -
         gen_outputs = [tokens, stats, timeline, accept_plot, mass_plot, gsp_plot, trace_state, download,
                        view_index, legend, view_level]
         gen_inputs = [prompt] + stack_inputs + sampling_inputs + [ar_check, dark]
+        # preprocess=False: raw widget values reach make_request, which answers every malformed
+        # value (null, text for a number, ...) with its own sentence instead of Gradio's generic error
         gen_event = gen_btn.click(generate, gen_inputs, gen_outputs, api_name="generate",
                                   concurrency_id="decode", concurrency_limit=limits.concurrency,
-                                  show_progress="minimal")
+                                  show_progress="minimal", preprocess=False)
         submit_event = prompt.submit(generate, gen_inputs, gen_outputs, api_visibility="private",
                                      concurrency_id="decode", concurrency_limit=limits.concurrency,
-                                     show_progress="minimal")
+                                     show_progress="minimal", preprocess=False)
         stop_btn.click(None, None, None, cancels=[gen_event, submit_event], api_visibility="private")
 
         def clear(dark_):
@@ -1021,9 +1022,8 @@ def build_demo(limits: Limits | None = None, families: Families | None = None) -
             temperature_, top_p_, top_k_, seed_, max_new_, dark_ = (list(rest) + [None] * 6)[:6]
             fam, mods, bufs, rls = split_stack(stack)
             try:
-                req = make_request(families, prompt_text, fam, mods, bufs, rls,
-                                   1.0 if temperature_ is None else temperature_, 1.0 if top_p_ is None else top_p_,
-                                   top_k_ or 0, seed_ or 0, 64 if max_new_ is None else max_new_)
+                req = make_request(families, prompt_text, fam, mods, bufs, rls, temperature_, top_p_, top_k_, seed_,
+                                   max_new_)
                 yield from _compare_stream(req, list(chosen or CONTENDERS), bool(dark_))
             except Exception as exc:
                 raise as_gr_error(exc) from None
@@ -1058,7 +1058,8 @@ def build_demo(limits: Limits | None = None, families: Families | None = None) -
         _named(compare, ["prompt", "hierarchies"] + stack_names + sampling_names + ["dark_theme"])
         cmp_outputs = [cmp_status, cmp_fig, cmp_table] + [c for col in cmp_cols for c in col]
         cmp_btn.click(compare, [cmp_prompt, contenders] + stack_inputs + sampling_inputs + [dark], cmp_outputs,
-                      api_name="compare", concurrency_id="decode", concurrency_limit=limits.concurrency)
+                      api_name="compare", concurrency_id="decode", concurrency_limit=limits.concurrency,
+                      preprocess=False)
 
         # -- Learn -----------------------------------------------------------------------------
         def learn_load_fn(src, last_trace, dark_):
