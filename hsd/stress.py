@@ -201,16 +201,22 @@ def cpu_busy(pid: int | None, window_s: float = 1.0) -> float | None:
     return None if b is None else (b - a) / window_s
 
 
+SETTLED_CPU = 0.15                 # a window this quiet ends the wait at once
+
+
 def wait_idle(pid: int | None, within_s: float = 10.0) -> float | None:
-    """Poll 1-second CPU windows until the process looks idle (or ``within_s`` passes); the last
-    window's figure (cores)."""
-    busy = None
+    """Poll 1-second CPU windows until the process has settled (or ``within_s`` passes); the
+    quietest window's figure (cores).  Callers judge it against IDLE_CPU."""
+    best = None
     deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
         busy = cpu_busy(pid, 1.0)
-        if busy is None or busy < IDLE_CPU:
+        if busy is None:
+            return None
+        best = busy if best is None else min(best, busy)
+        if busy < SETTLED_CPU:
             break
-    return busy
+    return best
 
 
 class AppServer:
