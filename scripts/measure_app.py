@@ -15,6 +15,7 @@ Timings on a shared 2-core machine vary run to run: read the medians, not single
 from __future__ import annotations
 
 import argparse
+import re
 import os
 import shutil
 import socket
@@ -100,7 +101,7 @@ def overhead(url: str, family_spec: str, chain_names: list[str], buffers: list[i
     family = load_family(family_spec)
     chain = [family.names.index(n) for n in chain_names]
     client = Client(url, verbose=False, download_files=False)
-    alone, ui = [], []
+    alone, ui, paused = [], [], []
     for i in range(repeats + 1):                       # the first pair is a warm-up
         h = Hierarchy.from_family(family, chain=chain, buffers=buffers, rules="hsd")
         t = h.generate(PROMPT, max_new_tokens=max_new, temperature=1.0, seed=i).trace
@@ -113,7 +114,9 @@ def overhead(url: str, family_spec: str, chain_names: list[str], buffers: list[i
         if i:
             alone.append(t.summary().wall_ms)
             ui.append(u.summary().wall_ms)
-    return alone, ui
+            m = re.search(r"paused the decode (\d+) ms", res[1])
+            paused.append(float(m.group(1)) / u.summary().wall_ms if m else float("nan"))
+    return alone, ui, paused
 
 
 def main() -> int:
@@ -140,7 +143,7 @@ def main() -> int:
         names = Families(lim).names(lim.family)
         stack = _default_stack(names, lim)
         buffers = [4] * (len(stack) - 1)
-        alone, ui = overhead(url, lim.family, stack, buffers, args.max_new_tokens, args.repeats,
+        alone, ui, paused = overhead(url, lim.family, stack, buffers, args.max_new_tokens, args.repeats,
                              lim.max_levels - 1)
     finally:
         stop_app(proc)
@@ -155,7 +158,11 @@ def main() -> int:
           + " ".join(f"{x:.0f}" for x in alone))
     print(f"{'decode wall ms, through the app with streaming panels':58s} {med(ui):9.0f}   "
           + " ".join(f"{x:.0f}" for x in ui))
-    print(f"{'panel/streaming overhead (median app / median alone - 1)':58s} {med(ui) / med(alone) - 1:9.1%}")
+    ratios = [u / a - 1 for u, a in zip(ui, alone)]
+    print(f"{'overhead per pair (app / alone - 1, same seed and text)':58s} {med(ratios):9.1%}   "
+          + " ".join(f"{x:.0%}" for x in ratios))
+    print(f"{'share of the decode the page updates paused it (app count)':58s} {med(paused):9.1%}   "
+          + " ".join(f"{x:.1%}" for x in paused))
     return 0
 
 
