@@ -255,9 +255,9 @@ def _load_tokenizer(ref: str):
     from huggingface_hub.errors import HfHubHTTPError
     from transformers import AutoTokenizer
 
+    local_only = _local_only(ref)      # raises its own ModelLoadError: keep it outside the try
     try:
-        return AutoTokenizer.from_pretrained(ref, local_files_only=_local_only(ref),
-                                             trust_remote_code=False)
+        return AutoTokenizer.from_pretrained(ref, local_files_only=local_only, trust_remote_code=False)
     except (OSError, ValueError, KeyError, HfHubHTTPError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(f"The tokenizer of {ref} could not be loaded ({reason}); "

@@ -38,10 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 KNOWN_APP_DEFECTS = {
     # (null / text values that Gradio's preprocess turned into a generic error are fixed: the
     # app's /generate and /compare take raw values and answer them with a sentence)
-    # with custom models allowed, hsd.models._load_tokenizer wraps its own ModelLoadError in a
-    # second one: the advice is repeated and the message runs past 300 characters
-    "hub id while offline",
-    "local path outside the allowed folders",
+    # (hsd.models._load_tokenizer no longer wraps its own ModelLoadError in a second one)
 }
 
 
