@@ -1284,6 +1284,12 @@ def measure(families: Families, spec: str, progress) -> object:
 
 def main() -> None:
     limits = Limits.from_env()
+    # Gradio encodes and sends each streamed message in its event-loop thread while the decode
+    # runs in a worker thread; with Python's default 5 ms GIL switch interval the decode, which
+    # releases the GIL around every small torch call, waits behind that work (convoy effect).
+    import sys
+
+    sys.setswitchinterval(float(os.environ.get("HSD_SWITCH_INTERVAL_S", "0.0005")))
     if limits.torch_threads:
         import torch
 
