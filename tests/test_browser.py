@@ -109,6 +109,7 @@ def test_generate_streams_coloured_tokens_and_renders_every_panel(browser, serve
     context, page, outside, errors = open_page(browser, server, theme)
     try:
         page.fill("#prompt textarea", "def f(x):\n")
+        page.wait_for_selector("#tokens", state="attached", timeout=60_000)
         page.evaluate("""() => { window.__counts = [];
             new MutationObserver(() => window.__counts.push(document.querySelectorAll('#tokens .token').length))
               .observe(document.querySelector('#tokens'), {childList: true, subtree: true}); }""")
