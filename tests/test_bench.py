@@ -118,7 +118,9 @@ def test_markdown_tables_say_wall_clock_and_model_predicted_in_their_headers(qui
 def test_figure_is_written_as_html_with_every_contender(quick):
     html = (quick["root"] / "bench.html").read_text(encoding="utf-8")
     assert "(c) engine, best single draft" in html and "plotly" in html.lower()
-    fig = bench.figure_bench(quick["report"])
+    from visual.bench import figure_bench
+
+    fig = figure_bench(quick["report"])
     assert len(fig.data) == 2 * 3                                                      # per temperature: bars + 2 ratio boxes
 
 
