@@ -184,6 +184,7 @@ class _Decode:
 
     # -- the target loop ---------------------------------------------------------------------
     def run(self) -> Iterator:
+        self.t0 = time.perf_counter()                             # the clock starts with the decode
         s = self.levels[0].settings
         yield Started(tuple(lv.name for lv in self.levels), self.spec.buffers, self.spec.rules,
                       float(s.temperature), int(s.top_k), float(s.top_p), self.seed, self.max_new,
