@@ -1,5 +1,5 @@
 """A real browser (Debian's chromium driven by Playwright through ``executable_path``; never
-``playwright install``) against ``python app.py`` on a family of tiny real models: type a prompt,
+Playwright's own browser download) against ``python app.py`` on a family of tiny real models: type a prompt,
 click Generate, see coloured tokens stream in and every Plotly panel render; no request leaves
 localhost; no page errors.  Screenshots go to ``artifacts/`` (a CI artifact).
 
