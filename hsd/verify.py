@@ -265,9 +265,12 @@ def _branch_masses(draft_tokens, draft_probs, verifier_probs):
     return rho, c, a, b, excess, deficit_rows, deficit
 
 
-def _balanced_outcome(draft_tokens, draft_probs, verifier_probs, accept_all, lossy_note):
+def _balanced_outcome(draft_tokens, draft_probs, verifier_probs, accept_all_of, lossy_note):
+    """``accept_all_of(rho, c)`` gives the whole-block acceptance: the one place the two
+    balancing rules differ (ratios and capped ratios are computed once, here)."""
     gamma = draft_tokens.shape[0]
     rho, c, a, b, excess, deficit_rows, deficit = _branch_masses(draft_tokens, draft_probs, verifier_probs)
+    accept_all = accept_all_of(rho, c)
     balance = [min(1.0, e / d) if d > 0 else 0.0 for e, d in zip(deficit, excess)]   # E_t / D_t
     arriving, resampled = _backward_scan(balance, accept_all)
     table = _scan_table(resampled, deficit_rows, verifier_probs, accept_all)
@@ -300,16 +303,14 @@ def _uncapped_joint(rho: list[float]) -> float:
 def hsd_outcome(draft_tokens, draft_probs, verifier_probs):
     """Branch mass balancing: whole block kept with the CAPPED ratio c_γ; the rejected mass walks
     back along the path and at node t a share E_t / D_t is resampled into the deficit children."""
-    accept_all = _capped_running(_ratios(draft_tokens, draft_probs, verifier_probs))[-1]
-    return _balanced_outcome(draft_tokens, draft_probs, verifier_probs, accept_all, None)
+    return _balanced_outcome(draft_tokens, draft_probs, verifier_probs, lambda rho, c: c[-1], None)
 
 
 def hsd_uncapped_outcome(draft_tokens, draft_probs, verifier_probs):
     """LOSSY: as ``hsd`` but the whole block is kept with min(1, Π ρ_t), which overshoots the
     target wherever a later ratio above 1 'pays back' an earlier one below 1."""
-    rho = _ratios(draft_tokens, draft_probs, verifier_probs)
     note = "accepts the whole block with the uncapped joint ratio min(1, Πρ); not the target distribution"
-    return _balanced_outcome(draft_tokens, draft_probs, verifier_probs, _uncapped_joint(rho), note)
+    return _balanced_outcome(draft_tokens, draft_probs, verifier_probs, lambda rho, c: _uncapped_joint(rho), note)
 
 
 RULES: dict[str, Rule] = {
