@@ -2,7 +2,7 @@
 running Python's own standard library (present wherever Python is, so no download is needed).
 
     python -m hsd.family train [--device cpu|cuda] [--out assets/family] [--work .cache/family-train]
-                               [--minutes-scale F]
+                               [--steps-scale F]
     python -m hsd.family card  [--family assets/family]
 
 Build, in order (each stage resumable; a finished stage is skipped on re-run):
@@ -17,11 +17,13 @@ Build, in order (each stage resumable; a finished stage is skipped on re-run):
   5) export   — ``assets/family/<name>/`` (fp16 safetensors + config + tokenizer files in each
                 folder, so each folder loads alone) and ``assets/family/family.json``.
 
-Budgets in ``PLAN`` are wall-clock minutes (77 in all on 2 CPU cores; ``--minutes-scale`` scales
-them), so a build finishes on time on a busy machine; the number of steps it reached is recorded in
-``family.json``.  Batches are drawn from a generator seeded by (plan seed, stage, step), so a
-resumed run sees the same batches as an uninterrupted one; weights are reproducible given the
-same number of steps per stage.
+Budgets in ``PLAN`` are optimiser steps (about 80 minutes in all on 2 idle CPU cores;
+``--steps-scale`` scales them).  Steps, not wall clock: an earlier wall-clock-budgeted build on a
+busy machine got a third of the steps it was planned for and came out flat (every model at the
+same held-out loss).  A stage may also carry a wall-clock cap (``minutes``); the steps and time it
+took are recorded in ``family.json``.  Batches are drawn from a generator seeded by (plan seed,
+stage, step), so a resumed run sees the same batches as an uninterrupted one and the weights are
+reproducible for a given plan.
 
 ``card`` measures the exported family (held-out loss, pairwise acceptance, greedy agreement,
 forward cost, greedy continuations) and writes ``assets/family/README.md`` + ``card.json``.
@@ -72,14 +74,14 @@ class ModelSpec:
 class Stage:
     """One training stage: ``teacher`` None = cross-entropy from scratch, else distillation.
 
-    The budget is wall-clock ``minutes`` (the cosine schedule runs over the fraction of it spent),
-    optionally capped at ``max_steps`` (whichever ends first; tests use steps)."""
+    The budget is ``steps`` optimiser steps (the cosine schedule runs over them), optionally cut
+    short by a wall-clock cap of ``minutes`` (whichever ends first)."""
 
     spec: ModelSpec
-    minutes: float
+    steps: int
     lr: float
     teacher: str | None = None          # work key of the teacher's finished stage
-    max_steps: int | None = None
+    minutes: float | None = None
     init_from: str | None = None        # continue from this finished stage's weights
     key: str | None = None              # work-dir key; default: the model name
 
@@ -109,7 +111,7 @@ class Plan:
         return [s for s in self.stages if s.spec.name == name][-1]
 
     def scaled(self, factor: float) -> "Plan":
-        return replace(self, stages=tuple(replace(s, minutes=s.minutes * factor)
+        return replace(self, stages=tuple(replace(s, steps=max(1, round(s.steps * factor)))
                                           for s in self.stages))
 
 
@@ -123,13 +125,12 @@ PLAN = Plan(
     context_tokens=256,
     batch_size=16,
     stages=(
-        Stage(L, minutes=46, lr=2e-3),                    # ≈ 3.5 s/step alone on 2 cores
-        Stage(M, minutes=13, lr=3e-3, teacher=L.name),    # ≈ 1.4 s/step with its teacher
-        # the target trains on (CE) after teaching M, so that it stays clearly ahead of its
-        # best draft: a distilled student can catch up with a teacher that is itself undertrained
-        Stage(L, minutes=8, lr=1e-3, init_from=L.name, key=L.name + "-continued"),
-        Stage(S, minutes=6, lr=3e-3, teacher=M.name),     # ≈ 0.5 s/step
-        Stage(XS, minutes=4, lr=4e-3, teacher=S.name),    # ≈ 0.4 s/step
+        # idle 2-core CPU, bf16 autocast: l ≈ 1.6 s/step alone, m ≈ 1.1 s/step with l teaching,
+        # s ≈ 0.5 s/step, xs ≈ 0.25 s/step; 4096 tokens a step
+        Stage(L, steps=2200, lr=2e-3),                    # ≈ 58 min, 9.0M tokens
+        Stage(M, steps=700, lr=3e-3, teacher=L.name),     # ≈ 13 min
+        Stage(S, steps=700, lr=3e-3, teacher=M.name),     # ≈ 6 min
+        Stage(XS, steps=1000, lr=4e-3, teacher=S.name),   # ≈ 4 min
     ),
 )
 
@@ -138,10 +139,10 @@ TINY_PLAN = Plan(  # for tests: seconds, not minutes
     context_tokens=32,
     batch_size=4,
     stages=(
-        Stage(ModelSpec("tiny-b", hidden=32, layers=2, heads=2, ffn=64), minutes=5, lr=3e-3,
-              max_steps=6),
-        Stage(ModelSpec("tiny-a", hidden=16, layers=1, heads=2, ffn=32), minutes=5, lr=3e-3,
-              teacher="tiny-b", max_steps=4),
+        Stage(ModelSpec("tiny-b", hidden=32, layers=2, heads=2, ffn=64), steps=6, lr=3e-3,
+              minutes=5),
+        Stage(ModelSpec("tiny-a", hidden=16, layers=1, heads=2, ffn=32), steps=4, lr=3e-3,
+              teacher="tiny-b", minutes=5),
     ),
     eval_windows=4,
     max_files=40,
@@ -262,10 +263,11 @@ def make_config(spec: ModelSpec, plan: Plan, eos_id: int):
 
 
 def progress(step: int, elapsed_s: float, stage: Stage) -> float:
-    """Fraction of the stage's budget spent: wall clock, or steps when capped (whichever is more)."""
-    frac = elapsed_s / (60.0 * stage.minutes)
-    if stage.max_steps:
-        frac = max(frac, step / stage.max_steps)
+    """Fraction of the stage's budget spent: steps, or the wall-clock cap if one is set and it
+    is further along."""
+    frac = step / stage.steps
+    if stage.minutes:
+        frac = max(frac, elapsed_s / (60.0 * stage.minutes))
     return min(1.0, frac)
 
 
@@ -358,7 +360,8 @@ def train_stage(stage: Stage, index: int, plan: Plan, work: Path, stream: torch.
         step, elapsed = ckpt["step"], ckpt["elapsed_s"]
         log(f"[{stage.work_key}] resumed at step {step} after {elapsed / 60:.1f} min")
     n_params = sum(p.numel() for p in model.parameters())
-    log(f"[{stage.work_key}] {n_params / 1e6:.2f}M params, {stage.minutes:.1f} min budget, "
+    cap = f" (cap {stage.minutes:.1f} min)" if stage.minutes else ""
+    log(f"[{stage.work_key}] {n_params / 1e6:.2f}M params, {stage.steps} steps{cap}, "
         f"{describe(stage)}")
 
     model.train()
@@ -378,8 +381,8 @@ def train_stage(stage: Stage, index: int, plan: Plan, work: Path, stream: torch.
         # 2) progress line
         if step % 25 == 0:
             spent = time.time() - t_start
-            log(f"[{stage.work_key}] step {step} loss {ema:.3f} lr {lr:.2e} "
-                f"{spent / 60:.1f}/{stage.minutes:.1f} min ({spent / step:.2f} s/step)")
+            log(f"[{stage.work_key}] step {step}/{stage.steps} loss {ema:.3f} lr {lr:.2e} "
+                f"{spent / 60:.1f} min ({spent / step:.2f} s/step)")
         # 3) checkpoint every few minutes
         if time.time() - t_saved > CHECKPOINT_EVERY_S:
             save_atomic({"model": model.state_dict(), "optimizer": opt.state_dict(),
@@ -475,8 +478,8 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     tr.add_argument("--out", type=Path, default=Path("assets/family"))
     tr.add_argument("--work", type=Path, default=Path(".cache/family-train"))
-    tr.add_argument("--minutes-scale", type=float, default=1.0,
-                    help="scale every stage's wall-clock budget (1.0 = 77 min in all)")
+    tr.add_argument("--steps-scale", type=float, default=1.0,
+                    help="scale every stage's step budget (1.0 ≈ 80 min on 2 idle CPU cores)")
     tr.add_argument("--tiny", action="store_true", help="the seconds-long test plan")
     cd = sub.add_parser("card", help="measure the exported family and write its model card")
     cd.add_argument("--family", type=Path, default=Path("assets/family"))
@@ -484,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     if args.command == "train":
-        plan = (TINY_PLAN if args.tiny else PLAN).scaled(args.minutes_scale)
+        plan = (TINY_PLAN if args.tiny else PLAN).scaled(args.steps_scale)
 
         def log(msg: str) -> None:
             print(f"{time.strftime('%H:%M:%S')} {msg}", flush=True)

@@ -574,7 +574,30 @@ def _intervals_max_overlap(spans: list[tuple[float, float]]) -> int:
     return best
 
 
-def check_sessions(url: str, api: GenerateApi, n: int, new_tokens: int, log=print) -> list[Check]:
+def follow(job, timeout_s: float) -> tuple[float | None, object]:
+    """Wait for a submitted job to end, polling ``job.done()`` (the future), never iterating the
+    job: gradio_client's iterator waits for a FINISHED status that never comes when the job's
+    future fails (a dropped event stream, say), so ``for _ in job`` can spin forever.  Returns
+    (when the first streamed update arrived, or None; the final value); raises what the job
+    raised, or TimeoutError (after cancelling the job) past ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    first = None
+    while not job.done():
+        if first is None and job.outputs():
+            first = time.monotonic()
+        if time.monotonic() > deadline:
+            status = job.status()
+            job.cancel()
+            raise TimeoutError(f"no end after {timeout_s:.0f} s (client status {status.code}, "
+                               f"{len(job.outputs())} updates streamed)")
+        time.sleep(0.002)
+    if first is None and job.outputs():
+        first = time.monotonic()
+    return first, job.result(timeout=30)
+
+
+def check_sessions(url: str, api: GenerateApi, n: int, new_tokens: int, log=print,
+                   timeout_s: float = 600.0) -> list[Check]:
     """n clients (n sessions) submit at once with different seeds; then each request alone."""
     clients = [make_client(url) for _ in range(n)]
     reqs = [normal_args(api, new_tokens, seed=100 + i, prompt=NORMAL_PROMPTS[0]) for i in range(n)]
@@ -587,12 +610,9 @@ def check_sessions(url: str, api: GenerateApi, n: int, new_tokens: int, log=prin
 
         barrier.wait()
         t0 = time.monotonic()
-        first = None
         try:
             job = clients[i].submit(*reqs[i], api_name=GenerateApi.ENDPOINT)
-            for _ in job:
-                first = first or time.monotonic()
-            final = job.result(timeout=600)
+            first, final = follow(job, timeout_s)
             end = time.monotonic()
             results[i] = Outcome("ok", final=final, seconds=end - t0)
             spans[i] = (first or end, end)
@@ -606,10 +626,10 @@ def check_sessions(url: str, api: GenerateApi, n: int, new_tokens: int, log=prin
     for t in threads:
         t.start()
     for t in threads:
-        t.join(900)
+        t.join(timeout_s + 60)
     together_s = time.monotonic() - t0
     finished = sum(1 for r in results if r is not None and r.kind == "ok")
-    alone = [call(clients[0], r, timeout_s=600) for r in reqs]
+    alone = [call(clients[0], r, timeout_s=timeout_s) for r in reqs]
     equal = sum(1 for r, a in zip(results, alone) if r is not None and r.kind == "ok" and a.kind == "ok"
                 and r.tokens == a.tokens and r.tokens)
     distinct = len({tuple(r.tokens) for r in results if r is not None and r.kind == "ok"})

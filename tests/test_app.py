@@ -235,7 +235,7 @@ def test_api_generate_needs_only_the_prompt_and_streams_several_updates(client):
     job = client.submit("def f(x):\n", api_name="/generate")
     updates = list(job)
     assert len(updates) >= 3
-    final = job.result()
+    final = job.result(timeout=300)
     tokens = final[0]
     assert len(tokens) > 0 and all({"token", "class_or_confidence"} <= set(t) for t in tokens)
     assert final[2]["type"] == "plotly"

@@ -115,7 +115,7 @@ def test_bad_input_gives_one_clear_sentence_and_the_next_request_works(server, t
 # --------------------------------------------------------------------------------------------
 def test_eight_sessions_at_once_finish_and_each_equals_the_same_request_run_alone(server):
     url, _, api = server
-    check, = stress.check_sessions(url, api, 8, 8, log=lambda m: None)
+    check, = stress.check_sessions(url, api, 8, 8, log=lambda m: None, timeout_s=180)
     f = check.figures
     assert check.held, check.detail
     assert f["finished"] == f["equal_to_solo"] == 8
