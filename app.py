@@ -55,7 +55,8 @@ import gradio as gr  # noqa: E402
 import visual  # noqa: E402
 from hsd.errors import ConfigError, HSDError, ModelLoadError, PromptError  # noqa: E402
 from hsd.exactness import exactness_lab, lab_table  # noqa: E402
-from hsd.trace import Trace, event_from_dict, event_to_dict  # noqa: E402
+from gradio.components.plot import PlotData  # noqa: E402
+from hsd.trace import Trace, event_from_dict  # noqa: E402
 from hsd.verify import RULES  # noqa: E402
 
 try:                                    # ZeroGPU on a Space; a no-op decorator everywhere else
@@ -379,8 +380,9 @@ def _chain(models, names: list[str]) -> list[int]:
 # ============================================================================================
 @GPU(duration=120)
 def decode_events(req: Request) -> Iterator[dict]:
-    """The GPU boundary: decode ``req`` (already validated and allowed) and yield plain event
-    dicts (``hsd.trace``).  Takes and yields only picklable plain data (ZeroGPU forks a worker)."""
+    """The GPU boundary: decode ``req`` (already validated and allowed) and yield its events
+    (``hsd.trace``: frozen dataclasses of plain values, so they pickle -- ZeroGPU runs this in a
+    forked worker -- without a dict round trip per event on the normal path)."""
     from hsd.engine import Hierarchy
 
     family = load_models(req.family)
@@ -390,8 +392,7 @@ def decode_events(req: Request) -> Iterator[dict]:
     with _ACTIVE_LOCK:
         _ACTIVE["decodes"] += 1
     try:
-        for event in events:
-            yield event_to_dict(event)
+        yield from events
     finally:
         events.close()
         with _ACTIVE_LOCK:
@@ -408,24 +409,29 @@ def active_decodes() -> int:
 
 
 class UiBudget:
-    """Decides when a streaming consumer updates the page, so that UI work stays a small share of
-    the decode's wall time.
+    """Decides when a streaming consumer updates the page, so that page updates pause the decode
+    for at most a small share of its wall time.
 
     The decode and the UI run in ONE thread, one after the other (a second Python thread doing
     figure work starves the decode of the GIL between its many small torch calls -- measured here:
-    20x slower).  So every update pauses the decode; we count those pauses (our building plus
-    Gradio's processing of the yield).  The first commit is shown at once as tokens only; later,
-    tokens (cheap) at most every ``token_interval_s``; panels (several Plotly figures, the
-    expensive part) at most every ``panel_interval_s`` and only while the panel pauses stay within
-    ``share`` of the elapsed time; the final update always has everything."""
+    20x slower).  So every update pauses the decode: our building, then Gradio's round trip (the
+    yield crosses to the event loop, every output is post-processed, the message is sent, the
+    next step is scheduled on a worker thread) -- about 10 ms for a tokens-only update on this
+    machine, more with panels.  Policy: the first commit is shown at once (tokens only); after
+    that an update happens only when ``token_interval_s`` has passed AND the pauses so far plus
+    the expected cost of this one stay within ``share`` of the elapsed decode time; panels (the
+    Plotly figures) ride along at most every ``panel_interval_s`` under the same budget; the
+    final update always has everything.  Costs are learnt from the updates made so far."""
 
-    def __init__(self, share: float, panel_interval_s: float, token_interval_s: float = 0.1):
+    def __init__(self, share: float, panel_interval_s: float, token_interval_s: float = 0.1,
+                 token_cost_s: float = 0.01, panel_cost_s: float = 0.06):
         self.share, self.panel_interval_s, self.token_interval_s = share, panel_interval_s, token_interval_s
         self.t0 = time.monotonic()
         self.spent_s = 0.0                      # all page updates
         self.panel_spent_s = 0.0                # updates with panels
         self.last_update = self.last_panels = -math.inf
-        self.panel_cost_s = 0.0
+        self.token_cost_s = token_cost_s        # expected pause of a tokens-only update (then measured)
+        self.panel_cost_s = panel_cost_s        # expected pause of an update with panels (then measured)
         self.updates = 0
 
     def decide(self, finished: bool) -> tuple[bool, bool]:
@@ -435,21 +441,25 @@ class UiBudget:
         if self.updates == 0:
             return True, False
         now = time.monotonic()
-        tokens = now - self.last_update >= self.token_interval_s
-        panels = (tokens and now - self.last_panels >= self.panel_interval_s
-                  and self.panel_spent_s + self.panel_cost_s <= self.share * (now - self.t0))
-        return tokens, panels
+        allowed = self.share * (now - self.t0)
+        if now - self.last_update < self.token_interval_s or self.spent_s + self.token_cost_s > allowed:
+            return False, False
+        panels = now - self.last_panels >= self.panel_interval_s and self.spent_s + self.panel_cost_s <= allowed
+        return True, panels
 
     def record(self, started: float, panels: bool) -> None:
         """Call when the consumer resumes after an update that began at ``started``."""
         now = time.monotonic()
-        self.spent_s += now - started
+        cost = now - started
+        self.spent_s += cost
         self.updates += 1
         self.last_update = now
         if panels:
             self.last_panels = now
-            self.panel_cost_s = now - started
-            self.panel_spent_s += now - started
+            self.panel_cost_s = cost
+            self.panel_spent_s += cost
+        elif self.updates > 1:                  # the first update also pays for warming things up
+            self.token_cost_s = cost
 
 
 def stream_trace(req: Request) -> Iterator[Trace]:
@@ -475,7 +485,7 @@ def run_to_end(req: Request) -> Trace:
     """Decode ``req`` to the end (no UI); the trace."""
     trace = Trace(meta={"app": "hsd-explorer", "family": req.family, "chain": list(req.chain)})
     for e in decode_events(req):
-        trace.add(event_from_dict(e))
+        trace.add(event_from_dict(e) if isinstance(e, dict) else e)
     return trace
 
 
@@ -508,6 +518,16 @@ def verifications(trace: Trace, level: int | None = None) -> list:
         start = trace.started
         level = len(start.models) - 1 if start else max((v.level for v in vs), default=0)
     return [v for v in vs if v.level == level]
+
+
+def fast_plot(build, dark: bool) -> PlotData:
+    """``build()`` (a ``visual`` figure builder call) sent to ``gr.Plot`` as ready JSON: the shared
+    look is merged as plain data (``visual.theme.deferred_template``), skipping Plotly's template
+    copy + validation, which was most of a streaming panel update (~13 ms a figure, several per
+    update, all of it pausing the decode).  The JSON is the same figure (tests/test_visual.py)."""
+    with visual.theme.deferred_template():
+        fig = build()
+    return PlotData(type="plotly", plot=visual.theme.plot_json(fig, dark=dark))
 
 
 def figure_mass_for(trace: Trace, level: int | None, index: int | None, id_to_text, dark: bool):
@@ -545,6 +565,8 @@ def legend_for(names: Sequence[str], dark: bool = False) -> str:
 
 
 TRACE_FILES_MAX_AGE_S = 3600.0
+TRACE_FILES_SWEEP_S = 300.0            # sweep old trace files at most this often
+_LAST_SWEEP = [0.0]
 
 
 def save_trace(trace_dict: dict) -> str:
@@ -552,13 +574,15 @@ def save_trace(trace_dict: dict) -> str:
     (a long-running public app must not fill its disk)."""
     folder = Path(tempfile.gettempdir()) / "hsd-explorer"
     folder.mkdir(parents=True, exist_ok=True)
-    cutoff = time.time() - TRACE_FILES_MAX_AGE_S
-    for old in folder.glob("hsd-trace-*.json"):
-        try:
-            if old.stat().st_mtime < cutoff:
-                old.unlink()
-        except OSError:
-            pass
+    now = time.time()
+    if now - _LAST_SWEEP[0] > TRACE_FILES_SWEEP_S:          # not on every run: it lists the folder
+        _LAST_SWEEP[0] = now
+        for old in folder.glob("hsd-trace-*.json"):
+            try:
+                if old.stat().st_mtime < now - TRACE_FILES_MAX_AGE_S:
+                    old.unlink()
+            except OSError:
+                pass
     path = folder / f"hsd-trace-{uuid.uuid4().hex[:10]}.json"
     path.write_text(json.dumps(trace_dict), encoding="utf-8")
     return str(path)
@@ -945,10 +969,10 @@ def build_demo(limits: Limits | None = None, families: Families | None = None) -
                 if id_to_text is None:
                     id_to_text = decoder_for(families, req.family)
                 if gsp is None:
-                    gsp = gsp_figure(families, req, req.family, names, dark_)
-                tl = visual.figure_timeline(trace, dark=dark_)
-                am = visual.figure_accept_map(trace, dark=dark_)
-                mb = figure_mass_for(trace, None, None, id_to_text, dark_)
+                    gsp = fast_plot(lambda: gsp_figure(families, req, req.family, names, dark_), dark_)
+                tl = fast_plot(lambda: visual.figure_timeline(trace, dark=dark_), dark_)
+                am = fast_plot(lambda: visual.figure_accept_map(trace, dark=dark_), dark_)
+                mb = fast_plot(lambda: figure_mass_for(trace, None, None, id_to_text, dark_), dark_)
                 state, dl, idx = skip, skip, skip
                 if finished:
                     state = trace.to_dict()
@@ -1050,10 +1074,12 @@ def build_demo(limits: Limits | None = None, families: Families | None = None) -
                              round(s.ms_per_token, 2), None if pred is None else round(pred, 2), s.n_tokens])
                 col_updates[i] = [gr.update(value=f"**{label}**  \n{chain_label}  \n{s.tokens_per_s:.1f} tokens/s (wall clock) · "
                                                   f"{s.tokens_per_target_call:.2f} tokens/target call"),
-                                  visual.token_spans(trace), visual.figure_timeline(trace, dark=dark_)]
-                yield (status, visual.figure_compare(summaries, dark=dark_), rows, *[x for col in col_updates for x in col])
+                                  visual.token_spans(trace), fast_plot(lambda: visual.figure_timeline(trace, dark=dark_), dark_)]
+                yield (status, fast_plot(lambda: visual.figure_compare(summaries, dark=dark_), dark_), rows,
+                       *[x for col in col_updates for x in col])
             done = f"Done: {len(runs)} hierarchies, same prompt and seed ({req.seed}), run one after another."
-            yield (done, visual.figure_compare(summaries, dark=dark_), rows, *[x for col in col_updates for x in col])
+            yield (done, fast_plot(lambda: visual.figure_compare(summaries, dark=dark_), dark_), rows,
+                   *[x for col in col_updates for x in col])
 
         _named(compare, ["prompt", "hierarchies"] + stack_names + sampling_names + ["dark_theme"])
         cmp_outputs = [cmp_status, cmp_fig, cmp_table] + [c for col in cmp_cols for c in col]

@@ -101,12 +101,16 @@ def overhead(url: str, family_spec: str, chain_names: list[str], buffers: list[i
     family = load_family(family_spec)
     chain = [family.names.index(n) for n in chain_names]
     client = Client(url, verbose=False, download_files=False)
-    alone, ui, paused = [], [], []
+    alone, ui, paused, alone_e2e, ui_e2e = [], [], [], [], []
     for i in range(repeats + 1):                       # the first pair is a warm-up
+        t0 = time.perf_counter()
         h = Hierarchy.from_family(family, chain=chain, buffers=buffers, rules="hsd")
         t = h.generate(PROMPT, max_new_tokens=max_new, temperature=1.0, seed=i).trace
+        e2e_alone = time.perf_counter() - t0
         args = [PROMPT, family_spec, chain_names] + (buffers + [4] * slots)[:slots] + ["hsd"] * slots
+        t0 = time.perf_counter()
         res = client.predict(*args, 1.0, 1.0, 0, i, max_new, False, False, api_name="/generate")
+        e2e_ui = time.perf_counter() - t0
         dl = res[6]
         path = dl.get("path") or dl.get("value", {}).get("path")
         u = Trace.load(path)
@@ -114,9 +118,11 @@ def overhead(url: str, family_spec: str, chain_names: list[str], buffers: list[i
         if i:
             alone.append(t.summary().wall_ms)
             ui.append(u.summary().wall_ms)
+            alone_e2e.append(1000 * e2e_alone)
+            ui_e2e.append(1000 * e2e_ui)
             m = re.search(r"paused the decode (\d+) ms", res[1])
             paused.append(float(m.group(1)) / u.summary().wall_ms if m else float("nan"))
-    return alone, ui, paused
+    return alone, ui, paused, alone_e2e, ui_e2e
 
 
 def main() -> int:
@@ -124,11 +130,14 @@ def main() -> int:
     parser.add_argument("--family", default="bundled")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-new-tokens", type=int, default=96)
+    parser.add_argument("--stack", default="", help="model names, comma-separated (default: the app's default)")
+    parser.add_argument("--buffers", default="", help="one buffer per draft level, comma-separated")
+    parser.add_argument("--skip-start", action="store_true", help="skip the start-up and first-token parts")
     args = parser.parse_args()
     env = {"HSD_FAMILY": args.family} if args.family != "bundled" else {}
 
     starts = []
-    for _ in range(args.repeats):
+    for _ in range(0 if args.skip_start else args.repeats):
         proc, url, s = start_app(env)
         starts.append(s)
         stop_app(proc)
@@ -136,15 +145,19 @@ def main() -> int:
     starts.append(s)
     try:
         time.sleep(3.0)                                 # the background preload of the models
-        firsts = first_token_s(url, args.repeats + 1)
+        firsts = [float("nan")] * 2 if args.skip_start else first_token_s(url, args.repeats + 1)
         from app import Families, Limits, _default_stack
 
         lim = Limits.from_env(dict(os.environ, **env))
         names = Families(lim).names(lim.family)
-        stack = _default_stack(names, lim)
-        buffers = [4] * (len(stack) - 1)
-        alone, ui, paused = overhead(url, lim.family, stack, buffers, args.max_new_tokens, args.repeats,
-                             lim.max_levels - 1)
+        if args.stack:
+            stack = args.stack.split(",")
+            buffers = [int(b) for b in args.buffers.split(",")] if args.buffers else [4] * (len(stack) - 1)
+        else:
+            stack = _default_stack(names, lim)
+            buffers = [4] * (len(stack) - 1)
+        alone, ui, paused, alone_e2e, ui_e2e = overhead(url, lim.family, stack, buffers, args.max_new_tokens,
+                                                        args.repeats, lim.max_levels - 1)
     finally:
         stop_app(proc)
     med = statistics.median
@@ -163,6 +176,13 @@ def main() -> int:
           + " ".join(f"{x:.0%}" for x in ratios))
     print(f"{'share of the decode the page updates paused it (app count)':58s} {med(paused):9.1%}   "
           + " ".join(f"{x:.1%}" for x in paused))
+    print(f"{'end to end ms, engine alone (load stack + decode)':58s} {med(alone_e2e):9.0f}   "
+          + " ".join(f"{x:.0f}" for x in alone_e2e))
+    print(f"{'end to end ms, click to final update (gradio_client)':58s} {med(ui_e2e):9.0f}   "
+          + " ".join(f"{x:.0f}" for x in ui_e2e))
+    ratios = [u / a - 1 for u, a in zip(ui_e2e, alone_e2e)]
+    print(f"{'end-to-end overhead per pair (app / alone - 1)':58s} {med(ratios):9.1%}   "
+          + " ".join(f"{x:.0%}" for x in ratios))
     return 0
 
 

@@ -155,8 +155,10 @@ def test_generate_streams_tokens_every_round_then_panels_trace_and_download(demo
     assert lengths == sorted(lengths) and lengths[0] < lengths[-1] == trace.summary().n_tokens
     assert trace.meta["request"]["buffers"] == [3, 2]
     assert Path(final[7]["value"]).exists()
-    for fig in final[2:5]:
-        assert len(fig.data) > 0
+    for fig in final[2:5]:                           # ready Plotly JSON (app.fast_plot) with data and a template
+        assert fig.type == "plotly"
+        d = json.loads(fig.plot)
+        assert len(d["data"]) > 0 and d["layout"]["template"]["layout"]["paper_bgcolor"]
     colours = {cat for _, cat in (final[0] if isinstance(final[0], list) else final[0]["value"])}
     assert any(c.startswith("L0 draft") for c in colours)
 
@@ -320,16 +322,22 @@ def test_no_error_type_escapes_as_a_traceback():
 # --------------------------------------------------------------------------------------------
 # UI budget and canned examples
 # --------------------------------------------------------------------------------------------
-def test_ui_budget_shows_the_first_commit_at_once_and_paces_panels_by_their_cost():
+def test_ui_budget_shows_the_first_commit_at_once_and_keeps_every_pause_within_its_share():
     b = app.UiBudget(share=0.1, panel_interval_s=0.0, token_interval_s=0.0)
     assert b.decide(False) == (True, False)                   # first commit: tokens only, at once
-    b.record(time.monotonic(), panels=False)
-    b.t0 -= 1.0                                               # 1 s of decoding so far
+    b.record(time.monotonic() - 0.001, panels=False)
+    b.t0 -= 1.0                                               # 1 s of decoding so far: 0.1 s allowed
     assert b.decide(False) == (True, True)
     b.record(time.monotonic() - 0.5, panels=True)             # a panel update that cost 0.5 s
-    tokens, panels = b.decide(False)
-    assert tokens and not panels                              # 0.5 s spent > 10 % of ~1 s
+    assert b.decide(False) == (False, False)                  # 0.5 s spent > 10 % of ~1 s: not even tokens
+    b.t0 -= 5.0                                               # 6 s: 0.6 s allowed
+    assert b.decide(False) == (True, False)                   # room for tokens, not for another 0.5 s panel
     assert b.decide(True) == (True, True)                     # the end always shows everything
+    paced = app.UiBudget(share=1.0, panel_interval_s=10.0, token_interval_s=0.2)
+    paced.decide(False)
+    paced.record(time.monotonic(), panels=False)
+    paced.t0 -= 100.0
+    assert paced.decide(False) == (False, False)              # 0.2 s between updates at least
 
 
 def test_examples_script_writes_labelled_traces_the_learn_tab_can_step_through(tmp_path, demo, families,

@@ -611,6 +611,27 @@ def test_every_figure_serialises_to_json_with_fixed_height_and_uirevision(dark):
         assert d["layout"]["font"]["color"] == theme.text_color(dark), name
 
 
+@pytest.mark.parametrize("dark", [False, True])
+def test_the_fast_app_path_sends_the_same_figure_json(dark):
+    """``deferred_template`` + ``plot_json`` (what the app streams) must give exactly the figure
+    the normal path gives, but for the template being trimmed to the parts our figures use."""
+    normal = example_figures(dark)
+    with theme.deferred_template():
+        fast = example_figures(dark)
+    assert set(fast) == set(normal)
+    trimmed = theme.template_json(dark)
+    for name in normal:
+        want = json.loads(normal[name].to_json())
+        full = want["layout"].pop("template")
+        got = json.loads(theme.plot_json(fast[name], dark=dark))
+        assert got["layout"].pop("template") == trimmed, name
+        assert got == want, name
+        for part in ("layout", "data"):               # the trimmed template keeps what it keeps as is
+            for k, v in trimmed[part].items():
+                assert full[part][k] == v, (name, part, k)
+    assert json.loads(theme.plot_json(normal["timeline"], dark=dark))["layout"]["template"] == full  # has its own
+
+
 # ------------------------------------------------------------------------------------------
 # a trace from the REAL engine (tiny in-memory Llamas, tests/tiny.py)
 # ------------------------------------------------------------------------------------------

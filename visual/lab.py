@@ -10,7 +10,6 @@ from __future__ import annotations
 import textwrap
 
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from visual import theme
 
@@ -87,7 +86,7 @@ def figure_compare(summaries: dict, dark: bool = False) -> go.Figure:
     keys = list(summaries)
     get = lambda k: [summaries[key].get(k) for key in keys]  # noqa: E731
     labels = ["<br>".join(textwrap.wrap(str(key), 16)) or str(key) for key in keys]
-    fig = make_subplots(rows=1, cols=2, column_widths=[0.6, 0.4], horizontal_spacing=0.12)
+    fig = theme.subplots(rows=1, cols=2, column_widths=[0.6, 0.4], horizontal_spacing=0.12)
     pred = get("predicted_ms_per_token")
     fig.add_trace(go.Bar(name="model-predicted (our latency model)", x=labels, y=pred,
                          marker=dict(color=theme.LEVEL_COLORS[1], pattern=dict(shape="/")),

@@ -13,7 +13,6 @@ import math
 from typing import Callable
 
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from visual import theme
 
@@ -177,7 +176,7 @@ def figure_mass_balance(event, id_to_text: Callable[[int], str] | None = None, d
     titles = ("", "excess D (/) vs deficit E (·), c_t ◆" if rule != "token" else "accept prob min(1, ρ_t)",
               "flow: resampled / stepped back, — arriving" if backward else "flow: reject / pass on, — reach",
               "accept whole block")
-    fig = make_subplots(rows=2, cols=3, specs=[[{"colspan": 3}, None, None], [{}, {}, {}]],
+    fig = theme.subplots(rows=2, cols=3, specs=[[{"colspan": 3}, None, None], [{}, {}, {}]],
                         row_heights=[0.56, 0.44], vertical_spacing=0.2, horizontal_spacing=0.08,
                         subplot_titles=titles)
     _node_bars(fig, event, d, id_to_text, dark)

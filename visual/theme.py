@@ -12,7 +12,14 @@ models, tensors or Gradio.
 """
 from __future__ import annotations
 
+import contextvars
+import json
+from contextlib import contextmanager
+from functools import lru_cache
+
 import plotly.graph_objects as go
+import plotly.io as pio
+from plotly.utils import PlotlyJSONEncoder
 
 # Okabe–Ito (https://jfly.uni-koeln.de/color/): orange, sky blue, reddish purple, blue, yellow, grey.
 # Bluish green and vermillion are reserved for accept / reject.
@@ -104,15 +111,72 @@ TITLE_TOP_PX = 30       # title's top edge: clears gr.Plot's own label badge in 
 TITLE_PX, SUBTITLE_PX, LEGEND_ROW_PX = 24, 22, 24
 
 
-def apply(fig: go.Figure, dark: bool = False, height: int | None = None, title: str | None = None,
-          legend: bool = True, subtitle: str | None = None) -> go.Figure:
-    """Shared look: template, fonts, margins, fixed height, constant uirevision, optional title +
-    one-line subtitle, and a horizontal legend hung BELOW the title block (anchored to the
-    container, so when it wraps onto more rows in a narrow column it pushes the plot down instead
-    of covering the title).  Returns ``fig`` (modified in place)."""
+_DEFER_TEMPLATE: contextvars.ContextVar[bool] = contextvars.ContextVar("hsd_defer_template", default=False)
+# the parts of Plotly's templates our figures use (layout look + the trace types we draw); the
+# rest (geo, mapbox, polar, 3-D scenes, 20 other trace types) is dead weight on the wire
+_TEMPLATE_LAYOUT_KEYS = ("autotypenumbers", "colorway", "font", "hovermode", "hoverlabel", "paper_bgcolor",
+                         "plot_bgcolor", "coloraxis", "colorscale", "xaxis", "yaxis", "shapedefaults",
+                         "annotationdefaults", "title")
+_TEMPLATE_TRACE_TYPES = ("bar", "scatter", "heatmap", "box")
+
+
+def template_name(dark: bool) -> str:
+    return "plotly_dark" if dark else "plotly_white"
+
+
+@lru_cache(maxsize=2)
+def template_json(dark: bool) -> dict:
+    """Plotly's light/dark template as plain JSON, trimmed to what our figures use (cached)."""
+    full = pio.templates[template_name(dark)].to_plotly_json()
+    return {"layout": {k: v for k, v in full["layout"].items() if k in _TEMPLATE_LAYOUT_KEYS},
+            "data": {k: v for k, v in full["data"].items() if k in _TEMPLATE_TRACE_TYPES}}
+
+
+@contextmanager
+def deferred_template():
+    """Within this block (this thread/context only), ``apply`` records the shared look on the
+    figure as plain data instead of setting it through Plotly, and ``plot_json`` merges it into
+    the JSON.  Setting a template makes Plotly copy and validate the whole template (~13 ms a
+    figure here) and each ``update_layout`` costs ~10 ms: most of a streaming panel update."""
+    token = _DEFER_TEMPLATE.set(True)
+    try:
+        yield
+    finally:
+        _DEFER_TEMPLATE.reset(token)
+
+
+def _merge(base: dict, over: dict) -> dict:
+    """``update_layout`` semantics on plain dicts: nested dicts merge, other values replace."""
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            _merge(base[k], v)
+        else:
+            base[k] = v
+    return base
+
+
+def plot_json(fig: go.Figure, dark: bool = False) -> str:
+    """The figure as Plotly JSON (what ``gr.Plot`` sends to the browser) with the look ``apply``
+    deferred merged in and the trimmed light/dark template added unless it has one."""
+    d = fig.to_plotly_json()
+    layout = d.setdefault("layout", {})
+    extra = getattr(fig, "_hsd_extra", None)
+    if extra is not None:
+        _merge(layout, json.loads(json.dumps(extra, cls=PlotlyJSONEncoder)))
+    look = getattr(fig, "_hsd_look", None)
+    if look is not None:                 # built under deferred_template: Plotly filled in its default
+        _merge(layout, json.loads(json.dumps(look)))
+        layout["template"] = template_json(layout.pop("_dark", dark))
+    elif "template" not in layout:
+        layout["template"] = template_json(dark)
+    return json.dumps(d, cls=PlotlyJSONEncoder, separators=(",", ":"))
+
+
+def look(dark: bool = False, height: int | None = None, title: str | None = None, legend: bool = True,
+         subtitle: str | None = None) -> dict:
+    """The shared layout (everything ``apply`` sets but the template) as a plain dict."""
     top = TITLE_TOP_PX + (TITLE_PX if title else 0) + (SUBTITLE_PX if subtitle else 0) + 4
-    fig.update_layout(
-        template="plotly_dark" if dark else "plotly_white",
+    out = dict(
         font=dict(family=FONT_FAMILY, size=FONT_SIZE, color=text_color(dark)),
         margin=dict(MARGIN, t=top + (LEGEND_ROW_PX if legend else 0) + 12),
         height=height,
@@ -125,11 +189,62 @@ def apply(fig: go.Figure, dark: bool = False, height: int | None = None, title: 
         hoverlabel=dict(font=dict(size=13, family=FONT_FAMILY)),
         uniformtext=dict(minsize=10, mode="hide"),
     )
+    if height is None:
+        del out["height"]
     if title is not None:
         y = 1 - TITLE_TOP_PX / height if height else 0.96
-        fig.update_layout(title=dict(text=title, x=0.01, xanchor="left", y=y, yanchor="top",
-                                     font=dict(size=17),
-                                     subtitle=dict(text=subtitle or "", font=dict(size=13))))
+        out["title"] = dict(text=title, x=0.01, xanchor="left", y=y, yanchor="top", font=dict(size=17),
+                            subtitle=dict(text=subtitle or "", font=dict(size=13)))
+    return out
+
+
+_SUBPLOT_SKELETONS: dict[str, tuple[dict, object, str]] = {}
+
+
+def subplots(**kwargs) -> go.Figure:
+    """``plotly.subplots.make_subplots(**kwargs)``; inside ``deferred_template()`` a copy of a
+    cached skeleton (its layout and grid), ~1.6 ms instead of ~18 ms.  The subplot titles are
+    part of the key, so figures with changing titles get their own skeletons (kept small)."""
+    from plotly.subplots import make_subplots
+
+    if not _DEFER_TEMPLATE.get():
+        return make_subplots(**kwargs)
+    key = repr(sorted(kwargs.items()))
+    hit = _SUBPLOT_SKELETONS.get(key)
+    if hit is None:
+        sk = make_subplots(**kwargs)
+        if len(_SUBPLOT_SKELETONS) > 64:
+            _SUBPLOT_SKELETONS.clear()
+        hit = _SUBPLOT_SKELETONS[key] = (sk.layout.to_plotly_json(), sk._grid_ref, sk._grid_str)
+    layout, grid_ref, grid_str = hit
+    fig = go.Figure(layout=json.loads(json.dumps(layout)), _validate=False)
+    fig.__dict__["_grid_ref"] = grid_ref          # what make_subplots attaches (add_trace(row=, col=))
+    fig.__dict__["_grid_str"] = grid_str
+    return fig
+
+
+def set_layout(fig: go.Figure, **props) -> go.Figure:
+    """``fig.update_layout(**props)``, or inside ``deferred_template()`` the same props recorded as
+    plain data for ``plot_json`` (Plotly validates every element of a long list, e.g. shapes)."""
+    if _DEFER_TEMPLATE.get():
+        extra = getattr(fig, "_hsd_extra", None)
+        fig._hsd_extra = _merge(extra or {}, props)
+        return fig
+    return fig.update_layout(**props)
+
+
+def apply(fig: go.Figure, dark: bool = False, height: int | None = None, title: str | None = None,
+          legend: bool = True, subtitle: str | None = None) -> go.Figure:
+    """Shared look: template, fonts, margins, fixed height, constant uirevision, optional title +
+    one-line subtitle, and a horizontal legend hung BELOW the title block (anchored to the
+    container, so when it wraps onto more rows in a narrow column it pushes the plot down instead
+    of covering the title).  Returns ``fig`` (modified in place).  Inside ``deferred_template()``
+    the look is only recorded, for ``plot_json``."""
+    lk = look(dark=dark, height=height, title=title, legend=legend, subtitle=subtitle)
+    if _DEFER_TEMPLATE.get():
+        fig._hsd_look = dict(lk, _dark=dark)
+        return fig
+    fig.update_layout(template=template_name(dark), **lk)
     return fig
 
 
