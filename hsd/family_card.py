@@ -172,7 +172,8 @@ def render_card(meta: dict, card: dict) -> str:
         "config asks for fp32, so a plain `from_pretrained(folder)` upcasts on CPU. Each folder "
         "holds its own tokenizer and loads alone.",
         "",
-        "Rebuild: `python -m hsd.family train` (resumable, ≈75 min on 2 CPU cores); "
+        "Rebuild: `python -m hsd.family train` (resumable; budgets are optimiser steps, "
+        "≈80 min on 2 idle CPU cores, `--device cuda` on a GPU); "
         "re-measure and rewrite this card: `python -m hsd.family card`. Load: "
         "`hsd.models.load_family(\"bundled\")`.",
         "",
@@ -200,12 +201,11 @@ def render_card(meta: dict, card: dict) -> str:
         f"({corpus['heldout_tokens'] / 1e3:.0f}k tokens). Held-out numbers below use "
         f"{card['heldout_windows']} evenly spaced windows of {card['window_tokens']} tokens "
         f"({card['positions']} predicted positions), fp32. Training ran with bf16 autocast, "
-        "AdamW (β=0.9/0.95, weight decay 0.1), linear warmup then cosine decay over a wall-clock "
-        "budget per stage; drafts were distilled toward the next larger model on the same "
-        "batches with 0.9·KL(teacher‖student) + 0.1·CE at temperature 1. The target trains "
-        "in two phases: after the first it teaches the next model, then it continues on CE so "
-        "that it stays clearly ahead of that draft (a distilled student can otherwise catch up "
-        "with an undertrained teacher).",
+        "AdamW (β=0.9/0.95, weight decay 0.1), linear warmup then cosine decay over a budget of "
+        "optimiser steps per stage (4096 tokens a step); the target trains from scratch on "
+        "cross-entropy, then each draft, largest to smallest, is distilled toward the next "
+        "larger model on the same batches with 0.9·KL(teacher‖student) + 0.1·CE at "
+        "temperature 1 (the temperature acceptance is measured at).",
         "",
         "Forward cost: median of "
         f"{COST_REPEATS} one-token forwards on a warm `DynamicCache` of {CACHE_TOKENS} tokens, "
@@ -234,15 +234,10 @@ def render_card(meta: dict, card: dict) -> str:
         minutes = sum(m["train_seconds"] for m in meta["models"]) / 60
         lines += [
             "",
-            f"Why not: the whole build had {minutes:.0f} minutes of wall clock on 2 CPU cores "
-            "that other jobs shared while it ran (steps ran 2–3× slower than planned). The target "
-            f"saw only {target['train_tokens'] / 1e6:.2f}M tokens ({target['steps']} steps), so it "
-            "is far from what its size allows, and every model plateaued near the same loss: the "
-            "drafts, distilled at many more steps per minute, caught up with their teachers. "
-            "Capacity still shows in acceptance (larger drafts track every verifier better), but "
-            "the target's greedy continuations below are not yet convincing Python. Rebuilding "
-            "with a larger budget (`--minutes-scale 3`) on an idle machine, or on a GPU "
-            "(`--device cuda`), is the fix.",
+            f"Why not: the build had {minutes:.0f} minutes of 2 CPU cores; the target saw "
+            f"{target['train_tokens'] / 1e6:.2f}M tokens ({target['steps']} steps), far from what "
+            "its size allows. A larger step budget (`--steps-scale 3`) or a GPU "
+            "(`--device cuda`) is the fix.",
         ]
     lines += ["", "## Greedy continuations (48 new tokens, no sampling)", ""]
     for label, key in ((f"target `{names[-1]}`", "target"), (f"smallest `{names[0]}`", "smallest")):

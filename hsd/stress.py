@@ -607,6 +607,7 @@ def check_sessions(url: str, api: GenerateApi, n: int, new_tokens: int, log=prin
 
     def work(i):
         from gradio_client.exceptions import AppError
+        from gradio_client.utils import QueueError
 
         barrier.wait()
         t0 = time.monotonic()
@@ -618,6 +619,8 @@ def check_sessions(url: str, api: GenerateApi, n: int, new_tokens: int, log=prin
             spans[i] = (first or end, end)
         except AppError as e:
             results[i] = Outcome("error", str(e), seconds=time.monotonic() - t0)
+        except QueueError as e:             # more sessions at once than the queue holds
+            results[i] = Outcome("refused", str(e), seconds=time.monotonic() - t0)
         except Exception as e:
             results[i] = Outcome("failed", f"{type(e).__name__}: {e}"[:200], seconds=time.monotonic() - t0)
 
@@ -634,7 +637,7 @@ def check_sessions(url: str, api: GenerateApi, n: int, new_tokens: int, log=prin
                 and r.tokens == a.tokens and r.tokens)
     distinct = len({tuple(r.tokens) for r in results if r is not None and r.kind == "ok"})
     overlap = _intervals_max_overlap([s for s in spans if s])
-    problems = [r.message for r in results if r is not None and r.kind != "ok"]
+    problems = [f"{r.kind}: {r.message}" for r in results if r is not None and r.kind != "ok"]
     held = finished == n and equal == n
     log(f"  sessions: {finished}/{n} finished, {equal}/{n} equal to solo runs, at most {overlap} streaming at once")
     return [Check("concurrency", f"{n} sessions at once, different seeds", held,

@@ -104,12 +104,13 @@ def figure_accept_map(trace, level: int | None = None, dark: bool = False, max_r
                      tickmode="linear", dtick=1,
                      showgrid=False, zeroline=False, range=[0.5, width + 0.5])
     fig.update_yaxes(autorange="reversed", showgrid=False, type="category")
-    drafter = f"L{level - 1}" + (f" ({theme.short_name(names[level - 1], 16)})" if level >= 1 else "")
-    title = (f"Accept map · {drafter} drafts checked by L{level} ({theme.short_name(names[level], 16)})"
-             f" · {events[-1].rule}")
+    # short title (the panel is half the page wide); the model names go in the subtitle
+    title = f"Accept map · L{level - 1} → L{level} · {events[-1].rule}"
     if len(events) > max_rows:
         title += f" · last {max_rows} of {len(events)}"
-    return theme.apply(fig, dark=dark, height=theme.HEIGHT["accept_map"], title=title)
+    subtitle = (f"{theme.short_name(names[level - 1], 16)} drafts, checked by "
+                f"{theme.short_name(names[level], 16)}") if level >= 1 else None
+    return theme.apply(fig, dark=dark, height=theme.HEIGHT["accept_map"], title=title, subtitle=subtitle)
 
 
 def _legend_keys(fig: go.Figure, level: int, dark: bool) -> None:
