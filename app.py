@@ -709,6 +709,7 @@ def build_demo(limits: Limits | None = None, families: Families | None = None) -
     limits = limits or Limits.from_env()
     families = families or Families(limits)
     names0 = families.names(limits.family)
+    stack0, buffers0 = default_plan(families, limits.family, names0, limits)
     slots = max(limits.max_levels - 1, 0)
     rule_choices = [RULE_LABELS[r] for r in RULES]
 
@@ -735,7 +736,7 @@ def build_demo(limits: Limits | None = None, families: Families | None = None) -
                                     example_labels=[label for label, _ in EXAMPLE_PROMPTS],
                                     label="Example prompts (Python code: the bundled models were trained on the standard library)",
                                     cache_examples=False)
-                        legend = gr.HTML(legend_for(_default_stack(names0, limits)), elem_id="legend")
+                        legend = gr.HTML(legend_for(stack0), elem_id="legend")
                         tokens = gr.HighlightedText(label="Output: every token coloured by the level that produced it",
                                                     color_map=visual.token_color_map(n_levels=len(names0) or 1),
                                                     show_legend=True, combine_adjacent=False, elem_id="tokens",
@@ -747,7 +748,7 @@ def build_demo(limits: Limits | None = None, families: Families | None = None) -
                                              info="bundled = trained offline on Python's standard library"
                                                   + ("; or type comma-separated local folders / hub ids"
                                                      if limits.allow_custom_models else ""))
-                        models = gr.CheckboxGroup(names0, value=_default_stack(names0, limits), label="Stack (smallest first; the target, last, is always included)",
+                        models = gr.CheckboxGroup(names0, value=stack0, label="Stack (smallest first; the target, last, is always included)",
                                                   elem_id="models")
                         with gr.Row():
                             optimal_btn = gr.Button("Optimal (from profile)", size="sm")
@@ -757,7 +758,8 @@ def build_demo(limits: Limits | None = None, families: Families | None = None) -
                         buffer_sliders, rule_dropdowns = [], []
                         for i in range(slots):
                             with gr.Row(visible=False) as row:
-                                buffer_sliders.append(gr.Slider(1, limits.max_buffer, value=4, step=1,
+                                buffer_sliders.append(gr.Slider(1, limits.max_buffer,
+                                                                value=buffers0[i] if i < len(buffers0) else 4, step=1,
                                                                 label=f"L{i} buffer", info="tokens this level hands up per call"))
                                 rule_dropdowns.append(gr.Dropdown(rule_choices, value="hsd", label=f"rule at L{i + 1}",
                                                                   allow_custom_value=True,   # API: our own error sentence
@@ -774,7 +776,6 @@ def build_demo(limits: Limits | None = None, families: Families | None = None) -
                 with gr.Row():
                     timeline = gr.Plot(visual.figure_empty(PLACEHOLDER), label="Timeline", elem_id="timeline", show_label=False)
                 with gr.Row():
-                    stack0 = _default_stack(names0, limits)
                     view_level = gr.Dropdown(level_choices(stack0), value=len(stack0) - 1 if len(stack0) > 1 else None,
                                              label="Verifier level (accept map and mass balance)", scale=2)
                     view_index = gr.Slider(0, 1, value=0, step=1, label="Verification # (drag after a run; default: latest)",
@@ -888,12 +889,13 @@ def build_demo(limits: Limits | None = None, families: Families | None = None) -
             names = families.names(spec)
             if not names:
                 raise gr.Error(f"No models found for {spec!r}; use the bundled family or local model folders.")
-            stack = _default_stack(names, limits)
+            stack, bufs = default_plan(families, spec, names, limits)
             return (gr.update(choices=names, value=stack),
                     gr.update(choices=level_choices(stack), value=len(stack) - 1 if len(stack) > 1 else None),
-                    legend_for(stack))
+                    legend_for(stack),
+                    *[gr.update(value=bufs[i]) if i < len(bufs) else gr.update() for i in range(slots)])
 
-        family.change(on_family, [family], [models, view_level, legend], api_visibility="private")
+        family.change(on_family, [family], [models, view_level, legend] + buffer_sliders, api_visibility="private")
 
         def on_models(spec, mods):
             names = families.names(spec)
@@ -1222,7 +1224,7 @@ def build_demo(limits: Limits | None = None, families: Families | None = None) -
                   api_visibility="private").then(
             placeholders, [dark], [timeline, accept_plot, mass_plot, gsp_plot, cmp_fig, learn_timeline,
                                    learn_accept, learn_mass, lab_fig, opt_fig], api_visibility="private").then(
-            lambda d: legend_for(_default_stack(names0, limits), bool(d)), [dark], [legend], api_visibility="private")
+            lambda d: legend_for(stack0, bool(d)), [dark], [legend], api_visibility="private")
     return demo
 
 
@@ -1242,11 +1244,25 @@ def _named(fn, names: Sequence[str]):
 
 
 def _default_stack(names: Sequence[str], limits: Limits) -> list[str]:
-    """Default stack: the smallest model, the target, and (if allowed) one middle model."""
+    """Fallback stack: the smallest model, the target, and (if allowed) one middle model."""
     if len(names) <= 2:
         return list(names)
     pick = [names[0], names[len(names) // 2], names[-1]] if limits.max_levels >= 3 else [names[0], names[-1]]
     return list(dict.fromkeys(pick))[: max(limits.max_levels, 1)]
+
+
+def default_plan(families: "Families", spec: str, names: Sequence[str], limits: Limits) -> tuple[list[str], list[int]]:
+    """What the Generate tab starts with: the optimiser's hierarchy for this family when a profile
+    exists (the shipped one for the bundled family) and it fits the limits, else the fallback
+    stack with buffers of 4."""
+    try:
+        plan = families.plan(spec, names) if names else None
+    except Exception:                       # a broken profile must not stop the app from starting
+        plan = None
+    if plan is not None and 2 <= len(plan.chain) <= limits.max_levels and max(plan.buffers, default=1) <= limits.max_buffer:
+        return [names[c] for c in plan.chain], [int(b) for b in plan.buffers]
+    stack = _default_stack(names, limits)
+    return stack, [4] * max(len(stack) - 1, 0)
 
 
 def _stack_updates(chain, buffers, names, slots: int, limits: Limits) -> list:

@@ -146,7 +146,7 @@ def main() -> int:
     try:
         time.sleep(3.0)                                 # the background preload of the models
         firsts = [float("nan")] * 2 if args.skip_start else first_token_s(url, args.repeats + 1)
-        from app import Families, Limits, _default_stack
+        from app import Families, Limits, default_plan
 
         lim = Limits.from_env(dict(os.environ, **env))
         names = Families(lim).names(lim.family)
@@ -154,8 +154,7 @@ def main() -> int:
             stack = args.stack.split(",")
             buffers = [int(b) for b in args.buffers.split(",")] if args.buffers else [4] * (len(stack) - 1)
         else:
-            stack = _default_stack(names, lim)
-            buffers = [4] * (len(stack) - 1)
+            stack, buffers = default_plan(Families(lim), lim.family, names, lim)     # what the page starts with
         alone, ui, paused, alone_e2e, ui_e2e = overhead(url, lim.family, stack, buffers, args.max_new_tokens,
                                                         args.repeats, lim.max_levels - 1)
     finally:

@@ -363,3 +363,16 @@ def test_api_documents_named_parameters_with_defaults(client):
     names = [p["parameter_name"] for p in params]
     assert names[:4] == ["prompt", "family", "models", "buffer_L0"] and "max_new_tokens" in names
     assert all(p["parameter_has_default"] for p in params[1:])
+
+
+def test_the_page_starts_with_the_optimisers_hierarchy_when_a_profile_exists(tiny_spec):
+    lim = app.Limits()
+    fams = app.Families(lim)
+    names = fams.names("bundled")
+    stack, bufs = app.default_plan(fams, "bundled", names, lim)
+    plan = fams.plan("bundled", names)                   # the shipped profile of the bundled family
+    assert plan is not None and stack == [names[c] for c in plan.chain] and bufs == [int(b) for b in plan.buffers]
+    tiny = app.Families(app.Limits(family=tiny_spec))
+    tiny_names = tiny.names(tiny_spec)                   # no profile: smallest, middle, target with buffers 4
+    assert app.default_plan(tiny, tiny_spec, tiny_names, tiny.limits) == (
+        [tiny_names[0], tiny_names[1], tiny_names[2]], [4, 4])
