@@ -56,14 +56,17 @@ import visual  # noqa: E402
 from hsd.errors import ConfigError, HSDError, ModelLoadError, PromptError  # noqa: E402
 from hsd.exactness import exactness_lab, lab_table  # noqa: E402
 from gradio.components.plot import PlotData  # noqa: E402
-from hsd.trace import Trace, event_from_dict  # noqa: E402
+from hsd.trace import Trace, event_from_dict, event_to_dict  # noqa: E402
 from hsd.verify import RULES  # noqa: E402
 
 try:                                    # ZeroGPU on a Space; a no-op decorator everywhere else
     import spaces
 
     GPU = spaces.GPU
+    ZERO_GPU = True
 except ImportError:                     # pragma: no cover - depends on the environment
+    ZERO_GPU = False
+
     def GPU(fn=None, **_kwargs):
         return fn if fn is not None else (lambda f: f)
 
@@ -380,9 +383,10 @@ def _chain(models, names: list[str]) -> list[int]:
 # ============================================================================================
 @GPU(duration=120)
 def decode_events(req: Request) -> Iterator[dict]:
-    """The GPU boundary: decode ``req`` (already validated and allowed) and yield its events
-    (``hsd.trace``: frozen dataclasses of plain values, so they pickle -- ZeroGPU runs this in a
-    forked worker -- without a dict round trip per event on the normal path)."""
+    """The GPU boundary: decode ``req`` (already validated and allowed) and yield its events.
+    Under ZeroGPU (this function runs in a forked worker) they cross as plain dicts
+    (``hsd.trace.event_to_dict``); everywhere else the frozen event objects pass as they are
+    (no conversion per event).  Consumers accept both."""
     from hsd.engine import Hierarchy
 
     family = load_models(req.family)
@@ -392,7 +396,11 @@ def decode_events(req: Request) -> Iterator[dict]:
     with _ACTIVE_LOCK:
         _ACTIVE["decodes"] += 1
     try:
-        yield from events
+        if ZERO_GPU:
+            for event in events:
+                yield event_to_dict(event)
+        else:
+            yield from events
     finally:
         events.close()
         with _ACTIVE_LOCK:

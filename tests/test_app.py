@@ -376,3 +376,15 @@ def test_the_page_starts_with_the_optimisers_hierarchy_when_a_profile_exists(tin
     tiny_names = tiny.names(tiny_spec)                   # no profile: smallest, middle, target with buffers 4
     assert app.default_plan(tiny, tiny_spec, tiny_names, tiny.limits) == (
         [tiny_names[0], tiny_names[1], tiny_names[2]], [4, 4])
+
+
+def test_under_zerogpu_events_cross_the_gpu_boundary_as_plain_dicts_and_give_the_same_trace(
+        families, tiny_spec, monkeypatch):
+    req = app.make_request(families, "def f(x):", tiny_spec, NAMES, [2, 2], ["hsd", "hsd"], 1.0, 1.0, 0, 4, 20)
+    plain = app.run_to_end(req)
+    monkeypatch.setattr(app, "ZERO_GPU", True)
+    events = list(app.decode_events(req))
+    assert events and all(type(e) is dict for e in events)
+    json.dumps(events)                                         # plain data: JSON (and pickle) safe
+    zero = app.run_to_end(req)
+    assert zero.token_ids == plain.token_ids and zero.summary().n_tokens == 20
