@@ -186,6 +186,8 @@ def render_card(meta: dict, card: dict) -> str:
     for i, n in enumerate(names):
         m = models[n]
         how = f"distilled from `{m['teacher']}`" if m["teacher"] else "from scratch (CE)"
+        if m["teacher"] and m.get("init_from"):
+            how += f", starting from the first {m['layers']} layers of `{m['init_from']}`"
         if len(m.get("stages", [])) > 1:
             how += " in " + " + ".join(f"{st['steps']}" for st in m["stages"]) + " steps"
         lines.append(
@@ -205,7 +207,10 @@ def render_card(meta: dict, card: dict) -> str:
         "optimiser steps per stage (4096 tokens a step); the target trains from scratch on "
         "cross-entropy, then each draft, largest to smallest, is distilled toward the next "
         "larger model on the same batches with 0.9·KL(teacher‖student) + 0.1·CE at "
-        "temperature 1 (the temperature acceptance is measured at).",
+        "temperature 1 (the temperature acceptance is measured at). The largest draft starts as "
+        "an early-exit copy of the target (its embeddings, first layers, final norm and head; as "
+        "in LayerSkip-style self-speculative drafts), so that it starts close to a target that "
+        "is far ahead of any small model trained from scratch on this budget.",
         "",
         "Forward cost: median of "
         f"{COST_REPEATS} one-token forwards on a warm `DynamicCache` of {CACHE_TOKENS} tokens, "

@@ -100,3 +100,20 @@ def test_interrupted_stage_resumes_to_the_same_weights(built, tmp_path, monkeypa
         resumed = AutoModelForCausalLM.from_pretrained(work / name / "final").state_dict()
         straight = AutoModelForCausalLM.from_pretrained(root / "work" / name / "final").state_dict()
         assert all(torch.equal(resumed[k], straight[k]) for k in straight), name
+
+
+def test_an_early_exit_draft_is_exactly_the_first_layers_of_its_source():
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(0)
+    big = hf.ModelSpec("big", hidden=32, layers=3, heads=2, ffn=64)
+    src = LlamaForCausalLM(hf.make_config(big, hf.TINY_PLAN, eos_id=0)).eval()
+    cut = hf.truncated(src, hf.ModelSpec("cut", hidden=32, layers=1, heads=2, ffn=64), hf.TINY_PLAN).eval()
+    assert cut.config.num_hidden_layers == 1
+    ids = torch.randint(0, hf.TINY_PLAN.vocab_size, (2, 9))
+    src.model.layers = src.model.layers[:1]                  # the same network, by hand
+    src.config.num_hidden_layers = 1
+    with torch.no_grad():
+        assert torch.equal(cut(input_ids=ids).logits, src(input_ids=ids).logits)
+    with pytest.raises(ValueError, match="cannot be cut"):
+        hf.truncated(cut, hf.ModelSpec("wide", hidden=64, layers=1, heads=2, ffn=64), hf.TINY_PLAN)
