@@ -144,7 +144,7 @@ class Limits:
     panel_interval_s: float = 0.5       # HSD_PANEL_INTERVAL_S: at most one panel refresh per this
     ui_share: float = 0.06              # HSD_UI_SHARE: panel redraws may pause the decode this share of its time
     token_interval_s: float = 0.1       # HSD_TOKEN_INTERVAL_S: at most one token update per this
-    torch_threads: int = 0              # HSD_TORCH_THREADS (0 = torch's default)
+    torch_threads: int = 0              # HSD_TORCH_THREADS (0 = all CPU cores but one)
 
     @classmethod
     def from_env(cls, env=None) -> "Limits":
@@ -1340,10 +1340,14 @@ def main() -> None:
     import sys
 
     sys.setswitchinterval(float(os.environ.get("HSD_SWITCH_INTERVAL_S", "0.0005")))
-    if limits.torch_threads:
-        import torch
+    import torch
 
-        torch.set_num_threads(limits.torch_threads)
+    # CPU: leave one core to the web server.  torch's intra-op threads wait for each other at
+    # every op, so the server's work (post-processing, sending, the browser) on a core the decode
+    # also uses stalls every forward: measured on 2 cores, the decode ran 57 % slower inside the
+    # app than alone with 2 threads, 8 % slower with 1 (and 1 thread decodes these small models
+    # as fast as 2 when nothing else runs).  HSD_TORCH_THREADS overrides.
+    torch.set_num_threads(limits.torch_threads or default_torch_threads())
     families = Families(limits)
     demo = build_demo(limits, families)
     demo.queue(max_size=limits.queue_size, default_concurrency_limit=4)
@@ -1354,6 +1358,13 @@ def main() -> None:
     demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                 server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
                 theme=gr.themes.Soft(), css=css, footer_links=["api", "settings"])
+
+
+def default_torch_threads(cpus: int | None = None) -> int:
+    """torch CPU threads for the app: all cores but one (at least one)."""
+    cpus = cpus if cpus is not None else (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                          else os.cpu_count() or 1)
+    return max(1, cpus - 1)
 
 
 def _preload(families: Families) -> None:

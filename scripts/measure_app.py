@@ -98,6 +98,11 @@ def overhead(url: str, family_spec: str, chain_names: list[str], buffers: list[i
     from hsd.models import load_family
     from hsd.trace import Trace
 
+    import torch
+
+    from app import default_torch_threads
+
+    torch.set_num_threads(default_torch_threads())      # the same threads as the app's decode
     family = load_family(family_spec)
     chain = [family.names.index(n) for n in chain_names]
     client = Client(url, verbose=False, download_files=False)

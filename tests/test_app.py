@@ -388,3 +388,8 @@ def test_under_zerogpu_events_cross_the_gpu_boundary_as_plain_dicts_and_give_the
     json.dumps(events)                                         # plain data: JSON (and pickle) safe
     zero = app.run_to_end(req)
     assert zero.token_ids == plain.token_ids and zero.summary().n_tokens == 20
+
+
+def test_the_app_leaves_one_core_to_the_web_server():
+    assert [app.default_torch_threads(n) for n in (1, 2, 16)] == [1, 1, 15]
+    assert app.Limits.from_env({"HSD_TORCH_THREADS": "3"}).torch_threads == 3
