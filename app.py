@@ -142,7 +142,7 @@ class Limits:
     queue_size: int = 32                # HSD_QUEUE_SIZE: waiting requests before new ones are refused
     concurrency: int = 1                # HSD_CONCURRENCY: decodes at once (fair timings: 1)
     panel_interval_s: float = 0.5       # HSD_PANEL_INTERVAL_S: at most one panel refresh per this
-    ui_share: float = 0.06              # HSD_UI_SHARE: panel redraws may pause the decode this share of its time
+    ui_share: float = 0.04              # HSD_UI_SHARE: page updates may pause the decode this share of its time
     token_interval_s: float = 0.1       # HSD_TOKEN_INTERVAL_S: at most one token update per this
     torch_threads: int = 0              # HSD_TORCH_THREADS (0 = all CPU cores but one)
 
