@@ -157,10 +157,12 @@ def _axes(fig, graph, pos, dark) -> None:
     names = {}
     for n, a in graph.nodes(data=True):
         label = theme.short_name(a.get("name", f"model {n[1]}"), 16)
-        names[a.get("model", n[1])] = label + (" (target)" if n[0] == "target" else "")
+        names[a.get("model", n[1])] = label + ("<br>(target)" if n[0] == "target" else "")
     models = sorted(names)
+    # the last label sits at the plot's right edge: Plotly hides a tick label that would cross
+    # the figure's edge, so the target's is broken onto two lines and the range padded
     fig.update_xaxes(tickmode="array", tickvals=models, ticktext=[f"{m}: {names[m]}" for m in models],
-                     range=[min(models) - 0.4, max(models) + 0.4], showgrid=False, zeroline=False,
+                     range=[min(models) - 0.4, max(models) + 0.6], showgrid=False, zeroline=False,
                      title_text="model (smallest left, target right)")
     bufs = sorted({a.get("buffer") for _, a in graph.nodes(data=True) if a.get("buffer") is not None})
     step = max(1, len(bufs) // 12)
