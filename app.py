@@ -436,7 +436,6 @@ class UiBudget:
         self.share, self.panel_interval_s, self.token_interval_s = share, panel_interval_s, token_interval_s
         self.t0 = time.monotonic()
         self.spent_s = 0.0                      # all page updates
-        self.panel_spent_s = 0.0                # updates with panels
         self.last_update = self.last_panels = -math.inf
         self.token_cost_s = token_cost_s        # expected pause of a tokens-only update (then measured)
         self.panel_cost_s = panel_cost_s        # expected pause of an update with panels (then measured)
@@ -465,7 +464,6 @@ class UiBudget:
         if panels:
             self.last_panels = now
             self.panel_cost_s = cost
-            self.panel_spent_s += cost
         elif self.updates > 1:                  # the first update also pays for warming things up
             self.token_cost_s = cost
 
@@ -477,12 +475,17 @@ def stream_trace(req: Request) -> Iterator[Trace]:
     events = decode_events(req)
     try:
         for e in events:
-            event = event_from_dict(e) if isinstance(e, dict) else e
+            event = as_event(e)
             trace.add(event)
             if event.kind in ("committed", "finished"):
                 yield trace
     finally:
         events.close()
+
+
+def as_event(e):
+    """An event from ``decode_events``: a plain dict under ZeroGPU, the event itself elsewhere."""
+    return event_from_dict(e) if isinstance(e, dict) else e
 
 
 def _kind(e) -> str:
@@ -493,7 +496,7 @@ def run_to_end(req: Request) -> Trace:
     """Decode ``req`` to the end (no UI); the trace."""
     trace = Trace(meta={"app": "hsd-explorer", "family": req.family, "chain": list(req.chain)})
     for e in decode_events(req):
-        trace.add(event_from_dict(e) if isinstance(e, dict) else e)
+        trace.add(as_event(e))
     return trace
 
 
@@ -528,14 +531,14 @@ def verifications(trace: Trace, level: int | None = None) -> list:
     return [v for v in vs if v.level == level]
 
 
-def fast_plot(build, dark: bool) -> PlotData:
+def fast_plot(build) -> PlotData:
     """``build()`` (a ``visual`` figure builder call) sent to ``gr.Plot`` as ready JSON: the shared
     look is merged as plain data (``visual.theme.deferred_template``), skipping Plotly's template
     copy + validation, which was most of a streaming panel update (~13 ms a figure, several per
     update, all of it pausing the decode).  The JSON is the same figure (tests/test_visual.py)."""
     with visual.theme.deferred_template():
         fig = build()
-    return PlotData(type="plotly", plot=visual.theme.plot_json(fig, dark=dark))
+    return PlotData(type="plotly", plot=visual.theme.plot_json(fig))
 
 
 def figure_mass_for(trace: Trace, level: int | None, index: int | None, id_to_text, dark: bool):
@@ -979,10 +982,10 @@ def build_demo(limits: Limits | None = None, families: Families | None = None) -
                 if id_to_text is None:
                     id_to_text = decoder_for(families, req.family)
                 if gsp is None:
-                    gsp = fast_plot(lambda: gsp_figure(families, req, req.family, names, dark_), dark_)
-                tl = fast_plot(lambda: visual.figure_timeline(trace, dark=dark_), dark_)
-                am = fast_plot(lambda: visual.figure_accept_map(trace, dark=dark_), dark_)
-                mb = fast_plot(lambda: figure_mass_for(trace, None, None, id_to_text, dark_), dark_)
+                    gsp = fast_plot(lambda: gsp_figure(families, req, req.family, names, dark_))
+                tl = fast_plot(lambda: visual.figure_timeline(trace, dark=dark_))
+                am = fast_plot(lambda: visual.figure_accept_map(trace, dark=dark_))
+                mb = fast_plot(lambda: figure_mass_for(trace, None, None, id_to_text, dark_))
                 state, dl, idx = skip, skip, skip
                 if finished:
                     state = trace.to_dict()
@@ -1084,11 +1087,11 @@ def build_demo(limits: Limits | None = None, families: Families | None = None) -
                              round(s.ms_per_token, 2), None if pred is None else round(pred, 2), s.n_tokens])
                 col_updates[i] = [gr.update(value=f"**{label}**  \n{chain_label}  \n{s.tokens_per_s:.1f} tokens/s (wall clock) · "
                                                   f"{s.tokens_per_target_call:.2f} tokens/target call"),
-                                  visual.token_spans(trace), fast_plot(lambda: visual.figure_timeline(trace, dark=dark_), dark_)]
-                yield (status, fast_plot(lambda: visual.figure_compare(summaries, dark=dark_), dark_), rows,
+                                  visual.token_spans(trace), fast_plot(lambda: visual.figure_timeline(trace, dark=dark_))]
+                yield (status, fast_plot(lambda: visual.figure_compare(summaries, dark=dark_)), rows,
                        *[x for col in col_updates for x in col])
             done = f"Done: {len(runs)} hierarchies, same prompt and seed ({req.seed}), run one after another."
-            yield (done, fast_plot(lambda: visual.figure_compare(summaries, dark=dark_), dark_), rows,
+            yield (done, fast_plot(lambda: visual.figure_compare(summaries, dark=dark_)), rows,
                    *[x for col in col_updates for x in col])
 
         _named(compare, ["prompt", "hierarchies"] + stack_names + sampling_names + ["dark_theme"])

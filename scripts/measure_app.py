@@ -154,12 +154,13 @@ def main() -> int:
         from app import Families, Limits, default_plan
 
         lim = Limits.from_env(dict(os.environ, **env))
-        names = Families(lim).names(lim.family)
+        fams = Families(lim)
+        names = fams.names(lim.family)
         if args.stack:
             stack = args.stack.split(",")
             buffers = [int(b) for b in args.buffers.split(",")] if args.buffers else [4] * (len(stack) - 1)
         else:
-            stack, buffers = default_plan(Families(lim), lim.family, names, lim)     # what the page starts with
+            stack, buffers = default_plan(fams, lim.family, names, lim)     # what the page starts with
         alone, ui, paused, alone_e2e, ui_e2e = overhead(url, lim.family, stack, buffers, args.max_new_tokens,
                                                         args.repeats, lim.max_levels - 1)
     finally:
@@ -171,22 +172,20 @@ def main() -> int:
     print(f"{'first token on screen after click (first click)':58s} {firsts[0]:9.2f}s")
     print(f"{'first token on screen after click (warm clicks)':58s} {med(firsts[1:]):9.2f}s  "
           + " ".join(f"{x:.2f}" for x in firsts[1:]))
-    print(f"{'decode wall ms, engine alone (' + '+'.join(stack) + ')':58s} {med(alone):9.0f}   "
-          + " ".join(f"{x:.0f}" for x in alone))
-    print(f"{'decode wall ms, through the app with streaming panels':58s} {med(ui):9.0f}   "
-          + " ".join(f"{x:.0f}" for x in ui))
-    ratios = [u / a - 1 for u, a in zip(ui, alone)]
-    print(f"{'overhead per pair (app / alone - 1, same seed and text)':58s} {med(ratios):9.1%}   "
-          + " ".join(f"{x:.0%}" for x in ratios))
-    print(f"{'share of the decode the page updates paused it (app count)':58s} {med(paused):9.1%}   "
-          + " ".join(f"{x:.1%}" for x in paused))
-    print(f"{'end to end ms, engine alone (load stack + decode)':58s} {med(alone_e2e):9.0f}   "
-          + " ".join(f"{x:.0f}" for x in alone_e2e))
-    print(f"{'end to end ms, click to final update (gradio_client)':58s} {med(ui_e2e):9.0f}   "
-          + " ".join(f"{x:.0f}" for x in ui_e2e))
-    ratios = [u / a - 1 for u, a in zip(ui_e2e, alone_e2e)]
-    print(f"{'end-to-end overhead per pair (app / alone - 1)':58s} {med(ratios):9.1%}   "
-          + " ".join(f"{x:.0%}" for x in ratios))
+
+    def row(label: str, values: list[float], fmt: str, each: str) -> None:
+        print(f"{label:58s} {format(med(values), fmt):>9s}   " + " ".join(format(x, each) for x in values))
+
+    def paired(u: list[float], a: list[float]) -> list[float]:
+        return [x / y - 1 for x, y in zip(u, a)]
+
+    row("decode wall ms, engine alone (" + "+".join(stack) + ")", alone, ".0f", ".0f")
+    row("decode wall ms, through the app with streaming panels", ui, ".0f", ".0f")
+    row("overhead per pair (app / alone - 1, same seed and text)", paired(ui, alone), ".1%", ".0%")
+    row("share of the decode the page updates paused it (app count)", paused, ".1%", ".1%")
+    row("end to end ms, engine alone (load stack + decode)", alone_e2e, ".0f", ".0f")
+    row("end to end ms, click to final update (gradio_client)", ui_e2e, ".0f", ".0f")
+    row("end-to-end overhead per pair (app / alone - 1)", paired(ui_e2e, alone_e2e), ".1%", ".0%")
     return 0
 
 

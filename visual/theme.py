@@ -156,17 +156,16 @@ def _merge(base: dict, over: dict) -> dict:
 
 
 def plot_json(fig: go.Figure, dark: bool = False) -> str:
-    """The figure as Plotly JSON (what ``gr.Plot`` sends to the browser) with the look ``apply``
-    deferred merged in and the trimmed light/dark template added unless it has one."""
+    """The figure as Plotly JSON (what ``gr.Plot`` sends to the browser).  A figure built under
+    ``deferred_template`` gets the layout it recorded merged in and the trimmed template of the
+    theme ``apply`` was given; any other figure keeps its own template (``dark`` picks one for a
+    figure that has none)."""
     d = fig.to_plotly_json()
     layout = d.setdefault("layout", {})
-    extra = getattr(fig, "_hsd_extra", None)
-    if extra is not None:
-        _merge(layout, json.loads(json.dumps(extra, cls=PlotlyJSONEncoder)))
-    look = getattr(fig, "_hsd_look", None)
-    if look is not None:                 # built under deferred_template: Plotly filled in its default
-        _merge(layout, json.loads(json.dumps(look)))
-        layout["template"] = template_json(layout.pop("_dark", dark))
+    pending = getattr(fig, "_hsd_layout", None)
+    if pending is not None:              # built under deferred_template: Plotly filled in its default
+        _merge(layout, json.loads(json.dumps(pending, cls=PlotlyJSONEncoder)))
+        layout["template"] = template_json(getattr(fig, "_hsd_dark", dark))
     elif "template" not in layout:
         layout["template"] = template_json(dark)
     return json.dumps(d, cls=PlotlyJSONEncoder, separators=(",", ":"))
@@ -225,10 +224,10 @@ def subplots(**kwargs) -> go.Figure:
 
 def set_layout(fig: go.Figure, **props) -> go.Figure:
     """``fig.update_layout(**props)``, or inside ``deferred_template()`` the same props recorded as
-    plain data for ``plot_json`` (Plotly validates every element of a long list, e.g. shapes)."""
+    plain data for ``plot_json``, in call order (Plotly validates every element of a long list,
+    e.g. shapes)."""
     if _DEFER_TEMPLATE.get():
-        extra = getattr(fig, "_hsd_extra", None)
-        fig._hsd_extra = _merge(extra or {}, props)
+        fig._hsd_layout = _merge(getattr(fig, "_hsd_layout", None) or {}, props)
         return fig
     return fig.update_layout(**props)
 
@@ -242,8 +241,8 @@ def apply(fig: go.Figure, dark: bool = False, height: int | None = None, title: 
     the look is only recorded, for ``plot_json``."""
     lk = look(dark=dark, height=height, title=title, legend=legend, subtitle=subtitle)
     if _DEFER_TEMPLATE.get():
-        fig._hsd_look = dict(lk, _dark=dark)
-        return fig
+        fig._hsd_dark = dark
+        return set_layout(fig, **lk)
     fig.update_layout(template=template_name(dark), **lk)
     return fig
 
