@@ -8,12 +8,15 @@ running Python's own standard library (present wherever Python is, so no downloa
 Build, in order (each stage resumable; a finished stage is skipped on re-run):
   1) corpus   — the stdlib ``.py`` files in sorted order; every ``HELDOUT_EVERY``-th file is held out.
   2) tokenizer — byte-level BPE (``tokenizers``), ``<|endoftext|>`` between files.
-  3) target   — the largest model, trained from scratch on next-token cross-entropy with most of
-                the budget (AdamW, warmup + cosine LR, bf16 autocast on CPU).  After it has taught
-                the next model it trains on a little longer, so that it stays clearly ahead.
-  4) drafts   — largest to smallest, each distilled toward the next larger model on the same
-                batches: ``KD_WEIGHT·KL(teacher ‖ student) + (1 − KD_WEIGHT)·CE`` at temperature 1
-                (the temperature acceptance is measured at).  Hinton et al. 2015 (arXiv 1503.02531).
+  3) target   — the largest model, trained from scratch on next-token cross-entropy (AdamW,
+                warmup + cosine LR, bf16 autocast on CPU).
+  4) drafts   — largest to smallest, each cut out of the model above it (``pruned``: chosen
+                layers, then the most active hidden channels, heads and FFN neurons) and
+                distilled toward it on the same batches:
+                ``KD_WEIGHT·KL(teacher ‖ student) + (1 − KD_WEIGHT)·CE + TV_WEIGHT·TV`` at
+                temperature 1 (the temperature acceptance is measured at; TV = 1 − acceptance).
+                Hinton et al. 2015 (arXiv 1503.02531); Minitron (arXiv 2407.14679);
+                DistillSpec (arXiv 2310.08461).
   5) export   — ``assets/family/<name>/`` (fp16 safetensors + config + tokenizer files in each
                 folder, so each folder loads alone) and ``assets/family/family.json``.
 
@@ -48,6 +51,8 @@ import torch.nn.functional as F
 EOS = "<|endoftext|>"
 HELDOUT_EVERY = 20          # file i is held out when i % HELDOUT_EVERY == HELDOUT_EVERY - 1
 KD_WEIGHT = 0.9             # weight of KL(teacher ‖ student); the rest is cross-entropy
+TV_WEIGHT = 1.0             # plus this weight of the total-variation distance (= 1 − acceptance)
+IMPORTANCE_BATCHES = 4      # batches that rank channels, heads and neurons when pruning
 CHECKPOINT_EVERY_S = 180.0
 SKIP_DIR_NAMES = {"site-packages", "test", "tests", "idle_test", "__pycache__"}
 
@@ -82,8 +87,9 @@ class Stage:
     lr: float
     teacher: str | None = None          # work key of the teacher's finished stage
     minutes: float | None = None
-    init_from: str | None = None        # continue from this finished stage's weights
+    init_from: str | None = None        # start from this finished stage's weights (pruned to spec)
     key: str | None = None              # work-dir key; default: the model name
+    init_layers: tuple[int, ...] | None = None   # init_from's layers to keep; default the first
 
     @property
     def work_key(self) -> str:
@@ -115,9 +121,14 @@ class Plan:
                                           for s in self.stages))
 
 
-XS = ModelSpec("hsd-family-xs", hidden=64, layers=1, heads=4, ffn=192)
-S = ModelSpec("hsd-family-s", hidden=128, layers=2, heads=4, ffn=384)
-M = ModelSpec("hsd-family-m", hidden=384, layers=3, heads=6, ffn=1024)     # the target's first 3 layers
+# Sizes are capped by the 40 MB the family may take in fp16 (≈ 19.5M parameters in all) and
+# shaped by this CPU, where every decoder layer costs ~1 ms a call whatever its width: drafts
+# are shallow.  Each draft is cut out of the model above it (layers chosen, then the least
+# important hidden channels, heads and FFN neurons dropped -- Minitron-style) and distilled
+# toward it, so it starts close to its verifier instead of from noise.
+XS = ModelSpec("hsd-family-xs", hidden=128, layers=1, heads=2, ffn=256)   # cut from s
+S = ModelSpec("hsd-family-s", hidden=192, layers=1, heads=3, ffn=512)     # cut from m's layer 0
+M = ModelSpec("hsd-family-m", hidden=384, layers=3, heads=6, ffn=512)     # l's layers 0, 4, 5
 L = ModelSpec("hsd-family-l", hidden=384, layers=6, heads=6, ffn=1024)
 
 PLAN = Plan(
@@ -125,15 +136,15 @@ PLAN = Plan(
     context_tokens=256,
     batch_size=16,
     stages=(
-        # idle 2-core CPU, bf16 autocast: l ≈ 1.6 s/step alone, m ≈ 1.1 s/step with l teaching,
-        # s ≈ 0.5 s/step, xs ≈ 0.25 s/step; 4096 tokens a step
+        # idle 2-core CPU, bf16 autocast, 4096 tokens a step: l ≈ 1.6 s/step alone,
+        # m ≈ 1.1 s/step with l teaching, s ≈ 0.65 s/step, xs ≈ 0.35 s/step
         Stage(L, steps=2200, lr=2e-3),                    # ≈ 57 min, 9.0M tokens
-        # m starts as an early-exit copy of l (its embeddings, first 3 layers, norm, head): a
-        # from-scratch 3x256 m distilled for 700 steps only reached α(m, l) = 0.64 against this
-        # target, since a well-trained target is far ahead of small students
-        Stage(M, steps=800, lr=1e-3, teacher=L.name, init_from=L.name),   # ≈ 12 min
-        Stage(S, steps=800, lr=3e-3, teacher=M.name),     # ≈ 5 min
-        Stage(XS, steps=1000, lr=4e-3, teacher=S.name),   # ≈ 4 min
+        # m keeps l's first and last two layers (a first/last-layer cut starts at α 0.54 against
+        # l, the first three layers at 0.42) with the FFN halved; a from-scratch 3x256 m
+        # distilled for 700 steps only reached α(m, l) = 0.64 against this well-trained target
+        Stage(M, steps=1500, lr=1e-3, teacher=L.name, init_from=L.name, init_layers=(0, 4, 5)),
+        Stage(S, steps=1500, lr=3e-3, teacher=M.name, init_from=M.name, init_layers=(0,)),
+        Stage(XS, steps=1500, lr=3e-3, teacher=S.name, init_from=S.name),
     ),
 )
 
@@ -144,8 +155,8 @@ TINY_PLAN = Plan(  # for tests: seconds, not minutes
     stages=(
         Stage(ModelSpec("tiny-b", hidden=32, layers=2, heads=2, ffn=64), steps=6, lr=3e-3,
               minutes=5),
-        Stage(ModelSpec("tiny-a", hidden=16, layers=1, heads=2, ffn=32), steps=4, lr=3e-3,
-              teacher="tiny-b", minutes=5),
+        Stage(ModelSpec("tiny-a", hidden=16, layers=1, heads=1, ffn=32), steps=4, lr=3e-3,
+              teacher="tiny-b", minutes=5, init_from="tiny-b", init_layers=(1,)),
     ),
     eval_windows=4,
     max_files=40,
@@ -286,7 +297,12 @@ def autocast(device: torch.device):
 
 
 def stage_loss(student, teacher, batch: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Cross-entropy from scratch, or KD_WEIGHT·KL(teacher ‖ student) + rest·CE."""
+    """Cross-entropy from scratch, or KD_WEIGHT·KL(teacher ‖ student) + rest·CE + TV_WEIGHT·TV.
+
+    TV(p, q) = ½ Σ|p − q| is exactly 1 − the acceptance rate of speculative sampling, so the TV
+    term optimises what the hierarchy is scored on (DistillSpec, Zhou et al. 2023, arXiv
+    2310.08461, found TVD among the best distillation objectives for acceptance); the KL term
+    keeps full-distribution gradients where TV's are flat."""
     x, y = batch[:, :-1].to(device), batch[:, 1:].to(device)
     with autocast(device):
         logits = student(input_ids=x).logits.float()                       # (B, T, V)
@@ -295,9 +311,10 @@ def stage_loss(student, teacher, batch: torch.Tensor, device: torch.device) -> t
         return ce
     with torch.no_grad(), autocast(device):
         t_logits = teacher(input_ids=x).logits.float()
-    kl = F.kl_div(F.log_softmax(logits, -1).flatten(0, 1), F.log_softmax(t_logits, -1).flatten(0, 1),
-                  log_target=True, reduction="batchmean")
-    return KD_WEIGHT * kl + (1 - KD_WEIGHT) * ce
+    log_s, log_t = F.log_softmax(logits, -1).flatten(0, 1), F.log_softmax(t_logits, -1).flatten(0, 1)
+    kl = F.kl_div(log_s, log_t, log_target=True, reduction="batchmean")
+    tv = 0.5 * (log_s.exp() - log_t.exp()).abs().sum(-1).mean()
+    return KD_WEIGHT * kl + (1 - KD_WEIGHT) * ce + TV_WEIGHT * tv
 
 
 @torch.no_grad()
@@ -324,34 +341,141 @@ def save_atomic(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def init_description(stage: Stage, source_config) -> str:
+    """How ``stage`` is cut from its ``init_from`` model ('' when it continues it unchanged)."""
+    c, spec = source_config, stage.spec
+    layers = list(stage.init_layers or range(spec.layers))
+    cuts = []
+    if layers != list(range(c.num_hidden_layers)):
+        cuts.append(f"layers {', '.join(map(str, layers))} of {c.num_hidden_layers}")
+    for what, was, now in (("width", c.hidden_size, spec.hidden), ("heads", c.num_attention_heads, spec.heads),
+                           ("FFN", c.intermediate_size, spec.ffn)):
+        if was != now:
+            cuts.append(f"{what} {was}→{now}")
+    return "; ".join(cuts)
+
+
 def describe(stage: Stage) -> str:
     if stage.teacher:
-        start = f", starting as an early-exit copy of {stage.init_from}" if stage.init_from else ""
+        start = f", starting as a pruned copy of {stage.init_from}" if stage.init_from else ""
         return f"distilled from {stage.teacher}{start}"
     return f"cross-entropy, continued from {stage.init_from}" if stage.init_from else \
         "cross-entropy from scratch"
 
 
-def truncated(source, spec: ModelSpec, plan: Plan):
-    """A ``spec``-shaped model that starts as ``source``'s embeddings, its FIRST ``spec.layers``
-    decoder layers, final norm and (tied) output head -- an early-exit copy of the larger model
-    (as in LayerSkip / self-speculative drafts), so distillation starts close to its teacher.
-    Needs the same width, heads and FFN size as ``source``."""
+@torch.no_grad()
+def activation_importance(model, batches) -> dict:
+    """Activation-based importance (Minitron: Muralidharan et al. 2024, arXiv 2407.14679) from
+    forwards over ``batches``: per hidden channel the mean |output| of every RMSNorm, per attention
+    head the mean L2 norm of its output before ``o_proj``, per FFN neuron the mean |input| of
+    ``down_proj``.  Layer-indexed lists for heads and neurons."""
+    c = model.config
+    head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+    layers = model.model.layers
+    imp = {"hidden": torch.zeros(c.hidden_size),
+           "heads": [torch.zeros(c.num_attention_heads) for _ in layers],
+           "ffn": [torch.zeros(c.intermediate_size) for _ in layers]}
+
+    def add_hidden(_mod, _inp, out):
+        imp["hidden"].add_(out.detach().float().abs().flatten(0, -2).mean(0))
+
+    hooks = [model.model.norm.register_forward_hook(add_hidden)]
+    for i, layer in enumerate(layers):
+        hooks += [layer.input_layernorm.register_forward_hook(add_hidden),
+                  layer.post_attention_layernorm.register_forward_hook(add_hidden)]
+
+        def add_heads(_mod, inp, i=i):
+            x = inp[0].detach().float()
+            imp["heads"][i].add_(x.view(*x.shape[:-1], -1, head_dim).norm(dim=-1).flatten(0, -2).mean(0))
+
+        def add_ffn(_mod, inp, i=i):
+            imp["ffn"][i].add_(inp[0].detach().float().abs().flatten(0, -2).mean(0))
+
+        hooks += [layer.self_attn.o_proj.register_forward_pre_hook(add_heads),
+                  layer.mlp.down_proj.register_forward_pre_hook(add_ffn)]
+    was_training = model.training
+    model.eval()
+    try:
+        for batch in batches:
+            model(input_ids=batch)
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return imp
+
+
+def _keep(scores: torch.Tensor, n: int) -> torch.Tensor:
+    """Indices of the ``n`` highest scores, in their original order (all of them when n = len)."""
+    if n == len(scores):
+        return torch.arange(n)
+    return scores.topk(n).indices.sort().values
+
+
+def pruned(source, spec: ModelSpec, plan: Plan, layers: tuple[int, ...] | None = None,
+           batches=None):
+    """A ``spec``-shaped model cut out of a trained ``source``: the decoder layers ``layers``
+    (default: the first ``spec.layers`` -- an early-exit copy as in LayerSkip), and, where
+    ``spec`` is narrower, the most important hidden channels, attention heads and FFN neurons
+    by ``activation_importance`` over ``batches`` (Minitron-style width pruning).  Head size
+    stays the source's.  Distillation then starts close to the teacher instead of from noise."""
     from transformers import LlamaForCausalLM
 
     c = source.config
-    if (c.hidden_size, c.num_attention_heads, c.intermediate_size) != (spec.hidden, spec.heads, spec.ffn) \
-            or spec.layers > c.num_hidden_layers:
-        raise ValueError(f"{spec.name} cannot be cut from a {c.num_hidden_layers}-layer model of width "
-                         f"{c.hidden_size}: width, heads and FFN must match and layers must not exceed it")
-    model = LlamaForCausalLM(make_config(spec, plan, eos_id=c.eos_token_id or 0))
-    keep = {}
+    head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+    layers = tuple(range(spec.layers)) if layers is None else tuple(layers)
+    problems = []
+    if c.num_key_value_heads != c.num_attention_heads:
+        problems.append("grouped-query attention is not supported")
+    if spec.hidden > c.hidden_size or spec.heads > c.num_attention_heads or spec.ffn > c.intermediate_size:
+        problems.append("width, heads and FFN must not exceed the source's")
+    if spec.hidden != spec.heads * head_dim:
+        problems.append(f"head size must stay {head_dim} (hidden = heads × {head_dim})")
+    if len(layers) != spec.layers or list(layers) != sorted(set(layers)) \
+            or not all(0 <= i < c.num_hidden_layers for i in layers):
+        problems.append(f"layers {list(layers)} must be {spec.layers} increasing indices "
+                        f"below {c.num_hidden_layers}")
+    narrower = (spec.hidden, spec.heads, spec.ffn) != (c.hidden_size, c.num_attention_heads,
+                                                       c.intermediate_size)
+    if narrower and not batches and not problems:
+        problems.append("pruning width needs batches to measure importance on")
+    if problems:
+        raise ValueError(f"{spec.name} cannot be cut from a {c.num_hidden_layers}-layer model of "
+                         f"width {c.hidden_size}: " + "; ".join(problems))
+    imp = activation_importance(source, batches) if narrower else None
+    keep_h = _keep(imp["hidden"], spec.hidden) if narrower else torch.arange(c.hidden_size)
+
+    def keep_heads(i):
+        heads = _keep(imp["heads"][i], spec.heads) if narrower else torch.arange(spec.heads)
+        return (heads[:, None] * head_dim + torch.arange(head_dim)).flatten()
+
+    def keep_ffn(i):
+        return _keep(imp["ffn"][i], spec.ffn) if narrower else torch.arange(spec.ffn)
+
+    sd = {}
     for k, v in source.state_dict().items():
-        if k.startswith("model.layers."):
-            if int(k.split(".")[2]) >= spec.layers:
-                continue
-        keep[k] = v
-    model.load_state_dict(keep, strict=True)
+        if not k.startswith("model.layers."):
+            sd[k] = v[:, keep_h] if v.dim() == 2 else v[keep_h]      # embeddings, head, final norm
+            continue
+        i = int(k.split(".")[2])
+        if i not in layers:
+            continue
+        new_k = k.replace(f"model.layers.{i}.", f"model.layers.{layers.index(i)}.", 1)
+        if k.endswith("layernorm.weight"):
+            v = v[keep_h]
+        elif any(p in k for p in ("q_proj", "k_proj", "v_proj")):
+            v = v[keep_heads(i)][:, keep_h]
+        elif "o_proj" in k:
+            v = v[keep_h][:, keep_heads(i)]
+        elif "gate_proj" in k or "up_proj" in k:
+            v = v[keep_ffn(i)][:, keep_h]
+        elif "down_proj" in k:
+            v = v[keep_h][:, keep_ffn(i)]
+        else:
+            raise ValueError(f"{spec.name}: unexpected weight {k} in the source")
+        sd[new_k] = v.clone()
+    model = LlamaForCausalLM(make_config(spec, plan, eos_id=c.eos_token_id or 0))
+    model.load_state_dict(sd, strict=True)
     return model
 
 
@@ -370,8 +494,11 @@ def train_stage(stage: Stage, index: int, plan: Plan, work: Path, stream: torch.
     if stage.init_from:
         model = AutoModelForCausalLM.from_pretrained(work / stage.init_from / "final",
                                                      dtype=torch.float32)
-        if model.config.num_hidden_layers != stage.spec.layers:
-            model = truncated(model, stage.spec, plan)
+        source_config = model.config
+        if init_description(stage, source_config):
+            batches = [sample_batch(stream, plan, index, -1 - k)[:, :-1].to(device)
+                       for k in range(IMPORTANCE_BATCHES)]
+            model = pruned(model.to(device), stage.spec, plan, stage.init_layers, batches)
         model = model.to(device)
     else:
         model = LlamaForCausalLM(make_config(stage.spec, plan, eos_id=0)).to(device)
@@ -390,6 +517,7 @@ def train_stage(stage: Stage, index: int, plan: Plan, work: Path, stream: torch.
         step, elapsed = ckpt["step"], ckpt["elapsed_s"]
         log(f"[{stage.work_key}] resumed at step {step} after {elapsed / 60:.1f} min")
     n_params = sum(p.numel() for p in model.parameters())
+    init = init_description(stage, source_config) if stage.init_from else None
     cap = f" (cap {stage.minutes:.1f} min)" if stage.minutes else ""
     log(f"[{stage.work_key}] {n_params / 1e6:.2f}M params, {stage.steps} steps{cap}, "
         f"{describe(stage)}")
@@ -425,6 +553,7 @@ def train_stage(stage: Stage, index: int, plan: Plan, work: Path, stream: torch.
     loss = heldout_loss(model, windows, device)
     model.save_pretrained(sdir / "final")
     stats = {"name": stage.spec.name, "work_key": stage.work_key, "init_from": stage.init_from,
+             "init": init, "tv_weight": TV_WEIGHT if stage.teacher else None,
              "params": n_params, **asdict(stage.spec), "steps": step,
              "train_tokens": step * plan.batch_size * plan.context_tokens,
              "train_seconds": round(wall_s, 1), "teacher": stage.teacher,

@@ -187,7 +187,8 @@ def render_card(meta: dict, card: dict) -> str:
         m = models[n]
         how = f"distilled from `{m['teacher']}`" if m["teacher"] else "from scratch (CE)"
         if m["teacher"] and m.get("init_from"):
-            how += f", starting from the first {m['layers']} layers of `{m['init_from']}`"
+            cut = m.get("init") or f"the first {m['layers']} layers"
+            how += f", starting as a cut of `{m['init_from']}` ({cut})"
         if len(m.get("stages", [])) > 1:
             how += " in " + " + ".join(f"{st['steps']}" for st in m["stages"]) + " steps"
         lines.append(
@@ -206,11 +207,14 @@ def render_card(meta: dict, card: dict) -> str:
         "AdamW (β=0.9/0.95, weight decay 0.1), linear warmup then cosine decay over a budget of "
         "optimiser steps per stage (4096 tokens a step); the target trains from scratch on "
         "cross-entropy, then each draft, largest to smallest, is distilled toward the next "
-        "larger model on the same batches with 0.9·KL(teacher‖student) + 0.1·CE at "
-        "temperature 1 (the temperature acceptance is measured at). The largest draft starts as "
-        "an early-exit copy of the target (its embeddings, first layers, final norm and head; as "
-        "in LayerSkip-style self-speculative drafts), so that it starts close to a target that "
-        "is far ahead of any small model trained from scratch on this budget.",
+        "larger model on the same batches with 0.9·KL(teacher‖student) + 0.1·CE + "
+        "1.0·TV(teacher, student) at temperature 1 (TV = 1 − acceptance, the quantity the "
+        "hierarchy is scored on; DistillSpec, Zhou et al. 2023). Each draft starts as a cut of "
+        "the model above it rather than from noise: chosen decoder layers (as in LayerSkip / "
+        "self-speculative drafts), then, where it is narrower, the hidden channels, attention "
+        "heads and FFN neurons with the largest mean activations on training batches "
+        "(Minitron-style pruning, Muralidharan et al. 2024). A small model trained from scratch "
+        "never gets close to a target this far ahead of it on this budget.",
         "",
         "Forward cost: median of "
         f"{COST_REPEATS} one-token forwards on a warm `DynamicCache` of {CACHE_TOKENS} tokens, "

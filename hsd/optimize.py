@@ -287,11 +287,43 @@ def add_cli(subparsers) -> None:
     p.add_argument("--max-buffer", type=int, default=16, help="largest buffer per level (default 16)")
     p.add_argument("--top", type=int, default=8, help="how many hierarchies to rank (default 8)")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    p.add_argument("--scale-cost", action="append", default=[], metavar="MODEL=F",
+                   help="what-if: multiply MODEL's measured forward costs by F (repeatable)")
+    p.add_argument("--alpha", action="append", default=[], metavar="DRAFTER:VERIFIER=X",
+                   help="what-if: set the acceptance rate of that pair to X (repeatable)")
     p.set_defaults(func=run)
+
+
+def parse_what_if(scale_cost: list[str], alpha: list[str]) -> tuple[dict, dict]:
+    """``["l=2"]``, ``["s:m=0.9"]`` → ({"l": 2.0}, {("s", "m"): 0.9}); ConfigError on bad text."""
+    def split(text: str, flag: str, form: str) -> tuple[str, float]:
+        key, eq, value = text.rpartition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+        if not eq or not key or number is None:
+            raise ConfigError(f"{flag} expects {form}, got {text!r}")
+        return key, number
+
+    costs = dict(split(t, "--scale-cost", "MODEL=FACTOR") for t in scale_cost)
+    pairs = {}
+    for text in alpha:
+        key, x = split(text, "--alpha", "DRAFTER:VERIFIER=ALPHA")
+        a, colon, b = key.partition(":")
+        if not colon or not a or not b:
+            raise ConfigError(f"--alpha expects DRAFTER:VERIFIER=ALPHA, got {text!r}")
+        pairs[a, b] = x
+    return costs, pairs
 
 
 def run(args) -> int:
     profile = Profile.load(args.profile)
+    costs, pairs = parse_what_if(args.scale_cost, args.alpha)
+    if costs or pairs:
+        profile = profile.what_if(costs, pairs)
+        if not args.json:
+            print("what-if (not measured): " + "; ".join(profile.meta["what_if"]))
     plan = optimal_hierarchy(profile, max_buffer=args.max_buffer, top=args.top, with_graph=False)
     single = best_single_draft(profile, args.max_buffer)
     if args.json:

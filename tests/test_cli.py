@@ -83,3 +83,18 @@ def test_models_that_do_not_share_a_vocabulary_are_refused(tmp_path, folders):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_optimize_what_if_prints_what_changed_and_bad_flags_exit_2(tmp_path, capsys):
+    from tests._profiles import random_profile
+
+    path = tmp_path / "profile.json"
+    random_profile(3, seed=5).save(path)
+    assert main(["optimize", str(path), "--scale-cost", "m2=3", "--alpha", "m0:m2=0.95"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "what-if (not measured): cost(m2) ×3; α(m0, m2) = 0.95"
+    assert "optimal hierarchy (model-predicted)" in out
+    for flags in (["--scale-cost", "m9=2"], ["--alpha", "m0=0.5"], ["--alpha", "m0:m1=7"]):
+        assert main(["optimize", str(path), *flags]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1, err

@@ -102,18 +102,104 @@ def test_interrupted_stage_resumes_to_the_same_weights(built, tmp_path, monkeypa
         assert all(torch.equal(resumed[k], straight[k]) for k in straight), name
 
 
-def test_an_early_exit_draft_is_exactly_the_first_layers_of_its_source():
+def _source(layers=3, hidden=32, heads=2, ffn=64):
     from transformers import LlamaForCausalLM
 
     torch.manual_seed(0)
-    big = hf.ModelSpec("big", hidden=32, layers=3, heads=2, ffn=64)
-    src = LlamaForCausalLM(hf.make_config(big, hf.TINY_PLAN, eos_id=0)).eval()
-    cut = hf.truncated(src, hf.ModelSpec("cut", hidden=32, layers=1, heads=2, ffn=64), hf.TINY_PLAN).eval()
+    spec = hf.ModelSpec("big", hidden=hidden, layers=layers, heads=heads, ffn=ffn)
+    return LlamaForCausalLM(hf.make_config(spec, hf.TINY_PLAN, eos_id=0)).eval()
+
+
+def test_an_early_exit_draft_is_exactly_the_first_layers_of_its_source():
+    src = _source()
+    cut = hf.pruned(src, hf.ModelSpec("cut", hidden=32, layers=1, heads=2, ffn=64), hf.TINY_PLAN).eval()
     assert cut.config.num_hidden_layers == 1
     ids = torch.randint(0, hf.TINY_PLAN.vocab_size, (2, 9))
     src.model.layers = src.model.layers[:1]                  # the same network, by hand
     src.config.num_hidden_layers = 1
     with torch.no_grad():
         assert torch.equal(cut(input_ids=ids).logits, src(input_ids=ids).logits)
-    with pytest.raises(ValueError, match="cannot be cut"):
-        hf.truncated(cut, hf.ModelSpec("wide", hidden=64, layers=1, heads=2, ffn=64), hf.TINY_PLAN)
+
+
+def test_a_layer_skipping_cut_is_exactly_the_chosen_layers():
+    src = _source(layers=4)
+    cut = hf.pruned(src, hf.ModelSpec("cut", hidden=32, layers=2, heads=2, ffn=64), hf.TINY_PLAN,
+                    layers=(0, 3)).eval()
+    ids = torch.randint(0, hf.TINY_PLAN.vocab_size, (2, 9))
+    src.model.layers = torch.nn.ModuleList([src.model.layers[0], src.model.layers[3]])
+    src.config.num_hidden_layers = 2
+    for i, layer in enumerate(src.model.layers):           # attention looks up its cache slot
+        layer.self_attn.layer_idx = i
+    with torch.no_grad():
+        assert torch.equal(cut(input_ids=ids).logits, src(input_ids=ids).logits)
+
+
+def test_width_pruning_keeps_the_most_active_channels_heads_and_neurons():
+    src = _source(layers=2, hidden=32, heads=4, ffn=64)         # head size 8
+    batches = [torch.randint(0, hf.TINY_PLAN.vocab_size, (2, 12)) for _ in range(3)]
+    imp = hf.activation_importance(src, batches)
+    spec = hf.ModelSpec("narrow", hidden=16, layers=1, heads=2, ffn=24)
+    cut = hf.pruned(src, spec, hf.TINY_PLAN, layers=(1,), batches=batches)
+    h = imp["hidden"].topk(16).indices.sort().values
+    heads = imp["heads"][1].topk(2).indices.sort().values
+    cols = (heads[:, None] * 8 + torch.arange(8)).flatten()
+    n = imp["ffn"][1].topk(24).indices.sort().values
+    big, small = src.state_dict(), cut.state_dict()
+    assert torch.equal(small["model.embed_tokens.weight"], big["model.embed_tokens.weight"][:, h])
+    assert torch.equal(small["model.norm.weight"], big["model.norm.weight"][h])
+    layer, src_layer = "model.layers.0.", "model.layers.1."
+    assert torch.equal(small[layer + "self_attn.q_proj.weight"],
+                       big[src_layer + "self_attn.q_proj.weight"][cols][:, h])
+    assert torch.equal(small[layer + "self_attn.o_proj.weight"],
+                       big[src_layer + "self_attn.o_proj.weight"][h][:, cols])
+    assert torch.equal(small[layer + "mlp.down_proj.weight"], big[src_layer + "mlp.down_proj.weight"][h][:, n])
+    assert torch.equal(small[layer + "mlp.up_proj.weight"], big[src_layer + "mlp.up_proj.weight"][n][:, h])
+    assert cut.config.hidden_size == 16 and cut.config.num_attention_heads == 2
+    assert sum(p.numel() for p in cut.parameters()) < sum(p.numel() for p in src.parameters()) / 2
+    with torch.no_grad():                                      # a working model, tied head
+        assert torch.isfinite(cut(input_ids=batches[0]).logits).all()
+    assert cut.lm_head.weight.data_ptr() == cut.model.embed_tokens.weight.data_ptr()
+    # importance is what ranks: the least active neuron of layer 1 is never kept
+    assert imp["ffn"][1].argmin() not in n
+
+
+def test_pruning_refuses_what_it_cannot_cut():
+    src = _source()
+    with pytest.raises(ValueError, match="cannot be cut.*must not exceed"):
+        hf.pruned(src, hf.ModelSpec("wide", hidden=64, layers=1, heads=4, ffn=64), hf.TINY_PLAN)
+    with pytest.raises(ValueError, match="head size must stay 16"):
+        hf.pruned(src, hf.ModelSpec("odd", hidden=16, layers=1, heads=2, ffn=64), hf.TINY_PLAN,
+                  batches=[torch.zeros(1, 4, dtype=torch.long)])
+    with pytest.raises(ValueError, match="increasing indices below 3"):
+        hf.pruned(src, hf.ModelSpec("deep", hidden=32, layers=2, heads=2, ffn=64), hf.TINY_PLAN,
+                  layers=(2, 1))
+    with pytest.raises(ValueError, match="needs batches"):
+        hf.pruned(src, hf.ModelSpec("thin", hidden=32, layers=1, heads=2, ffn=32), hf.TINY_PLAN)
+
+
+def test_the_distillation_loss_includes_total_variation_which_is_one_minus_acceptance():
+    teacher, student = _source(layers=1), _source(layers=1)
+    with torch.no_grad():
+        for p in student.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    batch = torch.randint(0, hf.TINY_PLAN.vocab_size, (2, 10))
+    loss = hf.stage_loss(student, teacher, batch, torch.device("cpu")).item()
+    x, y = batch[:, :-1], batch[:, 1:]
+    with torch.no_grad(), hf.autocast(torch.device("cpu")):
+        ls = student(input_ids=x).logits.float().log_softmax(-1).flatten(0, 1)
+        lt = teacher(input_ids=x).logits.float().log_softmax(-1).flatten(0, 1)
+    kl = torch.nn.functional.kl_div(ls, lt, log_target=True, reduction="batchmean")
+    ce = torch.nn.functional.cross_entropy(ls, y.flatten())
+    acceptance = torch.minimum(ls.exp(), lt.exp()).sum(-1).mean()
+    expected = hf.KD_WEIGHT * kl + (1 - hf.KD_WEIGHT) * ce + hf.TV_WEIGHT * (1 - acceptance)
+    assert loss == pytest.approx(expected.item(), rel=1e-4)
+    assert hf.stage_loss(student, student, batch, torch.device("cpu")).item() == pytest.approx(
+        (1 - hf.KD_WEIGHT) * hf.stage_loss(student, None, batch, torch.device("cpu")).item(), rel=1e-4)
+
+
+def test_the_tiny_build_records_how_each_draft_was_cut(built):
+    _, meta, _ = built
+    stats = {m["name"]: m for m in meta["models"]}
+    assert stats["tiny-a"]["init_from"] == "tiny-b"
+    assert stats["tiny-a"]["init"] == "layers 1 of 2; width 32→16; heads 2→1; FFN 64→32"
+    assert stats["tiny-b"]["init"] is None

@@ -166,6 +166,14 @@ def test_bundled_family_loads_smallest_first_with_its_own_tokenizer():
     assert hm.resolve_spec("hsd-family-xs") == [hm.PRESETS["bundled"][0]]
 
 
+@bundled
+def test_bundled_family_fits_the_issues_size_budget():
+    files = [p for p in hm.BUNDLED_DIR.rglob("*") if p.is_file()]
+    total = sum(p.stat().st_size for p in files)
+    assert total <= 40_000_000, f"assets/family holds {total / 1e6:.2f} MB (budget 40 MB)"
+    assert all(p.suffix != ".bin" for p in files)               # safetensors only
+
+
 @pytest.fixture(scope="module")
 def bundled_pairs():
     from hsd.family_card import heldout_windows, measure_pairs

@@ -168,3 +168,31 @@ def test_best_buffers_for_a_fixed_chain_equal_brute_force_over_that_chain(seed):
         plan = best_for_chain(prof, chain, 4)
         assert plan.chain == chain
         assert plan.expected_ms_per_token == pytest.approx(best_ms, rel=1e-12)
+
+
+def test_what_if_scales_costs_and_sets_acceptance_without_touching_the_original():
+    prof = random_profile(4, seed=3, overhead=True)
+    w = prof.what_if({"m3": 2.5}, {("m0", "m2"): 0.9})
+    assert w.cost_ms["m3"] == [2.5 * c for c in prof.cost_ms["m3"]]
+    assert w.cost_ms["m1"] == prof.cost_ms["m1"] and w.overhead_ms == prof.overhead_ms
+    assert w.alpha(0, 2) == 0.9 == w.acceptance[2][0] and prof.alpha(0, 2) != 0.9
+    assert w.meta["what_if"] == ["cost(m3) ×2.5", "α(m0, m2) = 0.9"]
+    # a slower target makes speculation pay more: the optimum's speed-up over AR cannot fall
+    base = optimal_hierarchy(prof, max_buffer=8, with_graph=False)
+    slow = optimal_hierarchy(prof.what_if({"m3": 3.0}), max_buffer=8, with_graph=False)
+    assert slow.speedup_vs_ar >= base.speedup_vs_ar - 1e-12
+    for costs, pairs, match in (({"nope": 2.0}, None, "no model named 'nope'"),
+                                ({"m3": 0.0}, None, "positive"),
+                                (None, {("m1", "m1"): 0.5}, "two different"),
+                                (None, {("m0", "m1"): 1.5}, r"\[0, 1\]")):
+        with pytest.raises(ConfigError, match=match):
+            prof.what_if(costs, pairs)
+
+
+def test_what_if_flags_parse_and_bad_text_is_a_config_error():
+    from hsd.optimize import parse_what_if
+
+    assert parse_what_if(["l=2", "m=0.5"], ["s:m=0.9"]) == ({"l": 2.0, "m": 0.5}, {("s", "m"): 0.9})
+    for costs, alphas in ((["l"], []), (["l=x"], []), ([], ["s=0.9"]), ([], ["s:=0.9"])):
+        with pytest.raises(ConfigError, match="expects"):
+            parse_what_if(costs, alphas)
