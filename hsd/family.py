@@ -443,14 +443,16 @@ def pruned(source, spec: ModelSpec, plan: Plan, layers: tuple[int, ...] | None =
         raise ValueError(f"{spec.name} cannot be cut from a {c.num_hidden_layers}-layer model of "
                          f"width {c.hidden_size}: " + "; ".join(problems))
     imp = activation_importance(source, batches) if narrower else None
-    keep_h = _keep(imp["hidden"], spec.hidden) if narrower else torch.arange(c.hidden_size)
 
-    def keep_heads(i):
-        heads = _keep(imp["heads"][i], spec.heads) if narrower else torch.arange(spec.heads)
-        return (heads[:, None] * head_dim + torch.arange(head_dim)).flatten()
+    def ranked(kind: str, n: int, layer: int | None = None) -> torch.Tensor:
+        if imp is None:
+            return torch.arange(n)
+        return _keep(imp[kind] if layer is None else imp[kind][layer], n)
 
-    def keep_ffn(i):
-        return _keep(imp["ffn"][i], spec.ffn) if narrower else torch.arange(spec.ffn)
+    keep_h = ranked("hidden", spec.hidden)
+    keep_attn = {i: (ranked("heads", spec.heads, i)[:, None] * head_dim + torch.arange(head_dim)).flatten()
+                 for i in layers}                                  # rows of the kept heads
+    keep_ffn = {i: ranked("ffn", spec.ffn, i) for i in layers}
 
     sd = {}
     for k, v in source.state_dict().items():
@@ -464,13 +466,13 @@ def pruned(source, spec: ModelSpec, plan: Plan, layers: tuple[int, ...] | None =
         if k.endswith("layernorm.weight"):
             v = v[keep_h]
         elif any(p in k for p in ("q_proj", "k_proj", "v_proj")):
-            v = v[keep_heads(i)][:, keep_h]
+            v = v[keep_attn[i]][:, keep_h]
         elif "o_proj" in k:
-            v = v[keep_h][:, keep_heads(i)]
+            v = v[keep_h][:, keep_attn[i]]
         elif "gate_proj" in k or "up_proj" in k:
-            v = v[keep_ffn(i)][:, keep_h]
+            v = v[keep_ffn[i]][:, keep_h]
         elif "down_proj" in k:
-            v = v[keep_h][:, keep_ffn(i)]
+            v = v[keep_h][:, keep_ffn[i]]
         else:
             raise ValueError(f"{spec.name}: unexpected weight {k} in the source")
         sd[new_k] = v.clone()
@@ -494,13 +496,14 @@ def train_stage(stage: Stage, index: int, plan: Plan, work: Path, stream: torch.
     if stage.init_from:
         model = AutoModelForCausalLM.from_pretrained(work / stage.init_from / "final",
                                                      dtype=torch.float32)
-        source_config = model.config
-        if init_description(stage, source_config):
+        init = init_description(stage, model.config)
+        if init:
             batches = [sample_batch(stream, plan, index, -1 - k)[:, :-1].to(device)
                        for k in range(IMPORTANCE_BATCHES)]
             model = pruned(model.to(device), stage.spec, plan, stage.init_layers, batches)
         model = model.to(device)
     else:
+        init = None
         model = LlamaForCausalLM(make_config(stage.spec, plan, eos_id=0)).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=stage.lr, betas=(0.9, 0.95), weight_decay=0.1)
     teacher = None
@@ -517,7 +520,6 @@ def train_stage(stage: Stage, index: int, plan: Plan, work: Path, stream: torch.
         step, elapsed = ckpt["step"], ckpt["elapsed_s"]
         log(f"[{stage.work_key}] resumed at step {step} after {elapsed / 60:.1f} min")
     n_params = sum(p.numel() for p in model.parameters())
-    init = init_description(stage, source_config) if stage.init_from else None
     cap = f" (cap {stage.minutes:.1f} min)" if stage.minutes else ""
     log(f"[{stage.work_key}] {n_params / 1e6:.2f}M params, {stage.steps} steps{cap}, "
         f"{describe(stage)}")
