@@ -24,7 +24,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-PROMPTS = ["def fibonacci(n):\n", "class Stack:\n", "import os\n", "def read_config(path):\n"]
+# no trailing newline: the tokenizer merges a newline with the next line's indentation, so a
+# prompt ending in "\n" would cut that token in half and push the model to a new top-level line
+PROMPTS = ["def fibonacci(n):", "class Stack:", "import os\n", "def read_config(path):"]
 CACHE_TOKENS = 128
 COST_REPEATS = 60
 CARD_WINDOWS = 48
@@ -165,15 +167,16 @@ def render_card(meta: dict, card: dict) -> str:
         "# HSD Explorer bundled family: `" + "`, `".join(names) + "`",
         "",
         f"{len(names)} Llama causal LMs (smallest first, `{names[-1]}` is the target) trained by "
-        "this project on the `.py` files of the Python standard library "
+        "this project on the `.py` files of the Python standard library, its test suite included "
         f"(Python {meta['python']}, PSF license), sharing one byte-level BPE tokenizer of "
         f"{meta['vocab_size']} tokens (`{meta['eos_token']}` between files). Context length "
         f"{meta['context_tokens']} tokens. Weights are stored fp16 (safetensors); each folder's "
         "config asks for fp32, so a plain `from_pretrained(folder)` upcasts on CPU. Each folder "
         "holds its own tokenizer and loads alone.",
         "",
-        "Rebuild: `python -m hsd.family train` (resumable; budgets are optimiser steps, "
-        "≈80 min on 2 idle CPU cores, `--device cuda` on a GPU); "
+        "Rebuild: `python -m hsd.family train` (resumable; budgets are optimiser steps; this "
+        f"build trained for {sum(m['train_seconds'] for m in meta['models']) / 60:.0f} min on "
+        f"`{meta['models'][-1].get('device', 'cpu')}`, `--device cuda` on a GPU); "
         "re-measure and rewrite this card: `python -m hsd.family card`. Load: "
         "`hsd.models.load_family(\"bundled\")`.",
         "",
@@ -239,14 +242,17 @@ def render_card(meta: dict, card: dict) -> str:
     for claim, holds in checks:
         lines.append(f"- {'✅' if holds else '❌ NOT MET:'} {claim}")
     if not all(holds for _, holds in checks):
-        target = models[names[-1]]
+        alpha = card["acceptance"]
+        short = [f"α({names[i]}, {names[i + 1]}) = {alpha[i][i + 1]:.2f}"
+                 for i in range(len(names) - 1) if alpha[i][i + 1] < 0.8]
         minutes = sum(m["train_seconds"] for m in meta["models"]) / 60
         lines += [
             "",
-            f"Why not: the build had {minutes:.0f} minutes of 2 CPU cores; the target saw "
-            f"{target['train_tokens'] / 1e6:.2f}M tokens ({target['steps']} steps), far from what "
-            "its size allows. A larger step budget (`--steps-scale 3`) or a GPU "
-            "(`--device cuda`) is the fix.",
+            "Why not: " + (", ".join(short) + " fall short of 0.8. " if short else "")
+            + f"The whole build had {minutes:.0f} minutes of 2 CPU cores and 40 MB; a draft with "
+            "fewer layers than the model above it is cheap but, at this size, loses more of "
+            "its verifier's distribution than width does (see the project README, 'The bundled "
+            "family'). A larger step budget (`--steps-scale`) or a GPU (`--device cuda`) narrows it.",
         ]
     lines += ["", "## Greedy continuations (48 new tokens, no sampling)", ""]
     for label, key in ((f"target `{names[-1]}`", "target"), (f"smallest `{names[0]}`", "smallest")):
