@@ -629,8 +629,8 @@ def train_family(plan: Plan, out: Path, work: Path, device: str = "cpu", log=pri
     stats = {}
     for index, stage in enumerate(plan.stages):
         stats[stage.work_key] = train_stage(stage, index, plan, work, train, windows, dev, log)
-    corpus = {"source": "Python standard library .py files (test suite included)", "train_tokens": len(train),
-              "heldout_tokens": len(held), "max_files": plan.max_files}
+    corpus = {"source": "Python standard library .py files (test suite included)",
+              "train_tokens": len(train), "heldout_tokens": len(held), "max_files": plan.max_files}
     export_family(plan, work, out, tokenizer, stats, corpus)
     log(f"exported {', '.join(plan.names)} to {out}")
     return json.loads((out / "family.json").read_text())
