@@ -264,7 +264,8 @@ def render_card(meta: dict, card: dict) -> str:
     lines += [
         "## Limits",
         "",
-        "These are tiny models trained for minutes on ~3M tokens of one codebase: they continue "
+        f"These are tiny models trained for minutes on {corpus['train_tokens'] / 1e6:.1f}M tokens "
+        "of one codebase: they continue "
         "Python in the style of the standard library (indentation, docstrings, plausible names) "
         "but do not write correct programs, and greedy decoding of the smaller ones repeats "
         "itself. They exist so that hierarchical speculative decoding can be demonstrated and "
