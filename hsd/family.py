@@ -37,6 +37,7 @@ This module knows nothing of hierarchical decoding; it only makes models that sh
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -129,7 +130,7 @@ class Plan:
 # are shallow.  Each draft is cut out of the model above it (layers chosen, then the least
 # important hidden channels, heads and FFN neurons dropped -- Minitron-style) and distilled
 # toward it, so it starts close to its verifier instead of from noise.
-XS = ModelSpec("hsd-family-xs", hidden=128, layers=1, heads=2, ffn=256)   # cut from s
+XS = ModelSpec("hsd-family-xs", hidden=128, layers=2, heads=2, ffn=256)   # s at 2/3 width
 S = ModelSpec("hsd-family-s", hidden=192, layers=2, heads=3, ffn=256)     # m's layers 0, 2
 M = ModelSpec("hsd-family-m", hidden=384, layers=3, heads=6, ffn=512)     # l's layers 0, 4, 5
 L = ModelSpec("hsd-family-l", hidden=384, layers=6, heads=6, ffn=1024)
@@ -150,7 +151,11 @@ PLAN = Plan(
         # induction heads needs two layers: Olsson et al. 2022).
         Stage(M, steps=1500, lr=1e-3, teacher=L.name, init_from=L.name, init_layers=(0, 4, 5)),
         Stage(S, steps=1500, lr=3e-3, teacher=M.name, init_from=M.name, init_layers=(0, 2)),
-        Stage(XS, steps=1500, lr=3e-3, teacher=S.name, init_from=S.name),
+        # ... then 600 more steps at a third of the rate (α(s, m) was 0.79 after the first 1500)
+        Stage(S, steps=600, lr=1e-3, teacher=M.name, init_from=S.name, key="hsd-family-s-2"),
+        # xs keeps both of s's layers at 2/3 width: the one-layer xs (s's first layer, 128 wide)
+        # stalled at α(xs, s) = 0.66 -- copying via induction heads needs two layers
+        Stage(XS, steps=1500, lr=3e-3, teacher="hsd-family-s-2", init_from="hsd-family-s-2"),
     ),
 )
 
@@ -299,8 +304,78 @@ def lr_at(step: int, frac: float, stage: Stage, plan: Plan) -> float:
     return stage.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
+PRECISION = "auto"          # "auto", "bf16" or "fp32"; train_family sets it
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether bf16 matmuls run in hardware here: CUDA, or a CPU with AVX512-BF16 / AMX.  On an
+    AVX2-only CPU (AMD EPYC, 2026-11-29) bf16 autocast made a distillation step 6× SLOWER than
+    fp32 (14.5 s against 2.3 s), so ``auto`` trains in fp32 there."""
+    if device.type == "cuda":
+        return True
+    if device.type != "cpu":
+        return False
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def precision(device: torch.device) -> str:
+    """The training precision actually used on ``device`` ("bf16" autocast or "fp32")."""
+    if PRECISION == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return PRECISION
+
+
 def autocast(device: torch.device):
-    return torch.autocast(device.type, dtype=torch.bfloat16)
+    if precision(device) == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+class DistillLoss(torch.autograd.Function):
+    """``kd·KL(teacher ‖ student) + ce·CE + tv·TV`` over (N, V) logits rows, with its gradient
+    written out instead of traced through a dozen full-vocabulary temporaries (on a 2-core CPU
+    those elementwise passes took a third of a distillation step).  With s = softmax(z),
+    t = softmax(teacher), σ = sign(s − t) and e_y the label's one-hot, per row:
+
+        ∂/∂z [KL]  = s − t,   ∂/∂z [CE] = s − e_y,   ∂/∂z [½Σ|s − t|] = ½·s ⊙ (σ − ⟨σ, s⟩)
+
+    (sign(0) = 0, as autograd's |·|).  Everything is averaged over the N rows.  The forward
+    computes the gradient too, a block of rows at a time, so each block stays in cache."""
+
+    CHUNK_ROWS = 128
+
+    @staticmethod
+    def forward(ctx, logits, teacher_logits, labels, kd: float, ce: float, tv: float):
+        n = logits.shape[0]
+        grad = torch.empty_like(logits)
+        total = logits.new_zeros(())
+        for lo in range(0, n, DistillLoss.CHUNK_ROWS):     # cache-sized row blocks
+            rows = slice(lo, lo + DistillLoss.CHUNK_ROWS)
+            log_s = torch.log_softmax(logits[rows], -1)
+            log_t = torch.log_softmax(teacher_logits[rows], -1)
+            p_t = log_t.exp()
+            y = labels[rows, None]
+            kl = (p_t * (log_t - log_s)).sum()
+            nll = -log_s.gather(1, y).sum()
+            p_s = log_s.exp_()
+            sign = (p_s - p_t).sign_()
+            total_variation = 0.5 * ((p_s - p_t) * sign).sum()
+            total += kd * kl + ce * nll + tv * total_variation
+            sign -= (sign * p_s).sum(-1, keepdim=True)                   # σ − ⟨σ, s⟩
+            g = grad[rows]
+            torch.mul(p_s, sign, out=g).mul_(0.5 * tv).add_(p_s, alpha=kd + ce).sub_(p_t, alpha=kd)
+            g.scatter_add_(1, y, torch.full_like(y, -ce, dtype=g.dtype))
+        ctx.save_for_backward(grad.div_(n))
+        return total / n
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (grad,) = ctx.saved_tensors
+        return grad * grad_out, None, None, None, None, None
 
 
 def stage_loss(student, teacher, batch: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -313,21 +388,19 @@ def stage_loss(student, teacher, batch: torch.Tensor, device: torch.device) -> t
     x, y = batch[:, :-1].to(device), batch[:, 1:].to(device)
     with autocast(device):
         logits = student(input_ids=x).logits.float()                       # (B, T, V)
-    ce = F.cross_entropy(logits.flatten(0, 1), y.flatten())
     if teacher is None:
-        return ce
+        return F.cross_entropy(logits.flatten(0, 1), y.flatten())
     with torch.no_grad(), autocast(device):
         t_logits = teacher(input_ids=x).logits.float()
-    log_s, log_t = F.log_softmax(logits, -1).flatten(0, 1), F.log_softmax(t_logits, -1).flatten(0, 1)
-    kl = F.kl_div(log_s, log_t, log_target=True, reduction="batchmean")
-    tv = 0.5 * (log_s.exp() - log_t.exp()).abs().sum(-1).mean()
-    return KD_WEIGHT * kl + (1 - KD_WEIGHT) * ce + TV_WEIGHT * tv
+    return DistillLoss.apply(logits.flatten(0, 1), t_logits.flatten(0, 1), y.flatten(),
+                             KD_WEIGHT, 1 - KD_WEIGHT, TV_WEIGHT)
 
 
 @torch.no_grad()
 def heldout_loss(model, windows: torch.Tensor, device: torch.device, bf16: bool = True,
                  batch: int = 8) -> float:
-    """Mean next-token cross-entropy (nats/token) over the held-out windows."""
+    """Mean next-token cross-entropy (nats/token) over the held-out windows (in the training
+    precision unless ``bf16`` is False)."""
     model.eval()
     total, count = 0.0, 0
     for i in range(0, len(windows), batch):
@@ -362,8 +435,11 @@ def init_description(stage: Stage, source_config) -> str:
     return "; ".join(cuts)
 
 
-def describe(stage: Stage) -> str:
+def describe(stage: Stage, plan: Plan) -> str:
+    source = next((s for s in plan.stages if s.work_key == stage.init_from), None)
     if stage.teacher:
+        if source is not None and source.spec == stage.spec:
+            return f"distilled from {stage.teacher}, continuing {stage.init_from}"
         start = f", starting as a pruned copy of {stage.init_from}" if stage.init_from else ""
         return f"distilled from {stage.teacher}{start}"
     return f"cross-entropy, continued from {stage.init_from}" if stage.init_from else \
@@ -529,7 +605,7 @@ def train_stage(stage: Stage, index: int, plan: Plan, work: Path, stream: torch.
     n_params = sum(p.numel() for p in model.parameters())
     cap = f" (cap {stage.minutes:.1f} min)" if stage.minutes else ""
     log(f"[{stage.work_key}] {n_params / 1e6:.2f}M params, {stage.steps} steps{cap}, "
-        f"{describe(stage)}")
+        f"{describe(stage, plan)}")
 
     model.train()
     t_start, t_saved, ema = time.time() - elapsed, time.time(), None
@@ -566,7 +642,8 @@ def train_stage(stage: Stage, index: int, plan: Plan, work: Path, stream: torch.
              "params": n_params, **asdict(stage.spec), "steps": step,
              "train_tokens": step * plan.batch_size * plan.context_tokens,
              "train_seconds": round(wall_s, 1), "teacher": stage.teacher,
-             "heldout_loss_bf16": round(loss, 4), "device": device.type}
+             "heldout_loss_training": round(loss, 4), "precision": precision(device),
+             "device": device.type}
     done_path.write_text(json.dumps(stats, indent=2))
     ckpt_path.unlink(missing_ok=True)
     log(f"[{stage.work_key}] done in {wall_s / 60:.1f} min, held-out loss {loss:.3f}")
@@ -593,6 +670,8 @@ def export_family(plan: Plan, work: Path, out: Path, tokenizer, stats: dict[str,
         set_default_dtype(out / name / "config.json", "float32")
         tokenizer.model_max_length = plan.context_tokens
         tokenizer.save_pretrained(out / name)
+        # one line instead of tokenizers' indented form: 104 kB instead of 260 kB a folder
+        tokenizer.backend_tokenizer.save(str(out / name / "tokenizer.json"), pretty=False)
     meta = {"names": plan.names, "target": plan.names[-1], "tokenizer": "byte-level BPE",
             "vocab_size": plan.vocab_size, "context_tokens": plan.context_tokens,
             "eos_token": EOS, "python": sys.version.split()[0], "corpus": corpus,
@@ -608,6 +687,8 @@ def model_stats(plan: Plan, stats: dict[str, dict], name: str) -> dict:
     for field in ("steps", "train_tokens", "train_seconds"):
         merged[field] = round(sum(stats[s.work_key][field] for s in stages), 1)
     merged["teacher"] = next((s.teacher for s in stages if s.teacher), None)
+    first = stats[stages[0].work_key]           # how the model started, not its last stage's start
+    merged["init_from"], merged["init"] = first.get("init_from"), first.get("init")
     merged["stages"] = [stats[s.work_key] for s in stages]
     return merged
 
@@ -620,9 +701,60 @@ def set_default_dtype(config_path: Path, dtype: str) -> None:
     config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
-def train_family(plan: Plan, out: Path, work: Path, device: str = "cpu", log=print) -> dict:
+def reuse_stages(plan: Plan, work: Path, family: Path, names: list[str], log=print) -> None:
+    """Seed ``work`` with finished stages taken from an exported family (``family/<name>``, its
+    ``family.json``), so that a rebuild retrains only the other stages: the tokenizer is copied,
+    each named model's weights become its recorded stages' ``final`` (fp16 → fp32, exact) and
+    their stats their ``done.json``.  The recorded stages must be the first of the model's stages
+    in the plan; later ones (e.g. more distillation) then train from those weights.  Refuses a
+    model whose shape differs from the plan's."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    meta = json.loads((family / "family.json").read_text())
+    recorded = {m["name"]: m for m in meta["models"]}
+    problems = [f"{n} is not in the plan" for n in names if n not in plan.names]
+    problems += [f"{n} is not in {family}/family.json" for n in names if n not in recorded]
+    if meta.get("vocab_size") != plan.vocab_size:
+        problems.append(f"its vocabulary is {meta.get('vocab_size')}, the plan's {plan.vocab_size}")
+    for n in names:
+        if n in recorded and n in plan.names:
+            spec, rec = plan.last_stage(n).spec, recorded[n]
+            if (rec["hidden"], rec["layers"], rec["heads"], rec["ffn"]) != \
+                    (spec.hidden, spec.layers, spec.heads, spec.ffn):
+                problems.append(f"{n} is {rec['layers']}×{rec['hidden']} (FFN {rec['ffn']}, "
+                                f"{rec['heads']} heads) there, {spec.layers}×{spec.hidden} "
+                                f"(FFN {spec.ffn}, {spec.heads} heads) in the plan")
+    if problems:
+        raise ValueError(f"cannot reuse stages from {family}: " + "; ".join(problems))
+    work.mkdir(parents=True, exist_ok=True)
+    if not (work / "tokenizer" / "tokenizer.json").exists():
+        AutoTokenizer.from_pretrained(family / meta["target"]).save_pretrained(work / "tokenizer")
+    for n in names:
+        stages = [s for s in plan.stages if s.spec.name == n]
+        keys = [s.work_key for s in stages]
+        done = [st["work_key"] for st in recorded[n]["stages"]]
+        if done != keys[:len(done)]:
+            raise ValueError(f"cannot reuse {n}: {family} recorded its stages {done}, the plan's "
+                             f"are {keys}")
+        for stage, stats in zip(stages, recorded[n]["stages"]):
+            sdir = work / stage.work_key
+            sdir.mkdir(parents=True, exist_ok=True)
+            AutoModelForCausalLM.from_pretrained(family / n, dtype=torch.float32) \
+                .save_pretrained(sdir / "final")
+            (sdir / "done.json").write_text(json.dumps({**stats, "reused_from": str(family)},
+                                                       indent=2))
+        log(f"[{n}] reused from {family}")
+
+
+def train_family(plan: Plan, out: Path, work: Path, device: str = "cpu", log=print,
+                 precision_: str = "auto") -> dict:
     """Steps 1–5; resumable.  Returns the family.json contents."""
+    global PRECISION
+    if precision_ not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"precision must be auto, bf16 or fp32, got {precision_!r}")
+    PRECISION = precision_
     dev = torch.device(device)
+    log(f"training precision: {precision(dev)}")
     work.mkdir(parents=True, exist_ok=True)
     tokenizer, train, held = prepare_data(plan, work, log)
     windows = eval_windows(held, plan)
@@ -649,6 +781,14 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--steps-scale", type=float, default=1.0,
                     help="scale every stage's step budget (1.0 ≈ 90 min on 2 idle CPU cores)")
     tr.add_argument("--tiny", action="store_true", help="the seconds-long test plan")
+    tr.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
+                    help="bf16 autocast or fp32; auto = bf16 where the hardware has it "
+                         "(CUDA, AVX512-BF16/AMX CPUs), else fp32")
+    tr.add_argument("--reuse", nargs="+", metavar="NAME", default=[],
+                    help="take these models' finished stages from --reuse-from instead of "
+                         "training them (same shapes as the plan's)")
+    tr.add_argument("--reuse-from", type=Path, default=Path("assets/family"),
+                    help="the exported family --reuse takes models from")
     cd = sub.add_parser("card", help="measure the exported family and write its model card")
     cd.add_argument("--family", type=Path, default=Path("assets/family"))
     cd.add_argument("--work", type=Path, default=Path(".cache/family-train"))
@@ -660,7 +800,13 @@ def main(argv: list[str] | None = None) -> int:
         def log(msg: str) -> None:
             print(f"{time.strftime('%H:%M:%S')} {msg}", flush=True)
 
-        train_family(plan, args.out, args.work, args.device, log)
+        if args.reuse:
+            try:
+                reuse_stages(plan, args.work, args.reuse_from, args.reuse, log)
+            except (ValueError, OSError) as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+        train_family(plan, args.out, args.work, args.device, log, args.precision)
         return 0
     from hsd.family_card import write_card
     write_card(args.family)

@@ -166,6 +166,23 @@ def render_card(meta: dict, card: dict) -> str:
     names = card["names"]
     models = {m["name"]: m for m in meta["models"]}
     minutes = sum(m["train_seconds"] for m in meta["models"]) / 60
+    stages = [(m["name"], st) for m in meta["models"] for st in m.get("stages", [m])]
+    reused = [(n, st) for n, st in stages if st.get("reused_from")]
+    reuse_note = ""
+    if reused:
+        reused_min = sum(st["train_seconds"] for _, st in reused) / 60
+        reuse_note = (f", of which {reused_min:.0f} min are stages reused from an earlier build "
+                      f"(`--reuse`: {', '.join(st['work_key'] for _, st in reused)})")
+    by_precision: dict[str, list[str]] = {}
+    for _, st in stages:     # builds before the precision field trained with bf16 autocast
+        by_precision.setdefault(st.get("precision", "bf16"), []).append(st["work_key"])
+    names_of = {"bf16": "bf16 autocast", "fp32": "fp32"}
+    if len(by_precision) == 1:
+        trained_in = names_of[next(iter(by_precision))]
+    else:
+        trained_in = (" and ".join(f"{names_of[p]} ({', '.join(keys)})"
+                                   for p, keys in by_precision.items())
+                      + " (bf16 only on a CPU that has it natively)")
     lines = [
         "# HSD Explorer bundled family: `" + "`, `".join(names) + "`",
         "",
@@ -179,7 +196,7 @@ def render_card(meta: dict, card: dict) -> str:
         "",
         "Rebuild: `python -m hsd.family train` (resumable; budgets are optimiser steps; this "
         f"build trained for {minutes:.0f} min on "
-        f"`{meta['models'][-1].get('device', 'cpu')}`, `--device cuda` on a GPU); "
+        f"`{meta['models'][-1].get('device', 'cpu')}`{reuse_note}; `--device cuda` on a GPU); "
         "re-measure and rewrite this card: `python -m hsd.family card`. Load: "
         "`hsd.models.load_family(\"bundled\")`.",
         "",
@@ -209,7 +226,7 @@ def render_card(meta: dict, card: dict) -> str:
         f"{meta['heldout_every']}th file (sorted by path) is held out "
         f"({corpus['heldout_tokens'] / 1e3:.0f}k tokens). Held-out numbers below use "
         f"{card['heldout_windows']} evenly spaced windows of {card['window_tokens']} tokens "
-        f"({card['positions']} predicted positions), fp32. Training ran with bf16 autocast, "
+        f"({card['positions']} predicted positions), fp32. Training ran in {trained_in}, "
         "AdamW (β=0.9/0.95, weight decay 0.1), linear warmup then cosine decay over a budget of "
         "optimiser steps per stage (4096 tokens a step); the target trains from scratch on "
         "cross-entropy, then each draft, largest to smallest, is distilled toward the next "

@@ -5,6 +5,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import json  # noqa: E402
 import shutil  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -207,3 +208,114 @@ def test_the_tiny_build_records_how_each_draft_was_cut(built):
     assert stats["tiny-a"]["init_from"] == "tiny-b"
     assert stats["tiny-a"]["init"] == "layers 1 of 2; width 32→16; heads 2→1; FFN 64→32"
     assert stats["tiny-b"]["init"] is None
+
+
+def test_a_rebuild_can_reuse_finished_models_from_an_exported_family(built, tmp_path):
+    root, meta, _ = built
+    work, logs = tmp_path / "work", []
+    shutil.copy(root / "work" / "tokens.pt", work.mkdir() or work / "tokens.pt")
+    hf.reuse_stages(hf.TINY_PLAN, work, root / "out", ["tiny-b"], logs.append)
+    hf.train_family(hf.TINY_PLAN, tmp_path / "out", work, "cpu", logs.append)
+    assert any("[tiny-b] reused from" in line for line in logs)
+    assert any("[tiny-b] finished earlier" in line for line in logs)
+    assert any("[tiny-a] done in" in line for line in logs)       # the rest is trained
+    with safe_open(root / "out" / "tiny-b" / "model.safetensors", "pt") as a, \
+            safe_open(tmp_path / "out" / "tiny-b" / "model.safetensors", "pt") as b:
+        assert all(torch.equal(a.get_tensor(k), b.get_tensor(k)) for k in a.keys())
+    again = {m["name"]: m for m in json.loads((tmp_path / "out" / "family.json").read_text())["models"]}
+    first = {m["name"]: m for m in meta["models"]}
+    assert again["tiny-b"]["stages"][0]["reused_from"] == str(root / "out")
+    assert again["tiny-b"]["train_seconds"] == first["tiny-b"]["train_seconds"]
+
+
+def test_reuse_refuses_a_model_whose_shape_is_not_the_plans(built, tmp_path):
+    root, _, _ = built
+    wider = hf.replace(hf.TINY_PLAN, stages=(
+        hf.replace(hf.TINY_PLAN.stages[0], spec=hf.ModelSpec("tiny-b", hidden=64, layers=2,
+                                                             heads=2, ffn=64)),
+        *hf.TINY_PLAN.stages[1:]))
+    with pytest.raises(ValueError, match=r"tiny-b is 2×32 .* 2×64"):
+        hf.reuse_stages(wider, tmp_path / "work", root / "out", ["tiny-b"])
+    with pytest.raises(ValueError, match="nope is not in the plan"):
+        hf.reuse_stages(hf.TINY_PLAN, tmp_path / "work", root / "out", ["nope"])
+
+
+def test_exported_tokenizer_file_is_compact(built):
+    root, meta, _ = built
+    text = (root / "out" / meta["names"][0] / "tokenizer.json").read_text()
+    assert "\n" not in text.strip() and json.loads(text)["model"]["type"] == "BPE"
+
+
+def test_a_reused_model_can_be_distilled_further_in_a_later_stage(built, tmp_path):
+    root, _, _ = built
+    longer = hf.replace(hf.TINY_PLAN, stages=hf.TINY_PLAN.stages + (
+        hf.Stage(hf.TINY_PLAN.stages[1].spec, steps=3, lr=1e-3, teacher="tiny-b",
+                 init_from="tiny-a", key="tiny-a-2"),))
+    work, logs = tmp_path / "work", []
+    shutil.copy(root / "work" / "tokens.pt", work.mkdir() or work / "tokens.pt")
+    hf.reuse_stages(longer, work, root / "out", ["tiny-b", "tiny-a"], logs.append)
+    meta = hf.train_family(longer, tmp_path / "out", work, "cpu", logs.append)
+    assert any("[tiny-a-2] 0." in line and "continuing tiny-a" in line for line in logs)
+    a = {m["name"]: m for m in meta["models"]}["tiny-a"]
+    assert [st["work_key"] for st in a["stages"]] == ["tiny-a", "tiny-a-2"]
+    assert a["steps"] == 4 + 3 and a["init_from"] == "tiny-b"       # the origin, not the resume
+    assert a["init"] == "layers 1 of 2; width 32→16; heads 2→1; FFN 64→32"
+    shorter = hf.replace(hf.TINY_PLAN, stages=hf.TINY_PLAN.stages[:1] + (
+        hf.replace(hf.TINY_PLAN.stages[1], key="tiny-a-other"),))
+    with pytest.raises(ValueError, match="recorded its stages"):
+        hf.reuse_stages(shorter, tmp_path / "w2", tmp_path / "out", ["tiny-a"])
+
+
+def test_training_precision_follows_the_hardware(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(hf, "PRECISION", "fp32")
+    assert hf.precision(cpu) == "fp32" and not torch.is_autocast_enabled("cpu")
+    with hf.autocast(cpu):
+        assert not torch.is_autocast_enabled("cpu")
+    monkeypatch.setattr(hf, "PRECISION", "bf16")
+    with hf.autocast(cpu):
+        assert torch.is_autocast_enabled("cpu")
+    monkeypatch.setattr(hf, "PRECISION", "auto")
+    assert hf.precision(cpu) == ("bf16" if hf.native_bf16(cpu) else "fp32")
+    assert hf.precision(torch.device("cuda")) == "bf16"
+    with pytest.raises(ValueError, match="precision"):
+        hf.train_family(hf.TINY_PLAN, Path("/nonexistent"), Path("/nonexistent"), "cpu",
+                        lambda _: None, "fp8")
+
+
+def test_the_fused_distillation_loss_matches_autograd_value_and_gradient(monkeypatch):
+    monkeypatch.setattr(hf.DistillLoss, "CHUNK_ROWS", 24)     # 64 rows: blocks of 24, 24, 16
+    g = torch.Generator().manual_seed(0)
+    z = (3 * torch.randn(64, 50, generator=g, dtype=torch.float64)).requires_grad_()
+    t = 3 * torch.randn(64, 50, generator=g, dtype=torch.float64)
+    t[:8] = z.detach()[:8]                                   # rows where student = teacher (σ = 0)
+    y = torch.randint(0, 50, (64,), generator=g)
+    fused = hf.DistillLoss.apply(z, t, y, 0.9, 0.1, 1.0)
+    (grad_fused,) = torch.autograd.grad(2.5 * fused, z)
+    log_s, log_t = z.log_softmax(-1), t.log_softmax(-1)
+    traced = (0.9 * torch.nn.functional.kl_div(log_s, log_t, log_target=True, reduction="batchmean")
+              + 0.1 * torch.nn.functional.cross_entropy(z, y)
+              + 1.0 * 0.5 * (log_s.exp() - log_t.exp()).abs().sum(-1).mean())
+    (grad_traced,) = torch.autograd.grad(2.5 * traced, z)
+    assert fused.item() == pytest.approx(traced.item(), rel=1e-12)
+    assert torch.allclose(grad_fused, grad_traced, rtol=1e-9, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda x: hf.DistillLoss.apply(x, t, y, 0.3, 0.2, 0.7), (z,))
+
+
+def test_the_card_says_which_stages_were_reused_and_in_what_precision(built, tmp_path):
+    from hsd.family_card import measure, render_card
+
+    root, meta, _ = built
+    card = measure(root / "out")
+    assert card["names"] == meta["names"] and len(card["acceptance"]) == 2
+    plain = render_card(meta, card)
+    assert "stages reused" not in plain
+    assert f"Training ran in {'bf16 autocast' if hf.native_bf16(torch.device('cpu')) else 'fp32'}," in plain
+    mixed = json.loads(json.dumps(meta))
+    target = {m["name"]: m for m in mixed["models"]}["tiny-b"]
+    target["stages"][0].update(reused_from="assets/family", precision="bf16")
+    {m["name"]: m for m in mixed["models"]}["tiny-a"]["stages"][0]["precision"] = "fp32"
+    text = render_card(mixed, card)
+    assert f"of which {target['train_seconds'] / 60:.0f} min are stages reused" in text
+    assert "(`--reuse`: tiny-b)" in text
+    assert "fp32 (tiny-a) and bf16 autocast (tiny-b)" in text
