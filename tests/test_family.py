@@ -244,6 +244,8 @@ def test_exported_tokenizer_file_is_compact(built):
     root, meta, _ = built
     text = (root / "out" / meta["names"][0] / "tokenizer.json").read_text()
     assert "\n" not in text.strip() and json.loads(text)["model"]["type"] == "BPE"
+    config = json.loads((root / "out" / meta["names"][0] / "tokenizer_config.json").read_text())
+    assert "local_files_only" not in config                 # the builder's setting, not the tokenizer's
 
 
 def test_a_reused_model_can_be_distilled_further_in_a_later_stage(built, tmp_path):
@@ -259,6 +261,12 @@ def test_a_reused_model_can_be_distilled_further_in_a_later_stage(built, tmp_pat
     a = {m["name"]: m for m in meta["models"]}["tiny-a"]
     assert [st["work_key"] for st in a["stages"]] == ["tiny-a", "tiny-a-2"]
     assert a["steps"] == 4 + 3 and a["init_from"] == "tiny-b"       # the origin, not the resume
+    longest = hf.replace(longer, stages=longer.stages + (        # a teacher named by its work key
+        hf.Stage(hf.ModelSpec("tiny-z", hidden=16, layers=1, heads=1, ffn=16), steps=2, lr=1e-3,
+                 teacher="tiny-a-2", init_from="tiny-a-2"),))
+    meta = hf.train_family(longest, tmp_path / "out", work, "cpu", logs.append)
+    z = {m["name"]: m for m in meta["models"]}["tiny-z"]
+    assert z["teacher"] == z["init_from"] == "tiny-a" and z["stages"][0]["teacher"] == "tiny-a-2"
     assert a["init"] == "layers 1 of 2; width 32→16; heads 2→1; FFN 64→32"
     shorter = hf.replace(hf.TINY_PLAN, stages=hf.TINY_PLAN.stages[:1] + (
         hf.replace(hf.TINY_PLAN.stages[1], key="tiny-a-other"),))
