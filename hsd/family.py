@@ -26,8 +26,9 @@ Build, in order (each stage resumable; a finished stage is skipped on re-run):
 ``--reuse NAME ...`` seeds the work folder with those models' finished stages from an exported
 family (``--reuse-from``), so a rebuild that changes only the smaller drafts retrains only them.
 
-Budgets in ``PLAN`` are optimiser steps (about 90 minutes in all on 2 idle CPU cores with native
-bf16; ``--steps-scale`` scales them).  Steps, not wall clock: an earlier wall-clock-budgeted build on a
+Budgets in ``PLAN`` are optimiser steps (about 105 minutes in all on 2 idle CPU cores with native
+bf16; longer in fp32 on a CPU without it, where the s and xs stages took 1.1–1.3 and 0.65 s a
+step; ``--steps-scale`` scales them).  Steps, not wall clock: an earlier wall-clock-budgeted build on a
 busy machine got a third of the steps it was planned for and came out flat (every model at the
 same held-out loss).  A stage may also carry a wall-clock cap (``minutes``); the steps and time it
 took are recorded in ``family.json``.  Batches are drawn from a generator seeded by (plan seed,
@@ -728,8 +729,10 @@ def reuse_stages(plan: Plan, work: Path, family: Path, names: list[str], log=pri
     ``family.json``), so that a rebuild retrains only the other stages: the tokenizer is copied,
     each named model's weights become its recorded stages' ``final`` (fp16 → fp32, exact) and
     their stats their ``done.json``.  The recorded stages must be the first of the model's stages
-    in the plan; later ones (e.g. more distillation) then train from those weights.  Refuses a
-    model whose shape differs from the plan's."""
+    in the plan; later ones (e.g. more distillation) then train from those weights.  A family
+    stores only each model's last weights, so every reused stage of a model gets those: a later
+    stage that starts from an EARLIER reused stage of it would start from the wrong weights.
+    Refuses a model whose shape differs from the plan's."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     meta = json.loads((family / "family.json").read_text())
@@ -801,7 +804,8 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--out", type=Path, default=Path("assets/family"))
     tr.add_argument("--work", type=Path, default=Path(".cache/family-train"))
     tr.add_argument("--steps-scale", type=float, default=1.0,
-                    help="scale every stage's step budget (1.0 ≈ 90 min on 2 idle CPU cores)")
+                    help="scale every stage's step budget (1.0 ≈ 105 min on 2 idle CPU cores "
+                         "with native bf16)")
     tr.add_argument("--tiny", action="store_true", help="the seconds-long test plan")
     tr.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
                     help="bf16 autocast or fp32; auto = bf16 where the hardware has it "
