@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import math
 import os
@@ -318,6 +319,7 @@ def lr_at(step: int, frac: float, stage: Stage, plan: Plan) -> float:
 PRECISION = "auto"          # "auto", "bf16" or "fp32"; train_family sets it
 
 
+@functools.lru_cache(maxsize=None)
 def native_bf16(device: torch.device) -> bool:
     """Whether bf16 matmuls run in hardware here: CUDA, or a CPU with AVX512-BF16 / AMX.  On an
     AVX2-only CPU (AMD EPYC, 2026-11-29) bf16 autocast made a distillation step 6× SLOWER than
@@ -373,9 +375,9 @@ class DistillLoss(torch.autograd.Function):
             kl = (p_t * (log_t - log_s)).sum()
             nll = -log_s.gather(1, y).sum()
             p_s = log_s.exp_()
-            sign = (p_s - p_t).sign_()
-            total_variation = 0.5 * ((p_s - p_t) * sign).sum()
-            total += kd * kl + ce * nll + tv * total_variation
+            diff = p_s - p_t
+            total += kd * kl + ce * nll + tv * 0.5 * diff.abs().sum()
+            sign = diff.sign_()
             sign -= (sign * p_s).sum(-1, keepdim=True)                   # σ − ⟨σ, s⟩
             g = grad[rows]
             torch.mul(p_s, sign, out=g).mul_(0.5 * tv).add_(p_s, alpha=kd + ce).sub_(p_t, alpha=kd)
@@ -408,18 +410,14 @@ def stage_loss(student, teacher, batch: torch.Tensor, device: torch.device) -> t
 
 
 @torch.no_grad()
-def heldout_loss(model, windows: torch.Tensor, device: torch.device, bf16: bool = True,
-                 batch: int = 8) -> float:
-    """Mean next-token cross-entropy (nats/token) over the held-out windows (in the training
-    precision unless ``bf16`` is False)."""
+def heldout_loss(model, windows: torch.Tensor, device: torch.device, batch: int = 8) -> float:
+    """Mean next-token cross-entropy (nats/token) over the held-out windows, in the training
+    precision (``autocast``)."""
     model.eval()
     total, count = 0.0, 0
     for i in range(0, len(windows), batch):
         w = windows[i:i + batch].to(device)
-        if bf16:
-            with autocast(device):
-                logits = model(input_ids=w[:, :-1]).logits.float()
-        else:
+        with autocast(device):
             logits = model(input_ids=w[:, :-1]).logits.float()
         total += F.cross_entropy(logits.flatten(0, 1), w[:, 1:].flatten(), reduction="sum").item()
         count += w[:, 1:].numel()
@@ -761,11 +759,11 @@ def reuse_stages(plan: Plan, work: Path, family: Path, names: list[str], log=pri
         if done != keys[:len(done)]:
             raise ValueError(f"cannot reuse {n}: {family} recorded its stages {done}, the plan's "
                              f"are {keys}")
+        model = AutoModelForCausalLM.from_pretrained(family / n, dtype=torch.float32)
         for stage, stats in zip(stages, recorded[n]["stages"]):
             sdir = work / stage.work_key
             sdir.mkdir(parents=True, exist_ok=True)
-            AutoModelForCausalLM.from_pretrained(family / n, dtype=torch.float32) \
-                .save_pretrained(sdir / "final")
+            model.save_pretrained(sdir / "final")
             (sdir / "done.json").write_text(json.dumps({**stats, "reused_from": str(family)},
                                                        indent=2))
         log(f"[{n}] reused from {family}")
