@@ -1,6 +1,8 @@
 # Two commands do all the set-up on a fresh machine:
 #   make run    -- the explorer on the bundled models at http://127.0.0.1:7860
 #   make test   -- the test suite (CPU, offline)
+# Both install the project itself into the venv (pip install -e .): `import hsd` from any folder
+# and the `hsd` command (.venv/bin/hsd, the same as python -m hsd).
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -11,10 +13,11 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 .PHONY: run test venv
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt -r requirements-dev.txt
+	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
 run: venv

@@ -1,5 +1,5 @@
 import sys
 
-from hsd.cli import main
+from hsd.tools.cli import main
 
 sys.exit(main())

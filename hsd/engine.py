@@ -24,21 +24,33 @@ distributed exactly as the target sampling alone (under the shared temperature/t
 Greedy: every rule keeps a draft token iff it is the verifier's argmax, so the output equals the
 target's own greedy decoding token for token.
 
+Levels: the engine talks to each level only through the ``hsd.levels.Level`` protocol
+(``probs_after``, ``reset``, counters); ``hsd.levels.build_level`` makes one per model per decode.
+
+Text: ``Committed.text`` deltas (and ``GenerationResult.text``) never contain the tokenizer's
+special tokens (an end-of-text token ends the decode but adds no text); ``token_ids`` keep every
+generated id.  Deltas are decoded incrementally from a short window, never the whole output.
+
+Cancellation: ``stream(..., stop=callable)`` asks ``stop()`` before every target round and ends
+with ``Finished("cancelled")`` once it is true (the CLI's Ctrl-C); throwing ``DecodeCancelled`` into
+the generator does the same at once.  Closing the generator (``.close()``) stops the decode between
+two events with no further event.
+
 Randomness: one ``torch.Generator`` seeded from ``seed``; the global RNG is never touched.
-This module knows nothing of gradio or plotly; it decodes text only through ``decode_token``.
+This module knows nothing of gradio or plotly; it decodes text only through ``decode_ids``.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Generator, Sequence
 
 import torch
 
 from hsd.errors import ConfigError, PromptError
-from hsd.lm import LevelModel, SamplingSettings
-from hsd.trace import Committed, Drafted, Finished, Prefill, Started, Trace, Verified
-from hsd.verify import categorical, get_rule
+from hsd.levels import Level, SamplingSettings, build_level
+from hsd.trace import Committed, Drafted, Event, Finished, Prefill, Started, Trace, Verified
+from hsd.verify import get_rule
 
 MAX_BUFFER = 1024  # a sanity bound; the app applies its own, smaller caps
 
@@ -90,19 +102,60 @@ class _Block:
     origins: list[int]
 
 
+Events = Generator[Event, None, None]          # what ``Hierarchy.stream`` returns
+Producing = Generator[Event, None, _Block]      # a step of the recursion: yields events, returns a block
+
+
+class TextStream:
+    """Incremental detokenisation: each ``push`` decodes only the tokens since the previous
+    emission plus that emission as context (a few tokens), never the whole output.  Special
+    tokens add no text.  A byte-level BPE token can end inside a UTF-8 character (decoded as
+    U+FFFD); such a tail is held back until it completes or the stream is final."""
+
+    def __init__(self, decode_ids: Callable[[list[int]], str], special_ids: Sequence[int] = ()):
+        self.decode_ids = decode_ids
+        self.special = frozenset(int(i) for i in special_ids)
+        self.ids: list[int] = []        # the text-bearing ids so far
+        self.prefix = 0                 # ids[prefix:read] were emitted last: decoding context
+        self.read = 0                   # ids[:read] are emitted
+        self.emitted = ""               # all text emitted (always a prefix of decode(ids))
+
+    def push(self, new_ids: Sequence[int], *, final: bool) -> str:
+        """The text that ``new_ids`` add (possibly "" while a character is incomplete)."""
+        self.ids += [i for i in new_ids if i not in self.special]
+        if self.read == len(self.ids):
+            return ""
+        context = self.decode_ids(self.ids[self.prefix:self.read])
+        full = self.decode_ids(self.ids[self.prefix:])
+        if full.startswith(context) and (final or not full.endswith("\ufffd")):
+            delta = full[len(context):]
+        elif final:                     # the window disagreed with itself: decode everything once
+            whole = self.decode_ids(self.ids)
+            delta = whole[len(self.emitted):] if whole.startswith(self.emitted) else ""
+        else:
+            return ""
+        self.prefix, self.read = self.read, len(self.ids)
+        self.emitted += delta
+        return delta
+
+
 class _Decode:
     """One decode: the levels, the settings and the generator.  ``run()`` yields events."""
 
-    def __init__(self, levels: list[LevelModel], spec: HierarchySpec, prompt_ids: list[int], *,
-                 max_new_tokens: int, seed: int, eos_token_id: int | None,
-                 decode_ids: Callable[[list[int]], str], prompt_text: str):
+    def __init__(self, levels: list[Level], spec: HierarchySpec, settings: SamplingSettings,
+                 prompt_ids: list[int], *, max_new_tokens: int, seed: int, eos_token_id: int | None,
+                 decode_ids: Callable[[list[int]], str], special_ids: Sequence[int], prompt_text: str,
+                 stop: Callable[[], bool] | None = None):
         self.levels = levels
         self.spec = spec
+        self.settings = settings
         self.k = len(levels) - 1
         self.prompt = list(prompt_ids)
         self.max_new = max_new_tokens
         self.eos = eos_token_id
         self.decode_ids = decode_ids
+        self.special = frozenset(special_ids)
+        self.text = TextStream(decode_ids, special_ids)
         self.token_texts: dict[int, str] = {}                      # one decode per distinct token
         self.generator = torch.Generator().manual_seed(int(seed))
         self.seed = int(seed)
@@ -111,17 +164,13 @@ class _Decode:
         self.t0 = time.perf_counter()
         self.round = 0
         self.end = len(self.prompt) + max_new_tokens                # no level drafts past this
+        self.stop = stop or (lambda: False)
 
     def _now(self) -> float:
         return (time.perf_counter() - self.t0) * 1000.0
 
-    def _sample(self, row: torch.Tensor) -> int:
-        if self.levels[0].settings.greedy:
-            return int(row.argmax())
-        return categorical(row.double(), self.generator)
-
     # -- the recursion ---------------------------------------------------------------------
-    def _produce(self, level: int, context: list[int], n: int) -> Iterator:
+    def _produce(self, level: int, context: list[int], n: int) -> Producing:
         """Yield events; return a ``_Block`` of exactly n tokens from ``level`` after ``context``."""
         if level == 0:
             return (yield from self._draft(context, n))
@@ -133,7 +182,7 @@ class _Decode:
             held.origins += kept.origins
         return held
 
-    def _round(self, level: int, ctx: list[int], limit: int | None) -> Iterator:
+    def _round(self, level: int, ctx: list[int], limit: int | None) -> Producing:
         """One verification by ``level``: draft below, score in one pass, apply the rule.
         Returns the kept tokens (accepted + next token), truncated to ``limit`` if given."""
         lm, rule = self.levels[level], self.rules[level]
@@ -156,78 +205,96 @@ class _Decode:
         # 4) tell the consumers
         yield Verified(
             round=self.round, level=level, context_len=len(ctx),
-            proposed=tuple(below.tokens), proposed_texts=tuple(map(self.token_text, below.tokens)),
+            proposed=tuple(below.tokens), proposed_texts=self.texts(below.tokens),
             proposed_origins=tuple(below.origins), n_accepted=a,
             next_token=verdict.next_token, next_text=self.token_text(verdict.next_token),
             next_kind=verdict.next_kind, handed_up=len(kept.tokens), rule=verdict.rule,
             diagnostics=verdict.diagnostics, t_ms=t, dur_ms=dur)
         return kept
 
-    def _draft(self, context: list[int], n: int) -> Iterator:
+    def _draft(self, context: list[int], n: int) -> Producing:
         """Level 0: n tokens, one forward pass each."""
         lm = self.levels[0]
         t, passes0 = self._now(), lm.forward_passes
         tokens, rows = [], []
         for _ in range(n):
             row = lm.probs_after(context + tokens, 1)[0]                          # (V,)
-            tokens.append(self._sample(row))
+            tokens.append(self.settings.sample(row, self.generator))
             rows.append(row)
-        yield Drafted(self.round, 0, len(context), tuple(tokens), tuple(map(self.token_text, tokens)),
-                      lm.forward_passes - passes0, t, self._now() - t)
+        yield Drafted(round=self.round, level=0, context_len=len(context), tokens=tuple(tokens),
+                      texts=self.texts(tokens), forward_passes=lm.forward_passes - passes0,
+                      t_ms=t, dur_ms=self._now() - t)
         return _Block(tokens, rows, [0] * n)
 
     def token_text(self, token: int) -> str:
+        """One token's own text, special tokens included (what the draft panels show)."""
         text = self.token_texts.get(token)
         if text is None:
             text = self.token_texts[token] = self.decode_ids([token])
         return text
 
+    def texts(self, tokens: Sequence[int]) -> tuple[str, ...]:
+        return tuple(self.token_text(t) for t in tokens)
+
     # -- the target loop ---------------------------------------------------------------------
-    def run(self) -> Iterator:
+    def run(self) -> Events:
+        """1) started, 2) every level reads the prompt, 3) target rounds until the budget, the
+        end-of-text token or ``stop()``, each ending in a commit, 4) finished (see the module
+        docstring for cancellation)."""
         self.t0 = time.perf_counter()                             # the clock starts with the decode
-        s = self.levels[0].settings
-        yield Started(tuple(lv.name for lv in self.levels), self.spec.buffers, self.spec.rules,
-                      float(s.temperature), int(s.top_k), float(s.top_p), self.seed, self.max_new,
-                      len(self.prompt), self.prompt_text)
-        for i, lm in enumerate(self.levels):
-            lm.reset()
-            t, ms0 = self._now(), lm.forward_ms
-            lm.logits_after(self.prompt, 1)
-            yield Prefill(i, len(self.prompt), t, lm.forward_ms - ms0)
+        s = self.settings
         out: list[int] = []
-        text = ""                                              # emitted so far (always a prefix)
-        reason = "max_new_tokens"
-        while len(out) < self.max_new:
-            context = self.prompt + out
-            if self.k == 0:                                    # plain autoregressive target
-                block = yield from self._draft(context, 1)
-            else:                                              # one target round
-                block = yield from self._round(self.k, context, limit=None)
-            room = self.max_new - len(out)
-            new, origins = block.tokens[:room], block.origins[:room]
-            if self.eos is not None and self.eos in new:
-                cut = new.index(self.eos) + 1
-                new, origins, reason = new[:cut], origins[:cut], "eos"
-            out += new
-            last = reason == "eos" or len(out) >= self.max_new
-            delta = self._text_delta(out, text, final=last)
-            text += delta
-            yield Committed(self.round, tuple(new), tuple(map(self.token_text, new)), tuple(origins),
-                            delta, len(out), self._now())
-            self.round += 1
-            if reason == "eos":
-                break
-        yield Finished(reason, len(out), self._now())
+        try:
+            # 1) the configuration
+            yield Started(models=tuple(lv.name for lv in self.levels), buffers=self.spec.buffers,
+                          rules=self.spec.rules, temperature=float(s.temperature), top_k=int(s.top_k),
+                          top_p=float(s.top_p), seed=self.seed, max_new_tokens=self.max_new,
+                          prompt_tokens=len(self.prompt), prompt_text=self.prompt_text)
+            # 2) prefill: every level reads the prompt once
+            for i, lm in enumerate(self.levels):
+                lm.reset()
+                t, ms0 = self._now(), lm.forward_ms
+                lm.probs_after(self.prompt, 1)
+                yield Prefill(level=i, n_tokens=len(self.prompt), t_ms=t, dur_ms=lm.forward_ms - ms0)
+            # 3) target rounds
+            reason = "max_new_tokens"
+            while len(out) < self.max_new:
+                if self.stop():
+                    raise DecodeCancelled
+                block = yield from self._target_round(self.prompt + out)
+                new, origins = block.tokens[: self.max_new - len(out)], block.origins[: self.max_new - len(out)]
+                if self.eos is not None and self.eos in new:
+                    cut = new.index(self.eos) + 1
+                    new, origins, reason = new[:cut], origins[:cut], "eos"
+                out += new
+                last = reason == "eos" or len(out) >= self.max_new
+                yield Committed(round=self.round, tokens=tuple(new), texts=self.committed_texts(new),
+                                origins=tuple(origins), text=self.text.push(new, final=last),
+                                total_tokens=len(out), t_ms=self._now())
+                self.round += 1
+                if reason == "eos":
+                    break
+        except DecodeCancelled:
+            reason = "cancelled"
+        # 4) why it stopped
+        yield Finished(reason=reason, n_tokens=len(out), t_ms=self._now())
 
-    def _text_delta(self, out: list[int], emitted: str, *, final: bool) -> str:
-        """New text since ``emitted``.  A byte-level BPE token can end inside a UTF-8 character
-        (decoded as U+FFFD); such a tail is held back until it completes or decoding ends."""
-        full = self.decode_ids(out)
-        stable = full if final else full.rstrip("\ufffd")
-        return stable[len(emitted):] if stable.startswith(emitted) else ""
+    def _target_round(self, context: list[int]) -> Producing:
+        if self.k == 0:                                        # plain autoregressive target
+            return (yield from self._draft(context, 1))
+        return (yield from self._round(self.k, context, limit=None))
+
+    def committed_texts(self, tokens: Sequence[int]) -> tuple[str, ...]:
+        """Per committed token, the text it adds to the output ("" for a special token)."""
+        return tuple("" if t in self.special else self.token_text(t) for t in tokens)
 
 
-def _check_prompt(prompt_ids: list[int], levels: list[LevelModel], max_new_tokens: int) -> None:
+class DecodeCancelled(Exception):
+    """Thrown into a running decode (``events.throw(DecodeCancelled)``) to stop it at once; the
+    decode then yields ``Finished("cancelled")`` and ends."""
+
+
+def _check_prompt(prompt_ids: list[int], levels: list[Level], max_new_tokens: int) -> None:
     if not prompt_ids:
         raise PromptError("the prompt is empty: type some text to continue")
     for lm in levels:
@@ -245,8 +312,10 @@ class Hierarchy:
     """A stack of causal LMs, smallest first (last = target), with buffers and rules.
 
     Holds only references to the (shared, read-only) models; every ``stream``/``generate`` call
-    builds fresh per-level caches, so one Hierarchy -- or many over the same models -- can serve
-    concurrent requests without cross-talk as long as each call runs in its own thread.
+    builds fresh levels (``hsd.levels.build_level``: caches and counters), so one Hierarchy -- or
+    many over the same models -- can serve concurrent requests without cross-talk as long as each
+    call runs in its own thread.  A model may also be any object with a ``make_level`` method
+    (see ``hsd.levels``).
     """
 
     def __init__(self, models: Sequence, *, tokenizer, names: Sequence[str] | None = None,
@@ -256,7 +325,8 @@ class Hierarchy:
         self.models = list(models)
         self.tokenizer = tokenizer
         self.names = list(names) if names is not None else [
-            getattr(m.config, "name_or_path", "") or f"model{i}" for i, m in enumerate(self.models)]
+            getattr(getattr(m, "config", None), "name_or_path", "") or f"model{i}"
+            for i, m in enumerate(self.models)]
         self.vocab_size = int(vocab_size or min(m.config.vocab_size for m in self.models))
         self.spec = HierarchySpec.make(len(self.models), list(buffers), rules)
 
@@ -285,27 +355,34 @@ class Hierarchy:
         return list(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
 
     def stream(self, prompt: str, *, max_new_tokens: int = 64, temperature: float = 1.0, top_k: int = 0,
-               top_p: float = 1.0, seed: int = 0, stop_at_eos: bool = True) -> Iterator:
-        """Yield trace events while decoding ``prompt`` (see ``hsd.trace``)."""
+               top_p: float = 1.0, seed: int = 0, stop_at_eos: bool = True,
+               stop: Callable[[], bool] | None = None) -> Events:
+        """A generator of trace events while decoding ``prompt`` (see ``hsd.trace``); arguments
+        are checked before it is returned.  ``stop()`` is asked before every target round: once
+        true, the decode ends with ``Finished("cancelled")``.  Closing the generator stops it at
+        once, with no further event."""
         settings = SamplingSettings(temperature, top_k, top_p)
         if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 1:
             raise ConfigError(f"max new tokens must be a whole number ≥ 1, got {max_new_tokens!r}")
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise ConfigError(f"seed must be a whole number, got {seed!r}")
         prompt_ids = self.encode(prompt)
-        levels = [LevelModel(m, name=n, vocab_size=self.vocab_size, settings=settings)
+        levels = [build_level(m, name=n, vocab_size=self.vocab_size, settings=settings)
                   for m, n in zip(self.models, self.names)]
         _check_prompt(prompt_ids, levels, max_new_tokens)
         eos = self.tokenizer.eos_token_id if stop_at_eos else None
-        decode = _Decode(levels, self.spec, prompt_ids, max_new_tokens=max_new_tokens, seed=seed,
-                         eos_token_id=eos, decode_ids=self._decode_ids, prompt_text=prompt)
+        special = list(getattr(self.tokenizer, "all_special_ids", None) or [])
+        decode = _Decode(levels, self.spec, settings, prompt_ids, max_new_tokens=max_new_tokens, seed=seed,
+                         eos_token_id=eos, decode_ids=self._decode_ids, special_ids=special,
+                         prompt_text=prompt, stop=stop)
         return decode.run()
 
     def _decode_ids(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
     def generate(self, prompt: str, **kwargs) -> GenerationResult:
-        """Decode to the end; returns the text, the generated ids and the full trace."""
+        """Decode to the end (``stream``'s keyword arguments); returns the text (no special
+        tokens), the generated ids (all of them) and the full trace."""
         trace = Trace()
         trace.extend(self.stream(prompt, **kwargs))
         return GenerationResult(trace.text, trace.token_ids, trace)

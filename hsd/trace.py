@@ -4,7 +4,8 @@ This is the one seam between the engine and the pictures (DESIGN §5): no tensor
 floats, strings, tuples/lists and dicts of those, so a trace serialises to JSON and back.
 
 Levels are numbered 0..K, 0 = the smallest drafter, K = the target.  Times are milliseconds since
-the decode started (``t_ms``) and durations (``dur_ms``) are wall clock.
+the decode started (``t_ms``) and durations (``dur_ms``) are wall clock.  Events are built by
+keyword only (``kw_only`` dataclasses), so reordering fields here cannot swap values anywhere.
 
 Events, in the order the decoder emits them:
 - ``Started``    the configuration (model names, buffers, rules, sampling, seed, prompt length).
@@ -17,7 +18,8 @@ Events, in the order the decoder emits them:
 - ``Committed``  the target appended ``tokens`` to the output; ``origins[i]`` is the level that
                  produced token i (a level-0 draft accepted all the way up, or a replacement/bonus
                  token sampled by that level).
-- ``Finished``   why decoding stopped: ``eos``, ``max_new_tokens`` or ``cancelled``.
+- ``Finished``   why decoding stopped: ``eos``, ``max_new_tokens`` or ``cancelled`` (the consumer
+                 threw ``hsd.engine.DecodeCancelled`` into the stream, e.g. Ctrl-C in the CLI).
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Iterable
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Started:
     models: tuple[str, ...]
     buffers: tuple[int, ...]
@@ -41,33 +43,42 @@ class Started:
     kind: str = "started"
 
 
-@dataclass(frozen=True)
-class Prefill:
-    level: int
-    n_tokens: int
+@dataclass(frozen=True, kw_only=True)
+class _Timed:
+    """When a step began (ms since the decode started) and how long it took (wall clock)."""
+
     t_ms: float
     dur_ms: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class Prefill(_Timed):
+    level: int
+    n_tokens: int
     kind: str = "prefill"
 
 
-@dataclass(frozen=True)
-class Drafted:
+@dataclass(frozen=True, kw_only=True)
+class _Step(_Timed):
+    """One step of a target round at one level, on a context of ``context_len`` tokens."""
+
     round: int
     level: int
     context_len: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Drafted(_Step):
     tokens: tuple[int, ...]
     texts: tuple[str, ...]
     forward_passes: int
-    t_ms: float
-    dur_ms: float
     kind: str = "drafted"
 
 
-@dataclass(frozen=True)
-class Verified:
-    round: int
-    level: int                      # the verifier; the drafter is level - 1
-    context_len: int
+@dataclass(frozen=True, kw_only=True)
+class Verified(_Step):
+    """``level`` is the verifier; the drafter is ``level - 1``.  ``dur_ms``: its forward pass."""
+
     proposed: tuple[int, ...]
     proposed_texts: tuple[str, ...]
     proposed_origins: tuple[int, ...]
@@ -78,30 +89,30 @@ class Verified:
     handed_up: int
     rule: str
     diagnostics: dict
-    t_ms: float
-    dur_ms: float                   # the verifier's forward pass
     kind: str = "verified"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Committed:
     round: int
     tokens: tuple[int, ...]
-    texts: tuple[str, ...]
+    texts: tuple[str, ...]          # each token's text ("" for a special token)
     origins: tuple[int, ...]
-    text: str                       # decoded delta appended to the output
+    text: str                       # decoded delta appended to the output (no special tokens)
     total_tokens: int
     t_ms: float
     kind: str = "committed"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Finished:
     reason: str                     # "eos" | "max_new_tokens" | "cancelled"
     n_tokens: int
     t_ms: float
     kind: str = "finished"
 
+
+Event = Started | Prefill | Drafted | Verified | Committed | Finished
 
 EVENT_TYPES = {f.default: cls for cls in (Started, Prefill, Drafted, Verified, Committed, Finished)
                for f in fields(cls) if f.name == "kind"}

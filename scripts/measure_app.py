@@ -18,7 +18,6 @@ import argparse
 import re
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,11 +32,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 PROMPT = "def parse_args(argv):\n"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from ui.stress import free_port  # noqa: E402
 
 
 def start_app(env_extra: dict) -> tuple[subprocess.Popen, str, float]:
@@ -100,7 +95,7 @@ def overhead(url: str, family_spec: str, chain_names: list[str], buffers: list[i
 
     import torch
 
-    from app import default_torch_threads
+    from ui.settings import default_torch_threads
 
     torch.set_num_threads(default_torch_threads())      # the same threads as the app's decode
     family = load_family(family_spec)
@@ -151,7 +146,8 @@ def main() -> int:
     try:
         time.sleep(3.0)                                 # the background preload of the models
         firsts = [float("nan")] * 2 if args.skip_start else first_token_s(url, args.repeats + 1)
-        from app import Families, Limits, default_plan
+        from ui.registry import Families, default_plan
+        from ui.settings import Limits
 
         lim = Limits.from_env(dict(os.environ, **env))
         fams = Families(lim)

@@ -22,4 +22,4 @@ $LOCK $PY -m hsd validate --family bundled --profile assets/profile-bundled.json
 $LOCK $PY -m hsd bench --family bundled --profile assets/profile-bundled.json --max-prompts 4 --repeats 2 \
     --max-new-tokens 96 --temperature 0,1 --json assets/bench/bench-bundled-cpu.json \
     --html assets/bench/bench-bundled-cpu.html --plotlyjs cdn --markdown assets/bench/table-bundled-cpu.md
-$PY -m hsd.examples --family bundled --out assets/examples
+$PY -m hsd.tools.examples --family bundled --out assets/examples

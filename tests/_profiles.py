@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import random
 
-from hsd.profile import Profile
+from hsd.plan.profile import Profile
 
 
 def random_profile(n_models: int, seed: int, max_n: int = 17, style: str = "mixed",

@@ -10,7 +10,6 @@ import contextlib
 import io
 import json
 import os
-import socket
 import time
 from pathlib import Path
 
@@ -19,7 +18,11 @@ import pytest
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import app  # noqa: E402
+from ui import registry, session, settings  # noqa: E402
+from ui import requests as ui_requests  # noqa: E402
+from ui.demo import build_demo  # noqa: E402
+from ui.tabs import learn  # noqa: E402
+from visual import text as visual_text  # noqa: E402
 from hsd.errors import ConfigError, HSDError, ModelLoadError, PromptError  # noqa: E402
 from hsd.trace import Trace  # noqa: E402
 
@@ -30,13 +33,9 @@ NAMES = ["tiny-s", "tiny-m", "tiny-l"]
 def save_tiny_family(root: Path) -> str:
     """Three tiny real Llamas sharing the character tokenizer, saved as safetensors folders;
     returns the comma-separated spec (smallest first)."""
-    from tests.tiny import tiny_family
+    from hsd.family import tiny
 
-    models, tok = tiny_family(3, scale=8.0)
-    for name, model in zip(NAMES, models):
-        model.save_pretrained(root / name)
-        tok.save_pretrained(root / name)
-    return ",".join(str(root / n) for n in NAMES)
+    return tiny.save_tiny_family(root, names=NAMES, scale=8.0)
 
 
 @pytest.fixture(scope="session")
@@ -45,29 +44,45 @@ def tiny_spec(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
-def limits(tiny_spec) -> app.Limits:
-    return app.Limits(family=tiny_spec, max_new_tokens=100, max_buffer=6, max_levels=3, max_prompt_chars=500,
+def limits(tiny_spec) -> settings.Limits:
+    return settings.Limits(family=tiny_spec, max_new_tokens=100, max_buffer=6, max_levels=3, max_prompt_chars=500,
                       panel_interval_s=0.0, ui_share=1.0, token_interval_s=0.0,
                       allow_custom_models=False)
 
 
 @pytest.fixture(scope="session")
-def families(limits) -> app.Families:
-    return app.Families(limits)
+def families(limits) -> registry.Families:
+    return registry.Families(limits)
 
 
 @pytest.fixture(scope="session")
 def demo(limits, families):
-    return app.build_demo(limits, families)
+    return build_demo(limits, families)
 
 
 def endpoint(demo, name):
+    """The event function behind ``name``, called as Gradio calls it, with its update dicts laid
+    out in the event's output order (what the page and the API receive; absent = unchanged)."""
+    import inspect
+
+    import gradio as gr
+
     fns = demo.fns.values() if isinstance(demo.fns, dict) else demo.fns
-    return next(f.fn for f in fns if f.api_name == name)
+    block = next(f for f in fns if f.api_name == name)
+
+    def positional(out):
+        if isinstance(out, dict):
+            return tuple(out.get(c, gr.skip()) for c in block.outputs)
+        return out
+
+    def call(*args):
+        out = block.fn(*args)
+        return (positional(o) for o in out) if inspect.isgenerator(out) else positional(out)
+    return call
 
 
 def cli_json(argv: list[str]) -> dict:
-    from hsd.cli import main
+    from hsd.tools.cli import main
 
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
@@ -79,19 +94,19 @@ def cli_json(argv: list[str]) -> dict:
 # limits and validation
 # --------------------------------------------------------------------------------------------
 def test_limits_come_from_environment_variables_and_custom_models_are_off_on_a_space():
-    lim = app.Limits.from_env({"HSD_MAX_NEW_TOKENS": "32", "HSD_MAX_BUFFER": "5", "HSD_MAX_LEVELS": "3",
+    lim = settings.Limits.from_env({"HSD_MAX_NEW_TOKENS": "32", "HSD_MAX_BUFFER": "5", "HSD_MAX_LEVELS": "3",
                                "HSD_MAX_PROMPT_CHARS": "99", "HSD_FAMILY": "a,b", "HSD_QUEUE_SIZE": "7"})
     assert (lim.max_new_tokens, lim.max_buffer, lim.max_levels, lim.max_prompt_chars, lim.family,
             lim.queue_size) == (32, 5, 3, 99, "a,b", 7)
     assert lim.allow_custom_models                                    # locally: on
-    assert not app.Limits.from_env({"SPACE_ID": "user/space"}).allow_custom_models
-    assert app.Limits.from_env({"SPACE_ID": "user/space", "HSD_ALLOW_CUSTOM_MODELS": "1"}).allow_custom_models
+    assert not settings.Limits.from_env({"SPACE_ID": "user/space"}).allow_custom_models
+    assert settings.Limits.from_env({"SPACE_ID": "user/space", "HSD_ALLOW_CUSTOM_MODELS": "1"}).allow_custom_models
     with pytest.raises(ConfigError, match="HSD_MAX_NEW_TOKENS"):
-        app.Limits.from_env({"HSD_MAX_NEW_TOKENS": "many"})
+        settings.Limits.from_env({"HSD_MAX_NEW_TOKENS": "many"})
 
 
 def test_a_valid_request_picks_the_chain_and_always_includes_the_target(families, tiny_spec):
-    req = app.make_request(families, "def f(x):", tiny_spec, ["tiny-s"], [3, 9], ["hsd-uncapped (LOSSY)"],
+    req = ui_requests.make_request(families, "def f(x):", tiny_spec, ["tiny-s"], [3, 9], ["hsd-uncapped (LOSSY)"],
                            0.7, 0.9, 5, 11, 20)
     assert req.chain == (0, 2) and req.buffers == (3,) and req.rules == ("hsd-uncapped",)
     assert (req.temperature, req.top_p, req.top_k, req.seed, req.max_new_tokens) == (0.7, 0.9, 5, 11, 20)
@@ -125,15 +140,15 @@ def test_bad_input_raises_one_clear_sentence(families, tiny_spec, change, error,
     args = dict(prompt="def f(x):", family=tiny_spec, models=["tiny-s", "tiny-m"], buffers=[2, 2],
                 rules=["hsd"], temperature=1.0, top_p=1.0, top_k=0, seed=0, max_new_tokens=10) | change
     with pytest.raises(error) as info:
-        app.make_request(families, **args)
+        ui_requests.make_request(families, **args)
     message = str(info.value)
     assert words in message and message.count(". ") == 0 and len(message) < 200
 
 
 def test_more_levels_than_allowed_is_refused(tiny_spec):
-    fam = app.Families(app.Limits(family=tiny_spec, max_levels=2))
+    fam = registry.Families(settings.Limits(family=tiny_spec, max_levels=2))
     with pytest.raises(ConfigError, match="At most 2 models"):
-        app.make_request(fam, "def f(x):", tiny_spec, NAMES, [2, 2], "hsd")
+        ui_requests.make_request(fam, "def f(x):", tiny_spec, NAMES, [2, 2], "hsd")
 
 
 # --------------------------------------------------------------------------------------------
@@ -155,7 +170,7 @@ def test_generate_streams_tokens_every_round_then_panels_trace_and_download(demo
     assert lengths == sorted(lengths) and lengths[0] < lengths[-1] == trace.summary().n_tokens
     assert trace.meta["request"]["buffers"] == [3, 2]
     assert Path(final[7]["value"]).exists()
-    for fig in final[2:5]:                           # ready Plotly JSON (app.fast_plot) with data and a template
+    for fig in final[2:5]:                           # ready Plotly JSON (session.fast_plot) with data and a template
         assert fig.type == "plotly"
         d = json.loads(fig.plot)
         assert len(d["data"]) > 0 and d["layout"]["template"]["layout"]["paper_bgcolor"]
@@ -188,11 +203,11 @@ def test_learn_explains_every_step_in_one_sentence_tied_to_a_panel(demo, tiny_sp
     d = run_generate(demo, tiny_spec, max_new=10)[-1][6]
     trace = Trace.from_dict(d)
     names = list(trace.started.models)
-    for i in app.learn_steps(trace):
-        text = app.explain(trace.events[i], names)
+    for i in visual_text.learn_steps(trace):
+        text = visual_text.explain(trace.events[i], names)
         assert any(p in text for p in ("timeline", "accept map", "token strip")), text
     load = endpoint(demo, "learn_load_fn")
-    state, slider, md, spans, tl, am, mb = load(app.LAST_RUN, d, False)
+    state, slider, md, spans, tl, am, mb = load(learn.LAST_RUN, d, False)
     assert state is d and "Step 1 /" in md and "Prefill" in md
     view = endpoint(demo, "learn_view")
     md, spans, tl, am, mb = view(d, 10**6, False)              # clamps to the last step
@@ -214,17 +229,14 @@ def test_redraw_of_a_chosen_verification_uses_the_stored_trace(demo, tiny_spec):
 # --------------------------------------------------------------------------------------------
 # the launched app through gradio_client
 # --------------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from ui.stress import free_port  # noqa: E402  (the one free-port finder; test_browser, test_reliability)
 
 
 @pytest.fixture(scope="module")
 def client(limits, families):
     from gradio_client import Client
 
-    demo = app.build_demo(limits, families)
+    demo = build_demo(limits, families)
     demo.queue(max_size=16, default_concurrency_limit=4)
     _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True)
     try:
@@ -265,9 +277,9 @@ def test_stop_cancels_the_generation_and_the_next_request_works(client, tiny_spe
     assert job.outputs(), "no streamed update arrived"
     job.cancel()
     deadline = time.time() + 20
-    while (app.active_decodes() or not job.done()) and time.time() < deadline:
+    while (session.active_decodes() or not job.done()) and time.time() < deadline:
         time.sleep(0.1)
-    assert app.active_decodes() == 0, "the decode kept running after Stop"
+    assert session.active_decodes() == 0, "the decode kept running after Stop"
     n_tokens = len(job.outputs()[-1][0])
     assert n_tokens < 100
     final = client.predict("def g(y):\n", api_name="/generate")
@@ -287,11 +299,11 @@ def test_bad_input_is_an_error_and_the_app_keeps_serving(client, tiny_spec):
 def test_api_optimize_then_compare_runs_every_hierarchy(client, tiny_spec):
     status, fig, table, pick, = client.predict(tiny_spec, "measure now", 4, False, api_name="/optimize")[:4]
     assert "model-predicted" in status and table["data"][0][0] == 1
-    out = client.predict("def f(x):\n", list(app.CONTENDERS), tiny_spec, ["tiny-s", "tiny-l"], 3, 3, "hsd", "hsd",
+    out = client.predict("def f(x):\n", list(ui_requests.CONTENDERS), tiny_spec, ["tiny-s", "tiny-l"], 3, 3, "hsd", "hsd",
                          1.0, 1.0, 0, 1, 12, False, api_name="/compare")
     status, fig, table = out[:3]
     assert status.startswith("Done") and len(table["data"]) == 4
-    assert {row[0] for row in table["data"]} == set(app.CONTENDERS)
+    assert {row[0] for row in table["data"]} == set(ui_requests.CONTENDERS)
     assert all(row[5] is not None for row in table["data"])          # model-predicted for all
 
 
@@ -300,9 +312,9 @@ def test_api_optimize_then_compare_runs_every_hierarchy(client, tiny_spec):
 # --------------------------------------------------------------------------------------------
 @pytest.mark.skipif(not (ROOT / "assets" / "family" / "family.json").exists(), reason="bundled family not built yet")
 def test_bundled_family_generation_equals_the_cli():
-    lim = app.Limits(max_new_tokens=40, panel_interval_s=0.0, ui_share=1.0, token_interval_s=0.0)
-    demo = app.build_demo(lim, app.Families(lim))
-    names = app.Families(lim).names("bundled")
+    lim = settings.Limits(max_new_tokens=40, panel_interval_s=0.0, ui_share=1.0, token_interval_s=0.0)
+    demo = build_demo(lim, registry.Families(lim))
+    names = registry.Families(lim).names("bundled")
     gen = endpoint(demo, "generate")
     outs = list(gen("def parse_args(argv):\n", "bundled", [names[0], names[-1]], 4, 4, 4, "hsd", "hsd", "hsd",
                     1.0, 1.0, 0, 2, 24, False, False))
@@ -313,9 +325,9 @@ def test_bundled_family_generation_equals_the_cli():
 
 
 def test_no_error_type_escapes_as_a_traceback():
-    err = app.as_gr_error(HSDError("the thing is wrong"))
+    err = session.as_gr_error(HSDError("the thing is wrong"))
     assert str(err.message) == "The thing is wrong"
-    err = app.as_gr_error(RuntimeError("boom"))
+    err = session.as_gr_error(RuntimeError("boom"))
     assert "still running" in err.message
 
 
@@ -323,7 +335,7 @@ def test_no_error_type_escapes_as_a_traceback():
 # UI budget and canned examples
 # --------------------------------------------------------------------------------------------
 def test_ui_budget_shows_the_first_commit_at_once_and_keeps_every_pause_within_its_share():
-    b = app.UiBudget(share=0.1, panel_interval_s=0.0, token_interval_s=0.0)
+    b = session.UiBudget(share=0.1, panel_interval_s=0.0, token_interval_s=0.0)
     assert b.decide(False) == (True, False)                   # first commit: tokens only, at once
     b.record(time.monotonic() - 0.001, panels=False)
     b.t0 -= 1.0                                               # 1 s of decoding so far: 0.1 s allowed
@@ -333,7 +345,7 @@ def test_ui_budget_shows_the_first_commit_at_once_and_keeps_every_pause_within_i
     b.t0 -= 5.0                                               # 6 s: 0.6 s allowed
     assert b.decide(False) == (True, False)                   # room for tokens, not for another 0.5 s panel
     assert b.decide(True) == (True, True)                     # the end always shows everything
-    paced = app.UiBudget(share=1.0, panel_interval_s=10.0, token_interval_s=0.2)
+    paced = session.UiBudget(share=1.0, panel_interval_s=10.0, token_interval_s=0.2)
     paced.decide(False)
     paced.record(time.monotonic(), panels=False)
     paced.t0 -= 100.0
@@ -342,7 +354,7 @@ def test_ui_budget_shows_the_first_commit_at_once_and_keeps_every_pause_within_i
 
 def test_examples_script_writes_labelled_traces_the_learn_tab_can_step_through(tmp_path, demo, families,
                                                                              monkeypatch):
-    from hsd.examples import make_examples
+    from hsd.tools.examples import make_examples
 
     fam = families.load(families.limits.family)
     paths = make_examples(fam, tmp_path, max_new_tokens=12)
@@ -350,8 +362,8 @@ def test_examples_script_writes_labelled_traces_the_learn_tab_can_step_through(t
     for p in paths:
         t = Trace.load(p)
         assert t.meta["label"] and t.summary().n_tokens == 12 or t.summary().finish_reason == "eos"
-    monkeypatch.setattr(app, "EXAMPLES_DIR", tmp_path)
-    label = next(iter(app.example_traces()))
+    monkeypatch.setattr(registry, "EXAMPLES_DIR", tmp_path)
+    label = next(iter(registry.example_traces()))
     state, slider, md, *_ = endpoint(demo, "learn_load_fn")(label, None, False)
     assert "Step 1 /" in md and state["meta"]["label"] == label
 
@@ -366,30 +378,74 @@ def test_api_documents_named_parameters_with_defaults(client):
 
 
 def test_the_page_starts_with_the_optimisers_hierarchy_when_a_profile_exists(tiny_spec):
-    lim = app.Limits()
-    fams = app.Families(lim)
+    lim = settings.Limits()
+    fams = registry.Families(lim)
     names = fams.names("bundled")
-    stack, bufs = app.default_plan(fams, "bundled", names, lim)
+    stack, bufs = registry.default_plan(fams, "bundled", names, lim)
     plan = fams.plan("bundled", names)                   # the shipped profile of the bundled family
     assert plan is not None and stack == [names[c] for c in plan.chain] and bufs == [int(b) for b in plan.buffers]
-    tiny = app.Families(app.Limits(family=tiny_spec))
+    tiny = registry.Families(settings.Limits(family=tiny_spec))
     tiny_names = tiny.names(tiny_spec)                   # no profile: smallest, middle, target with buffers 4
-    assert app.default_plan(tiny, tiny_spec, tiny_names, tiny.limits) == (
+    assert registry.default_plan(tiny, tiny_spec, tiny_names, tiny.limits) == (
         [tiny_names[0], tiny_names[1], tiny_names[2]], [4, 4])
 
 
 def test_under_zerogpu_events_cross_the_gpu_boundary_as_plain_dicts_and_give_the_same_trace(
         families, tiny_spec, monkeypatch):
-    req = app.make_request(families, "def f(x):", tiny_spec, NAMES, [2, 2], ["hsd", "hsd"], 1.0, 1.0, 0, 4, 20)
-    plain = app.run_to_end(req)
-    monkeypatch.setattr(app, "ZERO_GPU", True)
-    events = list(app.decode_events(req))
+    req = ui_requests.make_request(families, "def f(x):", tiny_spec, NAMES, [2, 2], ["hsd", "hsd"], 1.0, 1.0, 0, 4, 20)
+    plain = session.run_to_end(req)
+    monkeypatch.setattr(session, "ZERO_GPU", True)
+    events = list(session.decode_events(req))
     assert events and all(type(e) is dict for e in events)
     json.dumps(events)                                         # plain data: JSON (and pickle) safe
-    zero = app.run_to_end(req)
+    zero = session.run_to_end(req)
     assert zero.token_ids == plain.token_ids and zero.summary().n_tokens == 20
 
 
 def test_the_app_leaves_one_core_to_the_web_server():
-    assert [app.default_torch_threads(n) for n in (1, 2, 16)] == [1, 1, 15]
-    assert app.Limits.from_env({"HSD_TORCH_THREADS": "3"}).torch_threads == 3
+    assert [settings.default_torch_threads(n) for n in (1, 2, 16)] == [1, 1, 15]
+    assert settings.Limits.from_env({"HSD_TORCH_THREADS": "3"}).torch_threads == 3
+
+
+def test_a_refused_request_is_logged_as_one_line_and_a_real_fault_keeps_its_traceback():
+    logged = []
+    err = session.as_gr_error(ConfigError("the buffer must be at least 1"), log=logged.append)
+    assert logged == ["[hsd-explorer] refused: The buffer must be at least 1"]
+    assert err.print_exception is False                      # Gradio prints no traceback for it
+    fault = session.as_gr_error(RuntimeError("boom"), log=logged.append)
+    assert fault.print_exception is True and len(logged) == 1
+
+
+def test_the_served_app_logs_one_line_per_refused_request(tiny_spec, tmp_path):
+    """Through the launched app: a refused /generate leaves one line in the server's log, no
+    traceback, and the next request works."""
+    import subprocess
+    import sys
+
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    port = free_port()
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", NO_PROXY="127.0.0.1,localhost",
+               GRADIO_SERVER_PORT=str(port), HSD_FAMILY=tiny_spec, HSD_PRELOAD="0", GRADIO_SSR_MODE="False")
+    log = tmp_path / "server.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+    try:
+        from ui.stress import answers
+
+        deadline = time.time() + 120
+        while not answers(f"http://127.0.0.1:{port}/") and time.time() < deadline:
+            time.sleep(0.3)
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=False)
+        for bad in ("   ", "ab\x00c"):
+            with pytest.raises(AppError):
+                client.predict(bad, api_name="/generate")
+        assert len(client.predict("def f(x):\n", api_name="/generate")[0]) > 0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    text = log.read_text(encoding="utf-8", errors="replace")
+    refused = [ln for ln in text.splitlines() if "[hsd-explorer] refused:" in ln]
+    assert len(refused) == 2 and "Traceback" not in text, text[-2000:]

@@ -10,11 +10,11 @@ import json
 
 import pytest
 
-from hsd import bench
-from hsd.cli import main
-from hsd.profile import Profile
+from hsd.tools import bench
+from hsd.tools.cli import main
+from hsd.plan.profile import Profile
 from tests._profiles import random_profile
-from tests.tiny import tiny_family
+from hsd.family.tiny import tiny_family
 
 NAMES = ["t0", "t1", "t2"]
 PROMPTS = "def f(x):\\n    return (x\n# a comment line\n\nclass a:\\n\\tb = (c)\n"
@@ -178,3 +178,10 @@ def test_a_profile_of_other_models_is_refused_with_exit_code_2(tmp_path, capsys)
     rc = main(["bench", "--family", f"{root / 'x'},{root / 'y'}", "--profile", str(tmp_path / "p.json"),
                "--quick", "--threads", "1"])
     assert rc == 2 and "profile is for models" in capsys.readouterr().err
+
+
+def test_a_quick_run_says_one_repeat_is_a_smoke_test_and_still_prints_the_spread(quick):
+    text, md = quick["stdout"], (quick["root"] / "bench.md").read_text(encoding="utf-8")
+    assert "smoke test" in text and "smoke test" in md
+    row = next(line for line in text.splitlines() if line.startswith("(c) engine"))
+    assert "–" in row and "(" in row                          # median (min–max) over the prompts

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from hsd.cli import main
-from tests.tiny import tiny_family, tiny_tokenizer, tiny_llama
+from hsd.tools.cli import main
+from hsd.family.tiny import tiny_family, tiny_tokenizer, tiny_llama
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -98,3 +98,57 @@ def test_optimize_what_if_prints_what_changed_and_bad_flags_exit_2(tmp_path, cap
         assert main(["optimize", str(path), *flags]) == 2
         err = capsys.readouterr().err
         assert err.startswith("error: ") and err.count("\n") == 1, err
+
+
+def _run_hsd(args, cwd=ROOT, exe=None):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    cmd = [exe] if exe else [sys.executable, "-m", "hsd"]
+    return subprocess.run(cmd + args, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_help_and_argument_mistakes_are_answered_before_torch_is_imported():
+    probe = ("import sys\nfrom hsd.tools.cli import main\n"
+             "for argv in (['--help'], ['generate', '--chain', '0,a', '--prompt', 'x'],\n"
+             "             ['generate', '--prompt', ' '], ['bench', '--repeats', '0']):\n"
+             "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+             "print('torch' in sys.modules, 'transformers' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip().splitlines()[-1] == "False False", proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["generate", "--chain", "0,a", "--prompt", "x"], "--chain"),
+    (["generate", "--chain", "2,1", "--prompt", "x"], "--chain"),
+    (["generate", "--prompt", "x", "--max-new-tokens", "lots"], "--max-new-tokens"),
+    (["generate"], "--prompt"),
+    (["optimise", "p.json"], "invalid choice"),
+    (["bench", "--temperature", "-1"], "--temperature"),
+    (["profile", "--out", "p.json", "--rule", "nope"], "--rule"),
+])
+def test_every_argument_mistake_is_one_error_line_with_exit_code_2(args, needle):
+    proc = _run_hsd(args)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ") and needle in lines[0] and "usage" not in proc.stderr
+
+
+def test_the_cli_knows_exactly_the_engines_rules_before_importing_it():
+    from hsd.tools.cli import RULE_NAMES
+    from hsd.verify import RULES
+
+    assert RULE_NAMES == tuple(RULES)
+
+
+def test_the_installed_hsd_command_and_import_hsd_work_from_any_folder(tmp_path, folders):
+    exe = Path(sys.executable).with_name("hsd")
+    if not exe.exists():
+        pytest.skip("the project is not installed in this environment (make test installs it: pip install -e .)")
+    proc = _run_hsd(["generate", "--models", ",".join(folders), "--buffers", "2,2", "--prompt", "a = b",
+                     "--max-new-tokens", "6", "--seed", "2", "--json"], cwd=tmp_path, exe=str(exe))
+    assert proc.returncode == 0, proc.stderr
+    via_module = _run_hsd(["generate", "--models", ",".join(folders), "--buffers", "2,2", "--prompt", "a = b",
+                           "--max-new-tokens", "6", "--seed", "2", "--json"])
+    assert json.loads(proc.stdout)["token_ids"] == json.loads(via_module.stdout)["token_ids"]
+    snippet = "from hsd import Hierarchy, load_family, Trace\nprint(Hierarchy.__module__, Trace.__module__)"
+    api = subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert api.returncode == 0 and api.stdout.split() == ["hsd.engine", "hsd.trace"], api.stderr

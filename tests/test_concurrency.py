@@ -2,10 +2,9 @@
 import gc
 import threading
 
-import torch
 
 from hsd.engine import Hierarchy
-from tests.tiny import tiny_family
+from hsd.family.tiny import tiny_family
 
 
 def _rss_mb() -> float:

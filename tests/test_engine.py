@@ -1,15 +1,19 @@
 """Claims about the hierarchy decoder (hsd/engine.py) on tiny REAL transformers models."""
+from pathlib import Path
+
 import pytest
 import torch
 
 from hsd.engine import Hierarchy
 from hsd.errors import ConfigError, PromptError, UnknownRuleError
-from hsd.lm import LevelModel, SamplingSettings
+from hsd.levels import SamplingSettings
+from hsd.levels.hf import LevelModel
 from hsd.trace import Trace
 from hsd.verify import LOSSLESS_RULES
 from tests.stats import chi2_pvalue
-from tests.tiny import bigram_tables, tiny_family
+from hsd.family.tiny import bigram_tables, tiny_family
 
+ROOT = Path(__file__).resolve().parent.parent
 A, B = 1, 2   # token ids of 'a' and 'b' in the bigram tokenizer
 
 # next-token laws after the current token (0 = <eos>/start, 1 = a, 2 = b): the drafts lean to 'a',
@@ -30,9 +34,12 @@ def _target_joint(length, start=A):
     return out
 
 
-def _engine_pvalue(levels, buffers, rule, n=500, length=3):
+def _engine_pvalue(levels, buffers, rule, n=500, length=3, wrap=lambda m: m):
+    """χ² p-value of n decodes of ``length`` tokens against the target's exact joint law;
+    ``wrap`` turns each model into what stands in the hierarchy (tests/test_levels.py)."""
     models, tok = bigram_tables(levels)
-    h = Hierarchy(models, tokenizer=tok, buffers=buffers, rules=rule)
+    h = Hierarchy([wrap(m) for m in models], tokenizer=tok, vocab_size=len(tok), buffers=buffers, rules=rule,
+                  names=[f"m{i}" for i in range(len(models))])
     counts = {}
     for seed in range(n):
         ids = h.generate("a", max_new_tokens=length, temperature=1.0, seed=seed, stop_at_eos=False).token_ids
@@ -194,3 +201,86 @@ def test_bad_requests_raise_typed_errors_before_any_work(family, kwargs, error, 
     prompt = kwargs.pop("prompt")
     with pytest.raises(error, match=match):
         h.stream(prompt, **kwargs)
+
+
+# -- events, text, cancellation ---------------------------------------------------------------
+
+def test_events_are_built_by_keyword_only():
+    from hsd.trace import Finished, Started
+
+    with pytest.raises(TypeError):
+        Finished("eos", 3, 1.0)                          # positional: refused, nothing can swap
+    assert Finished(reason="eos", n_tokens=3, t_ms=1.0).kind == "finished"
+    with pytest.raises(TypeError):
+        Started(("a",), (), (), 1.0, 0, 1.0, 0, 8, 1)
+
+
+def _eos_loving_family():
+    models, tok = tiny_family(2, scale=3.0)
+    with torch.no_grad():
+        for m in models:                                  # <eos> (id 0) likely, but not at once
+            m.lm_head.weight[0] = m.lm_head.weight[1:].mean(0)
+    return models, tok
+
+
+def test_generated_text_never_contains_special_tokens_but_token_ids_keep_them():
+    models, tok = _eos_loving_family()
+    h = Hierarchy(models, tokenizer=tok, buffers=(3,), rules="hsd")
+    ended = [h.generate("def f(x):", max_new_tokens=40, seed=s) for s in range(30)]
+    with_eos = [r for r in ended if r.trace.summary().finish_reason == "eos"]
+    assert with_eos, "no decode reached the end-of-text token"
+    for r in with_eos:
+        assert r.token_ids[-1] == tok.eos_token_id and "<eos>" not in r.text
+        assert r.text == tok.decode(r.token_ids, skip_special_tokens=True)
+        last = r.trace.of_kind("committed")[-1]
+        assert last.texts[-1] == ""                               # the strip shows no special token text
+
+
+def test_text_deltas_are_decoded_incrementally_and_add_up_to_the_whole_text(tmp_path):
+    from hsd.engine import TextStream
+
+    family_dir = ROOT / "assets" / "family"
+    if not (family_dir / "family.json").exists():
+        pytest.skip("bundled family not built")
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(family_dir / "hsd-family-l")
+    text = "def naïve(x):\n    return '→ ok ✓' + \"日本\"  # ünïcödé\n" * 4
+    ids = tok(text, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    seen = []
+
+    def decode(chunk):
+        seen.append(len(chunk))
+        return tok.decode(chunk, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+    stream = TextStream(decode, tok.all_special_ids)
+    deltas = [stream.push([i], final=j == len(ids) - 1) for j, i in enumerate(ids)]
+    assert "".join(deltas) == text
+    assert all("\ufffd" not in d for d in deltas)               # a split UTF-8 character is held back
+    assert max(seen) <= 8 < len(ids)                            # short windows, never the whole output
+
+
+def test_a_stop_callback_ends_the_decode_with_finished_cancelled(family):
+    models, tok = family
+    h = Hierarchy(models, tokenizer=tok, buffers=(2, 2), rules="hsd")
+    events = []
+    rounds = lambda: sum(e.kind == "committed" for e in events)  # noqa: E731
+    for e in h.stream("def f(x):", max_new_tokens=60, seed=1, stop_at_eos=False, stop=lambda: rounds() >= 3):
+        events.append(e)
+    trace = Trace(events=events)
+    assert rounds() == 3
+    assert events[-1].kind == "finished" and events[-1].reason == "cancelled"
+    assert trace.summary().finish_reason == "cancelled" and 0 < trace.summary().n_tokens < 60
+
+
+def test_throwing_decode_cancelled_ends_the_decode_at_once_with_finished_cancelled(family):
+    from hsd.engine import DecodeCancelled
+
+    models, tok = family
+    events = Hierarchy(models, tokenizer=tok, buffers=(2, 2), rules="hsd").stream("def f(x):", max_new_tokens=60)
+    seen = [next(events) for _ in range(6)]
+    last = events.throw(DecodeCancelled())
+    assert last.kind == "finished" and last.reason == "cancelled"
+    assert last.n_tokens == sum(len(e.tokens) for e in seen if e.kind == "committed")
+    with pytest.raises(StopIteration):
+        next(events)

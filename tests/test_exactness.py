@@ -4,7 +4,7 @@ import itertools
 import pytest
 
 from hsd.errors import ConfigError
-from hsd.exactness import exactness_lab, lab_table
+from hsd.plan.exactness import exactness_lab, lab_table
 
 LOSSLESS = ("token", "block", "hsd")
 

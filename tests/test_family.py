@@ -13,6 +13,7 @@ from safetensors import safe_open  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
 from hsd import family as hf  # noqa: E402
+from hsd.family import distill as hf_distill, train as hf_train  # noqa: E402
 from hsd.models import clear_cache, load_family  # noqa: E402
 
 
@@ -84,7 +85,7 @@ def test_interrupted_stage_resumes_to_the_same_weights(built, tmp_path, monkeypa
     for item in ("tokenizer", "tokens.pt"):                    # reuse the corpus, not the stages
         src = root / "work" / item
         (shutil.copytree if src.is_dir() else shutil.copy)(src, work / item)
-    monkeypatch.setattr(hf, "CHECKPOINT_EVERY_S", 0.0)          # checkpoint after every step
+    monkeypatch.setattr(hf_train, "CHECKPOINT_EVERY_S", 0.0)          # checkpoint after every step
     real_loss, calls = hf.stage_loss, []
 
     def interrupting_loss(*args):
@@ -93,11 +94,11 @@ def test_interrupted_stage_resumes_to_the_same_weights(built, tmp_path, monkeypa
             raise KeyboardInterrupt
         return real_loss(*args)
 
-    monkeypatch.setattr(hf, "stage_loss", interrupting_loss)
+    monkeypatch.setattr(hf_train, "stage_loss", interrupting_loss)
     with pytest.raises(KeyboardInterrupt):
         hf.train_family(hf.TINY_PLAN, tmp_path / "out", work, "cpu", lambda _: None)
     assert (work / "tiny-b" / "ckpt.pt").exists()
-    monkeypatch.setattr(hf, "stage_loss", real_loss)
+    monkeypatch.setattr(hf_train, "stage_loss", real_loss)
     logs: list[str] = []
     hf.train_family(hf.TINY_PLAN, tmp_path / "out", work, "cpu", logs.append)
     assert any("resumed at step 3" in line for line in logs)
@@ -276,14 +277,14 @@ def test_a_reused_model_can_be_distilled_further_in_a_later_stage(built, tmp_pat
 
 def test_training_precision_follows_the_hardware(monkeypatch):
     cpu = torch.device("cpu")
-    monkeypatch.setattr(hf, "PRECISION", "fp32")
+    monkeypatch.setattr(hf_distill, "PRECISION", "fp32")
     assert hf.precision(cpu) == "fp32" and not torch.is_autocast_enabled("cpu")
     with hf.autocast(cpu):
         assert not torch.is_autocast_enabled("cpu")
-    monkeypatch.setattr(hf, "PRECISION", "bf16")
+    monkeypatch.setattr(hf_distill, "PRECISION", "bf16")
     with hf.autocast(cpu):
         assert torch.is_autocast_enabled("cpu")
-    monkeypatch.setattr(hf, "PRECISION", "auto")
+    monkeypatch.setattr(hf_distill, "PRECISION", "auto")
     assert hf.precision(cpu) == ("bf16" if hf.native_bf16(cpu) else "fp32")
     assert hf.precision(torch.device("cuda")) == "bf16"
     with pytest.raises(ValueError, match="precision"):
@@ -311,7 +312,7 @@ def test_the_fused_distillation_loss_matches_autograd_value_and_gradient(monkeyp
 
 
 def test_the_card_says_which_stages_were_reused_and_in_what_precision(built, tmp_path):
-    from hsd.family_card import measure, render_card
+    from hsd.family.card import measure, render_card
 
     root, meta, _ = built
     card = measure(root / "out")

@@ -9,7 +9,7 @@ import random
 import pytest
 
 from hsd.errors import ConfigError
-from hsd.latency import (
+from hsd.plan.latency import (
     expected_ms_per_token, expected_output, expected_rounds, output_distribution, simulate,
     cost_at, level_costs_ms, expected_tokens_per_target_call,
 )
@@ -135,7 +135,7 @@ def test_bad_hierarchies_raise_config_errors():
 
 def test_forwards_per_token_compose_to_the_expected_latency():
     """Σ_levels forwards/token × cost per forward = ms/token (each level has one block length)."""
-    from hsd.latency import expected_forwards_per_token, model_cost
+    from hsd.plan.latency import expected_forwards_per_token, model_cost
     prof = random_profile(5, seed=31)           # no overheads: every forward is one c(n)
     for chain, buffers in [([4], []), ([1, 4], [5]), ([0, 2, 4], [3, 6]), ([0, 1, 2, 3, 4], [2, 3, 4, 7])]:
         fw = expected_forwards_per_token(prof, chain, buffers)

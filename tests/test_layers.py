@@ -1,42 +1,123 @@
-"""The import direction of DESIGN §1: app.py -> visual/ -> hsd/ (plain data); hsd/ knows nothing
-of gradio or plotly; visual/ never touches torch or transformers.
+"""The import direction of DESIGN §1, read from the source (every import, lazy ones included):
 
-One sanctioned exception: the benchmark command (hsd/bench.py) writes its Plotly figure through
-``visual.bench`` with an import inside the function that writes the file, so ``import hsd`` (and
-every engine path) never loads plotly or visual."""
+    app.py -> ui/ -> visual/ -> hsd/ (plain data: trace, profile, plan)
+              ui/ -> hsd/
+
+- only ``ui/`` and ``app.py`` import gradio, gradio_client or spaces;
+- ``visual/`` never touches torch, transformers or accelerate (plain data in, figures out);
+- ``hsd/`` imports neither gradio, plotly nor ``ui``/``app``; its one sanctioned use of ``visual`` is
+  the benchmark's HTML figure (``hsd/tools/bench/report.py``, inside the function that writes it);
+- the engine core (``hsd/*.py`` but the ``__main__`` entry point, and ``hsd/levels/``) imports nothing from ``hsd.plan``,
+  ``hsd.tools`` or ``hsd.family``; ``hsd.plan`` imports nothing from ``hsd.tools`` or ``hsd.family``;
+- there is no import cycle among the project's modules."""
 import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-LAZY_VISUAL_OK = {"hsd/bench.py"}
+PACKAGES = ("hsd", "visual", "ui", "tests", "scripts")
+UI_ONLY = {"gradio", "gradio_client", "spaces"}
+LAZY_VISUAL_OK = {"hsd/tools/bench/report.py"}
+TOOLING = ("hsd.plan", "hsd.tools", "hsd.family")
 
 
-def _imports(path: Path, *, module_level_only: bool = False) -> set[str]:
+def _files():
+    yield ROOT / "app.py"
+    for pkg in PACKAGES:
+        yield from sorted((ROOT / pkg).rglob("*.py"))
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(ROOT).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _resolve(name: str) -> str:
+    """``a.b.c`` -> the longest prefix that is a module of this project (or the name itself)."""
+    parts = name.split(".")
+    for n in range(len(parts), 0, -1):
+        base = ROOT.joinpath(*parts[:n])
+        if base.with_suffix(".py").exists() or (base / "__init__.py").exists():
+            return ".".join(parts[:n])
+    return name
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module ``path`` imports, anywhere in the file (``from a import b`` counts as ``a.b``
+    when that is a module of this project)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    nodes = ast.walk(tree)
-    if module_level_only:
-        nodes = [n for top in tree.body if not isinstance(top, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
-                 for n in ast.walk(top)]
     names = set()
-    for node in nodes:
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            names |= {a.name.split(".")[0] for a in node.names}
+            names |= {_resolve(a.name) for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module.split(".")[0])
+            for a in node.names:
+                names.add(_resolve(f"{node.module}.{a.name}"))
     return names
+
+
+def _top(names: set[str]) -> set[str]:
+    return {n.split(".")[0] for n in names}
+
+
+def _rel(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix()
+
+
+def test_only_the_ui_package_and_app_py_import_gradio_gradio_client_or_spaces():
+    for path in _files():
+        rel = _rel(path)
+        if rel == "app.py" or rel.startswith(("ui/", "tests/", "scripts/")):
+            continue
+        bad = _top(_imports(path)) & UI_ONLY
+        assert not bad, f"{rel} imports {bad}"
 
 
 def test_engine_package_imports_neither_gradio_plotly_visual_nor_app():
     for path in (ROOT / "hsd").rglob("*.py"):
-        rel = path.relative_to(ROOT).as_posix()
-        bad = _imports(path, module_level_only=True) & {"gradio", "plotly", "visual", "app", "spaces"}
-        assert not bad, f"{rel} imports {bad} at module level"
-        banned = {"gradio", "plotly", "app", "spaces"} | (set() if rel in LAZY_VISUAL_OK else {"visual"})
-        bad = _imports(path) & banned
+        rel = _rel(path)
+        banned = {"gradio", "plotly", "app", "ui", "spaces"} | (set() if rel in LAZY_VISUAL_OK else {"visual"})
+        bad = _top(_imports(path)) & banned
         assert not bad, f"{rel} imports {bad}"
 
 
 def test_visual_package_reads_plain_data_only():
     for path in (ROOT / "visual").rglob("*.py"):
-        bad = _imports(path) & {"torch", "transformers", "gradio", "app", "accelerate"}
-        assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
+        bad = _top(_imports(path)) & {"torch", "transformers", "gradio", "app", "ui", "accelerate"}
+        assert not bad, f"{_rel(path)} imports {bad}"
+
+
+def test_the_engine_core_imports_no_planning_tooling_or_family_code():
+    core = [p for p in (ROOT / "hsd").glob("*.py") if p.name != "__main__.py"]   # __main__: the CLI entry
+    core += list((ROOT / "hsd" / "levels").glob("*.py"))
+    assert {p.name for p in core} >= {"engine.py", "verify.py", "trace.py", "errors.py", "models.py"}
+    for path in core:
+        bad = {n for n in _imports(path) if n.startswith(TOOLING)}
+        assert not bad, f"{_rel(path)} imports {bad}"
+    for path in (ROOT / "hsd" / "plan").glob("*.py"):
+        bad = {n for n in _imports(path) if n.startswith(("hsd.tools", "hsd.family"))}
+        assert not bad, f"{_rel(path)} imports {bad}"
+
+
+def test_no_import_cycles_among_the_projects_modules():
+    graph = {}
+    for path in _files():
+        name = _module_name(path)
+        graph[name] = {n for n in _imports(path) if n.split(".")[0] in PACKAGES + ("app",) and n != name}
+    state: dict[str, int] = {}                     # 1 = on the stack, 2 = done
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            assert state.get(nxt) != 1, "import cycle: " + " -> ".join(stack[stack.index(nxt):] + [nxt]) \
+                if nxt in stack else f"import cycle through {nxt}"
+            if nxt not in state:
+                visit(nxt, stack + [nxt])
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    assert len(graph) > 40

@@ -176,7 +176,7 @@ def test_bundled_family_fits_the_issues_size_budget():
 
 @pytest.fixture(scope="module")
 def bundled_pairs():
-    from hsd.family_card import CARD_WINDOWS, heldout_windows, measure_pairs
+    from hsd.family.card import CARD_WINDOWS, heldout_windows, measure_pairs
 
     hm.clear_cache()
     family = hm.load_family("bundled", device="cpu")

@@ -10,8 +10,8 @@ import networkx as nx
 import pytest
 
 from hsd.errors import ConfigError
-from hsd.latency import expected_ms_per_token
-from hsd.optimize import Plan, best_single_draft, brute_force, optimal_hierarchy, plan_for
+from hsd.plan.latency import expected_ms_per_token
+from hsd.plan.optimize import Plan, best_single_draft, brute_force, optimal_hierarchy, plan_for
 from tests._profiles import random_profile
 
 CASES = [(n, seed, style) for n in (3, 4, 5, 6) for seed in range(8) for style in ("mixed", "deep", "overhead")]
@@ -160,7 +160,7 @@ def test_bad_settings_raise_config_errors():
 
 @pytest.mark.parametrize("seed", range(4))
 def test_best_buffers_for_a_fixed_chain_equal_brute_force_over_that_chain(seed):
-    from hsd.optimize import best_for_chain
+    from hsd.plan.optimize import best_for_chain
     prof = random_profile(5, seed=300 + seed, style="deep", overhead=seed % 2 == 1)
     brute = brute_force(prof, 4)
     for chain in [(4,), (1, 4), (0, 2, 4), (0, 1, 3, 4), (0, 1, 2, 3, 4)]:
@@ -190,7 +190,7 @@ def test_what_if_scales_costs_and_sets_acceptance_without_touching_the_original(
 
 
 def test_what_if_flags_parse_and_bad_text_is_a_config_error():
-    from hsd.optimize import parse_what_if
+    from hsd.tools.optimize import parse_what_if
 
     assert parse_what_if(["l=2", "m=0.5"], ["s:m=0.9"]) == ({"l": 2.0, "m": 0.5}, {("s", "m"): 0.9})
     for costs, alphas in ((["l"], []), (["l=x"], []), ([], ["s=0.9"]), ([], ["s:=0.9"])):

@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from hsd.errors import ConfigError
-from hsd.profile import Profile, measure_profile
+from hsd.plan.profile import Profile
+from hsd.tools.measure import measure_profile
 from tests._profiles import random_profile
-from tests.tiny import tiny_family
+from hsd.family.tiny import tiny_family
 
 
 @pytest.mark.parametrize("overhead", [False, True])

@@ -1,10 +1,10 @@
 """Reliability and safety of the public app (issue 7), fast versions: the bad-input matrix, many
 sessions at once, a burst against a small queue, cancellation and a disconnecting client, a quick
-``python -m hsd stress`` run, Space restrictions on which models load, and no remote code or
+``python -m ui.stress`` run, Space restrictions on which models load, and no remote code or
 pickled weights anywhere.
 
 The app runs in this process (``build_demo(...).launch(prevent_thread_lock=True)``) on a family
-of three tiny real Llamas saved to a temporary folder; the checks themselves are ``hsd.stress``'s,
+of three tiny real Llamas saved to a temporary folder; the checks themselves are ``ui.stress``'s,
 which drive the app over HTTP with ``gradio_client`` exactly as the long command does.
 
 Known app defects (KNOWN_APP_DEFECTS) are expected failures here (xfail, not strict: they pass
@@ -26,8 +26,10 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 
-import app  # noqa: E402
-from hsd import stress  # noqa: E402
+from ui import registry, session, settings  # noqa: E402
+from ui import requests as ui_requests  # noqa: E402
+from ui.demo import build_demo  # noqa: E402
+from ui import stress  # noqa: E402
 from hsd.errors import ModelLoadError  # noqa: E402
 from tests.test_app import free_port, save_tiny_family  # noqa: E402
 
@@ -50,8 +52,8 @@ def tiny_spec(tmp_path_factory) -> str:
     return save_tiny_family(tmp_path_factory.mktemp("rel-family"))
 
 
-def _launch(limits: app.Limits, queue_size: int):
-    demo = app.build_demo(limits, app.Families(limits))
+def _launch(limits: settings.Limits, queue_size: int):
+    demo = build_demo(limits, registry.Families(limits))
     demo.queue(max_size=queue_size, default_concurrency_limit=4)
     _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True)
     return demo, url
@@ -60,7 +62,7 @@ def _launch(limits: app.Limits, queue_size: int):
 @pytest.fixture(scope="module")
 def server(tiny_spec):
     """The app with custom models allowed (the loader is exercised), 4 decodes at once, a queue of 6."""
-    lim = app.Limits(family=tiny_spec, max_new_tokens=48, max_buffer=6, max_levels=3, max_prompt_chars=500,
+    lim = settings.Limits(family=tiny_spec, max_new_tokens=48, max_buffer=6, max_levels=3, max_prompt_chars=500,
                      panel_interval_s=0.0, ui_share=1.0, token_interval_s=0.0, allow_custom_models=True,
                      concurrency=4, queue_size=6)
     demo, url = _launch(lim, queue_size=6)
@@ -119,7 +121,7 @@ def roomy_server(tiny_spec):
     milliseconds of each other may all be waiting at once before four start, and a queue of six
     would refuse two of them (that is the burst test's business; the CI run that hung here had
     a refused job: gradio_client's job iterator never ends when the job fails)."""
-    lim = app.Limits(family=tiny_spec, max_new_tokens=48, max_buffer=6, max_levels=3, max_prompt_chars=500,
+    lim = settings.Limits(family=tiny_spec, max_new_tokens=48, max_buffer=6, max_levels=3, max_prompt_chars=500,
                      panel_interval_s=0.0, ui_share=1.0, token_interval_s=0.0, concurrency=4)
     demo, url = _launch(lim, queue_size=lim.queue_size)
     try:
@@ -161,9 +163,9 @@ def test_cancel_and_a_disconnecting_client_stop_the_decode_and_the_next_request_
     assert cancel.figures["tokens_streamed"] < cancel.figures["tokens_asked"]
     assert disconnect.held and disconnect.figures["was_streaming"], disconnect.detail
     deadline = time.time() + 20
-    while app.active_decodes() and time.time() < deadline:
+    while session.active_decodes() and time.time() < deadline:
         time.sleep(0.1)
-    assert app.active_decodes() == 0, "a cancelled or abandoned decode kept running"
+    assert session.active_decodes() == 0, "a cancelled or abandoned decode kept running"
 
 
 # --------------------------------------------------------------------------------------------
@@ -189,7 +191,7 @@ def test_stress_command_on_a_tiny_family_holds_and_writes_its_report(tmp_path):
 
 
 def test_stress_refuses_any_address_but_this_machine():
-    from hsd.cli import main
+    from hsd.tools.cli import main
 
     assert main(["stress", "--url", "http://example.com:7860/"]) == 2
     with pytest.raises(stress.ConfigError, match="this machine"):
@@ -222,7 +224,7 @@ def test_on_a_space_no_hub_id_or_local_path_loads_unless_an_environment_variable
 
     monkeypatch.setattr(hsd.models, "load_family", recording)
     env = {"SPACE_ID": "someone/hsd-explorer", "HSD_FAMILY": tiny_spec, "HSD_MAX_NEW_TOKENS": "16"}
-    lim = app.Limits.from_env(env)
+    lim = settings.Limits.from_env(env)
     assert not lim.allow_custom_models
     other_folder = tiny_spec.split(",")[-1]                       # a real model folder, not the app's family
     demo, url = _launch(lim, queue_size=8)
@@ -241,8 +243,8 @@ def test_on_a_space_no_hub_id_or_local_path_loads_unless_an_environment_variable
         demo.close()
     assert set(loaded) <= {tiny_spec}, f"loaded on a Space without permission: {loaded}"
 
-    allowed = app.Families(app.Limits.from_env(env | {"HSD_ALLOW_CUSTOM_MODELS": "1"}))
-    req = app.make_request(allowed, "def f(x):\n", other_folder, [], [], "hsd", max_new_tokens=4)
+    allowed = registry.Families(settings.Limits.from_env(env | {"HSD_ALLOW_CUSTOM_MODELS": "1"}))
+    req = ui_requests.make_request(allowed, "def f(x):\n", other_folder, [], [], "hsd", max_new_tokens=4)
     assert req.family == other_folder and allowed.load(req.family).names == ["tiny-l"]
 
 
@@ -256,7 +258,7 @@ def _kw(call: ast.Call, name: str):
 
 
 def _sources():
-    return [p for d in ("hsd", "visual", "scripts") for p in (ROOT / d).rglob("*.py")] + [ROOT / "app.py"]
+    return [p for d in ("hsd", "visual", "ui", "scripts") for p in (ROOT / d).rglob("*.py")] + [ROOT / "app.py"]
 
 
 def test_no_code_path_passes_trust_remote_code_true():
@@ -272,7 +274,7 @@ def test_no_code_path_passes_trust_remote_code_true():
 def test_user_named_models_load_only_through_one_loader_with_safetensors_and_no_remote_code():
     """Every from_pretrained of a user-named model lives in hsd/models.py and passes
     trust_remote_code=False (models also use_safetensors=True); nothing the app or engine runs
-    unpickles (torch.load/pickle).  hsd/family.py, the offline training pipeline, reads only the
+    unpickles (torch.load/pickle).  hsd/family/, the offline training pipeline, reads only the
     checkpoints it wrote itself and is not reachable from the app."""
     loader = ROOT / "hsd" / "models.py"
     pre = [c for c in _calls(loader) if isinstance(c.func, ast.Attribute) and c.func.attr == "from_pretrained"]
@@ -283,7 +285,7 @@ def test_user_named_models_load_only_through_one_loader_with_safetensors_and_no_
         if "Model" in owner:
             assert isinstance(_kw(c, "use_safetensors"), ast.Constant) and _kw(c, "use_safetensors").value is True
     for path in _sources():
-        if path.name == "family.py" and path.parent.name == "hsd":
+        if path.parent == ROOT / "hsd" / "family":
             continue
         for c in _calls(path):
             text = ast.unparse(c.func)
@@ -300,7 +302,7 @@ def test_a_folder_with_only_pickled_weights_is_refused(tmp_path):
     import torch
 
     from hsd.models import clear_cache, load_family
-    from tests.tiny import tiny_family
+    from hsd.family.tiny import tiny_family
 
     (m,), tok = tiny_family(1, scale=1.0)
     folder = tmp_path / "pickled"
@@ -315,7 +317,7 @@ def test_a_folder_with_only_pickled_weights_is_refused(tmp_path):
 
 def test_custom_code_shipped_in_a_model_folder_never_runs(tmp_path):
     from hsd.models import clear_cache, load_family
-    from tests.tiny import tiny_family
+    from hsd.family.tiny import tiny_family
 
     (m,), tok = tiny_family(1, scale=1.0)
     folder = tmp_path / "with-code"

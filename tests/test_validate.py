@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from hsd.errors import ConfigError
-from hsd.profile import measure_profile
+from hsd.tools.measure import measure_profile
 from hsd.trace import Trace, Verified
-from hsd.validate import edge_acceptance, format_report, pick_contenders, validate
+from hsd.tools.validate import edge_acceptance, format_report, pick_contenders, validate
 from tests._profiles import random_profile
-from tests.tiny import tiny_family
+from hsd.family.tiny import tiny_family
 
 
 def test_contenders_are_optimum_single_draft_ar_and_two_deeper_distinct_hierarchies():

@@ -71,7 +71,9 @@ class _Sim:
             rows.append(row)
         n = len(toks)
         t0 = self.tick(COST_MS[0] * n)
-        self.events.append(Drafted(self.round, 0, len(ctx), tuple(toks), tuple(VOCAB[t] for t in toks), n, t0, COST_MS[0] * n))
+        self.events.append(Drafted(round=self.round, level=0, context_len=len(ctx), tokens=tuple(toks),
+                                   texts=tuple(VOCAB[t] for t in toks), forward_passes=n, t_ms=t0,
+                                   dur_ms=COST_MS[0] * n))
         return toks, [0] * n, ["draft"] * n, rows
 
     def verify(self, level: int, ctx: list, toks: list, origins: list, kinds: list, rows: list):
@@ -82,9 +84,11 @@ class _Sim:
         t0 = self.tick(COST_MS[level] * (1 + 0.05 * len(toks)))
         out = toks[:n] + [verdict.next_token]
         self.events.append(Verified(
-            self.round, level, len(ctx), tuple(toks), tuple(VOCAB[t] for t in toks), tuple(origins), n,
-            verdict.next_token, VOCAB[verdict.next_token], verdict.next_kind, len(out),
-            self.rule, verdict.diagnostics, t0, COST_MS[level] * (1 + 0.05 * len(toks))))
+            round=self.round, level=level, context_len=len(ctx), proposed=tuple(toks),
+            proposed_texts=tuple(VOCAB[t] for t in toks), proposed_origins=tuple(origins), n_accepted=n,
+            next_token=verdict.next_token, next_text=VOCAB[verdict.next_token], next_kind=verdict.next_kind,
+            handed_up=len(out), rule=self.rule, diagnostics=verdict.diagnostics, t_ms=t0,
+            dur_ms=COST_MS[level] * (1 + 0.05 * len(toks))))
         return out, origins[:n] + [level], kinds[:n] + [verdict.next_kind], [vp[t] for t in range(n + 1)]
 
     def middle(self, ctx: list):
@@ -96,10 +100,12 @@ class _Sim:
         return held, origins, kinds, rows
 
     def run(self, prompt: list, max_new_tokens: int) -> Trace:
-        self.events.append(Started(NAMES, self.buffers, (self.rule,) * 2, self.temperature, 0, 1.0, 0,
-                                   max_new_tokens, len(prompt), "def f(x):"))
+        self.events.append(Started(models=NAMES, buffers=self.buffers, rules=(self.rule,) * 2,
+                                   temperature=self.temperature, top_k=0, top_p=1.0, seed=0,
+                                   max_new_tokens=max_new_tokens, prompt_tokens=len(prompt), prompt_text="def f(x):"))
         for lv in range(3):
-            self.events.append(Prefill(lv, len(prompt), self.tick(COST_MS[lv] * 1.5), COST_MS[lv] * 1.5))
+            self.events.append(Prefill(level=lv, n_tokens=len(prompt), t_ms=self.tick(COST_MS[lv] * 1.5),
+                                       dur_ms=COST_MS[lv] * 1.5))
         out, reason = [], "max_new_tokens"
         while len(out) < max_new_tokens:
             self.round += 1
@@ -111,11 +117,12 @@ class _Sim:
             new, new_org, new_kind = new[:cut], new_org[:cut], new_kind[:cut]
             out += new
             self.truth += [f"L{o} {k}" for o, k in zip(new_org, new_kind)]
-            self.events.append(Committed(self.round, tuple(new), tuple(VOCAB[t] for t in new), tuple(new_org),
-                                         "".join(VOCAB[t] for t in new), len(out), self.clock))
+            self.events.append(Committed(round=self.round, tokens=tuple(new), texts=tuple(VOCAB[t] for t in new),
+                                         origins=tuple(new_org), text="".join(VOCAB[t] for t in new),
+                                         total_tokens=len(out), t_ms=self.clock))
             if reason == "eos":
                 break
-        self.events.append(Finished(reason, len(out), self.clock))
+        self.events.append(Finished(reason=reason, n_tokens=len(out), t_ms=self.clock))
         return Trace(events=list(self.events), meta={"source": "tests/test_visual.py simulator", "truth": self.truth})
 
 
@@ -126,8 +133,8 @@ def make_trace(rule: str = "hsd", temperature: float = 1.0, max_new_tokens: int 
 
 def make_plan():
     """A real optimiser plan (hsd/optimize.py) on a made-up 5-model profile: 65 nodes, 1600 arcs."""
-    from hsd.optimize import optimal_hierarchy
-    from hsd.profile import Profile
+    from hsd.plan.optimize import optimal_hierarchy
+    from hsd.plan.profile import Profile
 
     names = ["xs", "s", "m", "l", "xl"]
     base_ms = [0.4, 1.2, 3.0, 8.0, 25.0]
@@ -346,7 +353,9 @@ def test_accept_map_for_a_middle_level_and_keeps_only_the_latest_rows(trace):
 
 
 def test_accept_map_without_verifications_is_a_message():
-    fig = visual.figure_accept_map(Trace(events=[Started(("a",), (), (), 1.0, 0, 1.0, 0, 8, 1)]))
+    started = Started(models=("a",), buffers=(), rules=(), temperature=1.0, top_k=0, top_p=1.0, seed=0,
+                      max_new_tokens=8, prompt_tokens=1)
+    fig = visual.figure_accept_map(Trace(events=[started]))
     assert "No verifications" in fig.layout.annotations[0].text
 
 
@@ -584,9 +593,11 @@ def test_named_token_spans_match_the_named_color_map(trace):
 
 
 def test_autoregressive_tokens_are_the_target_s_own():
-    ev = [Started(("only",), (), (), 1.0, 0, 1.0, 0, 2, 1),
-          Drafted(1, 0, 1, (4, 5), ("x", "y"), 2, 0.0, 2.0),
-          Committed(1, (4, 5), ("x", "y"), (0, 0), "xy", 2, 2.0)]
+    ev = [Started(models=("only",), buffers=(), rules=(), temperature=1.0, top_k=0, top_p=1.0, seed=0,
+                  max_new_tokens=2, prompt_tokens=1),
+          Drafted(round=1, level=0, context_len=1, tokens=(4, 5), texts=("x", "y"), forward_passes=2,
+                  t_ms=0.0, dur_ms=2.0),
+          Committed(round=1, tokens=(4, 5), texts=("x", "y"), origins=(0, 0), text="xy", total_tokens=2, t_ms=2.0)]
     assert visual.token_spans(Trace(events=ev)) == [("x", "L0 target"), ("y", "L0 target")]
 
 
@@ -640,7 +651,7 @@ def test_the_fast_app_path_sends_the_same_figure_json(dark):
 def engine_trace() -> Trace:
     pytest.importorskip("transformers")
     from hsd.engine import Hierarchy
-    from tests.tiny import tiny_family
+    from hsd.family.tiny import tiny_family
 
     models, tok = tiny_family(3, scale=3.0)
     h = Hierarchy(models, tokenizer=tok, names=["d0", "d1", "tgt"], buffers=(2, 3), rules="hsd")

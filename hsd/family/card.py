@@ -36,7 +36,7 @@ ACCEPTANCE_BAR = 0.8     # issue 3: adjacent pairs should reach this α
 def heldout_windows(tokenizer, n_windows: int, length: int,
                     max_files: int | None = None) -> torch.Tensor:
     """(n, length) evenly spaced windows of the held-out stdlib files (the build's split)."""
-    from hsd.family import corpus_files, encode_files, split_files
+    from hsd.family.corpus import corpus_files, encode_files, split_files
 
     _, held = split_files(corpus_files(max_files=max_files))
     stream = encode_files(tokenizer, held)
@@ -163,8 +163,20 @@ def quality_checks(card: dict) -> list[tuple[str, bool]]:
 
 
 def render_card(meta: dict, card: dict) -> str:
+    """The model card (Markdown): 1) header and how to rebuild, 2) the models table, 3) corpus and
+    method, the acceptance and agreement matrices, 4) the quality bar, 5) continuations, limits."""
     names = card["names"]
-    models = {m["name"]: m for m in meta["models"]}
+    minutes, reuse_note, trained_in = _training_summary(meta)
+    lines = _header(meta, names, minutes, reuse_note)                                  # 1)
+    lines += _model_rows(meta, card, names)                                            # 2)
+    lines += _method(meta, card, names, trained_in)                                    # 3)
+    lines += _quality(card, names, minutes)                                            # 4)
+    lines += _continuations_and_limits(meta, card, names)                              # 5)
+    return "\n".join(lines)
+
+
+def _training_summary(meta: dict) -> tuple[float, str, str]:
+    """Minutes of training, the note on reused stages, and the precision(s) it ran in."""
     minutes = sum(m["train_seconds"] for m in meta["models"]) / 60
     stages = [(m["name"], st) for m in meta["models"] for st in m.get("stages", [m])]
     reused = [(n, st) for n, st in stages if st.get("reused_from")]
@@ -183,7 +195,11 @@ def render_card(meta: dict, card: dict) -> str:
         trained_in = (" and ".join(f"{names_of[p]} ({', '.join(keys)})"
                                    for p, keys in by_precision.items())
                       + " (bf16 only on a CPU that has it natively)")
-    lines = [
+    return minutes, reuse_note, trained_in
+
+
+def _header(meta: dict, names: list, minutes: float, reuse_note: str) -> list[str]:
+    return [
         "# HSD Explorer bundled family: `" + "`, `".join(names) + "`",
         "",
         f"{len(names)} Llama causal LMs (smallest first, `{names[-1]}` is the target) trained by "
@@ -206,6 +222,11 @@ def render_card(meta: dict, card: dict) -> str:
         "| train time | held-out loss (nats/token) | per-token perplexity | 1-token forward (ms) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+
+
+def _model_rows(meta: dict, card: dict, names: list) -> list[str]:
+    models = {m["name"]: m for m in meta["models"]}
+    lines = []
     for i, n in enumerate(names):
         m = models[n]
         how = f"distilled from `{m['teacher']}`" if m["teacher"] else "from scratch (CE)"
@@ -219,8 +240,12 @@ def render_card(meta: dict, card: dict) -> str:
             f"| {m['ffn']} | {how} | {m['steps']} | {m['train_tokens'] / 1e6:.2f}M "
             f"| {m['train_seconds'] / 60:.1f} min | {card['heldout_loss'][i]:.3f} "
             f"| {card['perplexity'][i]:.2f} | {card['forward_ms'][i]:.2f} |")
+    return lines
+
+
+def _method(meta: dict, card: dict, names: list, trained_in: str) -> list[str]:
     corpus = meta["corpus"]
-    lines += [
+    return [
         "",
         f"Corpus: {corpus['train_tokens'] / 1e6:.2f}M training tokens; every "
         f"{meta['heldout_every']}th file (sorted by path) is held out "
@@ -258,6 +283,10 @@ def render_card(meta: dict, card: dict) -> str:
         "## Quality bar",
         "",
     ]
+
+
+def _quality(card: dict, names: list, minutes: float) -> list[str]:
+    lines = []
     checks = quality_checks(card)
     for claim, holds in checks:
         lines.append(f"- {'✅' if holds else '❌ NOT MET:'} {claim}")
@@ -273,6 +302,12 @@ def render_card(meta: dict, card: dict) -> str:
             "its verifier's distribution than width does (see the project README, 'The bundled "
             "family'). A larger step budget (`--steps-scale`) or a GPU (`--device cuda`) narrows it.",
         ]
+    return lines
+
+
+def _continuations_and_limits(meta: dict, card: dict, names: list) -> list[str]:
+    corpus = meta["corpus"]
+    lines = []
     lines += ["", "## Greedy continuations (48 new tokens, no sampling)", ""]
     for label, key in ((f"target `{names[-1]}`", "target"), (f"smallest `{names[0]}`", "smallest")):
         lines += [f"### {label}", ""]
@@ -289,7 +324,7 @@ def render_card(meta: dict, card: dict) -> str:
         "measured offline; acceptance between real model families is usually lower.",
         "",
     ]
-    return "\n".join(lines)
+    return lines
 
 
 def write_card(family_dir: Path) -> dict:

@@ -32,16 +32,15 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import json
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import networkx as nx
 
 from hsd.errors import ConfigError
-from hsd.latency import (draft_step_cost, expected_ms_per_token, expected_output, rounds_table,
+from hsd.plan.latency import (draft_step_cost, expected_ms_per_token, expected_output, rounds_table,
                          verify_cost)
-from hsd.profile import Profile
+from hsd.plan.profile import Profile
 
 
 @dataclass(frozen=True)
@@ -256,84 +255,3 @@ def _build_graph(profile, b_max, step, cost, gains, best, best_ms, path) -> nx.D
 def _check_max_buffer(max_buffer) -> None:
     if not isinstance(max_buffer, int) or isinstance(max_buffer, bool) or max_buffer < 1:
         raise ConfigError(f"max buffer must be a whole number ≥ 1, got {max_buffer!r}")
-
-
-# --------------------------------------------------------------------------------------------
-# CLI: python -m hsd optimize profile.json
-# --------------------------------------------------------------------------------------------
-def format_plan(plan: Plan, single: Plan | None = None) -> str:
-    """The plan, its model-predicted speedups, and the ranked runners-up as a table."""
-    lines = [f"optimal hierarchy (model-predicted): {plan.label}   [{plan.kind}]",
-             f"  expected {plan.expected_ms_per_token:.3f} ms/token, "
-             f"{plan.speedup_vs_ar:.2f}× vs autoregressive"]
-    if single is not None:
-        lines.append(f"  {single.expected_ms_per_token / plan.expected_ms_per_token:.2f}× vs the best "
-                     f"single draft ({single.label}, {single.expected_ms_per_token:.3f} ms/token)")
-    lines.append("")
-    lines.append(f"{'rank':>4}  {'hierarchy':<44} {'kind':<15} {'ms/token':>9} {'vs AR':>7}")
-    for i, p in enumerate(plan.ranking, start=1):
-        lines.append(f"{i:>4}  {p.label:<44} {p.kind:<15} {p.expected_ms_per_token:>9.3f} "
-                     f"{p.speedup_vs_ar:>6.2f}×")
-    lines.append("(model-predicted under i.i.d. acceptance; our latency derivation — "
-                 "check with `python -m hsd validate`)")
-    return "\n".join(lines)
-
-
-def add_cli(subparsers) -> None:
-    p = subparsers.add_parser("optimize", help="latency-optimal hierarchy for a measured profile",
-                              description="Find the hierarchy (chain + buffers) minimising the "
-                                          "model-predicted ms per token (GSP dynamic programme).")
-    p.add_argument("profile", help="profile JSON written by `python -m hsd profile`")
-    p.add_argument("--max-buffer", type=int, default=16, help="largest buffer per level (default 16)")
-    p.add_argument("--top", type=int, default=8, help="how many hierarchies to rank (default 8)")
-    p.add_argument("--json", action="store_true", help="print the plan as JSON")
-    p.add_argument("--scale-cost", action="append", default=[], metavar="MODEL=F",
-                   help="what-if: multiply MODEL's measured forward costs by F (repeatable)")
-    p.add_argument("--alpha", action="append", default=[], metavar="DRAFTER:VERIFIER=X",
-                   help="what-if: set the acceptance rate of that pair to X (repeatable)")
-    p.set_defaults(func=run)
-
-
-def parse_what_if(scale_cost: list[str], alpha: list[str]) -> tuple[dict, dict]:
-    """``["l=2"]``, ``["s:m=0.9"]`` → ({"l": 2.0}, {("s", "m"): 0.9}); ConfigError on bad text."""
-    def split(text: str, flag: str, form: str) -> tuple[str, float]:
-        key, eq, value = text.rpartition("=")
-        try:
-            number = float(value)
-        except ValueError:
-            number = None
-        if not eq or not key or number is None:
-            raise ConfigError(f"{flag} expects {form}, got {text!r}")
-        return key, number
-
-    costs = dict(split(t, "--scale-cost", "MODEL=FACTOR") for t in scale_cost)
-    pairs = {}
-    for text in alpha:
-        key, x = split(text, "--alpha", "DRAFTER:VERIFIER=ALPHA")
-        a, colon, b = key.partition(":")
-        if not colon or not a or not b:
-            raise ConfigError(f"--alpha expects DRAFTER:VERIFIER=ALPHA, got {text!r}")
-        pairs[a, b] = x
-    return costs, pairs
-
-
-def run(args) -> int:
-    profile = Profile.load(args.profile)
-    costs, pairs = parse_what_if(args.scale_cost, args.alpha)
-    if costs or pairs:
-        profile = profile.what_if(costs, pairs)
-        if not args.json:
-            print("what-if (not measured): " + "; ".join(profile.meta["what_if"]))
-    plan = optimal_hierarchy(profile, max_buffer=args.max_buffer, top=args.top, with_graph=False)
-    single = best_single_draft(profile, args.max_buffer)
-    if args.json:
-        d = plan.to_dict()
-        d["best_single_draft"] = single.to_dict()
-        d["speedup_vs_best_single_draft"] = single.expected_ms_per_token / plan.expected_ms_per_token
-        print(json.dumps(d, indent=1))
-    else:
-        print(format_plan(plan, single))
-        if profile.overhead_ms:
-            print(f"(costs include the engine's sampling and '{profile.meta.get('rule', '?')}' rule "
-                  "overhead measured with the profile)")
-    return 0

@@ -1,4 +1,4 @@
-"""One level of the hierarchy: a causal LM, its KV cache, and the sampling transform.
+"""The transformers level: a causal LM, its KV cache, and the shared sampling transform.
 
 ``LevelModel`` owns ALL mutable per-model state: the ``DynamicCache`` and the token ids that cache
 covers.  Callers hand it whole token sequences; it works out which suffix is new, crops its cache
@@ -10,69 +10,20 @@ sampling distribution for the token at position ``len(sequence) - n_rows + 1 + r
 prefix ``sequence[:len(sequence) - n_rows + 1 + r]``.  So ``probs_after(ctx + block, len(block)+1)``
 is exactly the ``verifier_probs`` a rule wants, and ``probs_after(ctx, 1)`` is the next-token row.
 
-``SamplingSettings`` applies temperature / top-k / top-p with transformers' own logits warpers,
-identically for every level; temperature 0 gives one-hot argmax rows (greedy).  Logits are sliced
-to ``vocab_size`` (the family's common vocabulary) before anything else.
+Rows are processed by the decode's ``SamplingSettings`` (``hsd.levels.sampling``), identically at
+every level.  Logits are sliced to ``vocab_size`` (the family's common vocabulary) before anything
+else.  ``LevelModel`` implements the ``hsd.levels.Level`` protocol.
 
 This module knows nothing of verification rules, hierarchies or events.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import torch
-from transformers import DynamicCache, LogitsProcessorList
-from transformers.generation.logits_process import (
-    TemperatureLogitsWarper,
-    TopKLogitsWarper,
-    TopPLogitsWarper,
-)
+from transformers import DynamicCache
 
-from hsd.errors import ConfigError
-
-
-@dataclass(frozen=True)
-class SamplingSettings:
-    """How every level turns logits into a sampling distribution (identical at every level)."""
-
-    temperature: float = 1.0
-    top_k: int = 0          # 0 = off
-    top_p: float = 1.0      # 1.0 = off
-
-    def __post_init__(self):
-        t = self.temperature
-        if not isinstance(t, (int, float)) or t != t or t < 0 or t == float("inf"):
-            raise ConfigError(f"temperature must be a number ≥ 0 (0 = greedy), got {t!r}")
-        if not isinstance(self.top_k, int) or isinstance(self.top_k, bool) or self.top_k < 0:
-            raise ConfigError(f"top-k must be a whole number ≥ 0 (0 = off), got {self.top_k!r}")
-        p = self.top_p
-        if not isinstance(p, (int, float)) or p != p or not (0 < p <= 1):
-            raise ConfigError(f"top-p must be in (0, 1], got {p!r}")
-
-    @property
-    def greedy(self) -> bool:
-        return self.temperature == 0
-
-    def processors(self) -> LogitsProcessorList:
-        """transformers' warpers, in generate()'s order: temperature, top-k, top-p."""
-        procs = LogitsProcessorList()
-        if self.temperature != 1.0:
-            procs.append(TemperatureLogitsWarper(float(self.temperature)))
-        if self.top_k > 0:
-            procs.append(TopKLogitsWarper(top_k=self.top_k))
-        if self.top_p < 1.0:
-            procs.append(TopPLogitsWarper(top_p=float(self.top_p)))
-        return procs
-
-    def probs(self, logits: torch.Tensor) -> torch.Tensor:
-        """(n, V) raw logits -> (n, V) float32 sampling distributions."""
-        logits = logits.float()
-        if self.greedy:
-            return torch.nn.functional.one_hot(logits.argmax(-1), logits.shape[-1]).float()
-        dummy_ids = torch.zeros((logits.shape[0], 1), dtype=torch.long, device=logits.device)
-        scores = self.processors()(dummy_ids, logits)
-        return torch.softmax(scores, dim=-1)
+from hsd.levels.sampling import SamplingSettings
 
 
 class LevelModel:

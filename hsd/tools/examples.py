@@ -1,6 +1,6 @@
 """Canned example traces for the app's Learn tab (``assets/examples/*.json``).
 
-    python -m hsd.examples [--family bundled] [--out assets/examples] [--max-new-tokens 40]
+    python -m hsd.tools.examples [--family bundled] [--out assets/examples] [--max-new-tokens 40]
 
 Each example is a real decode of a fixed prompt with a fixed hierarchy and seed on the given
 family, saved as ``hsd.trace`` JSON with ``meta.label`` (what the app lists) and
@@ -14,8 +14,9 @@ import sys
 from pathlib import Path
 
 from hsd.errors import HSDError
+from hsd.tools.paths import ASSETS
 
-OUT = Path(__file__).resolve().parent.parent / "assets" / "examples"
+OUT = ASSETS / "examples"
 
 PROMPT_DEF = "def parse_args(argv):\n"
 PROMPT_CLASS = "class LRUCache:\n    \"\"\"A small least-recently-used cache.\"\"\"\n\n    def __init__(self, size):\n"
@@ -49,7 +50,7 @@ def make_examples(family, out: Path, max_new_tokens: int = 40) -> list[Path]:
         trace = result.trace
         names = [family.names[i] for i in spec["chain"]]
         trace.meta.update({
-            "label": spec["label"], "family": family.spec, "made_by": "python -m hsd.examples",
+            "label": spec["label"], "family": family.spec, "made_by": "python -m hsd.tools.examples",
             "request": {"prompt": spec["prompt"], "family": family.spec, "chain": spec["chain"], "names": names,
                         "buffers": spec["buffers"], "rules": spec["rules"], "temperature": spec["temperature"],
                         "top_p": 1.0, "top_k": 0, "seed": spec["seed"], "max_new_tokens": max_new_tokens}})
@@ -60,7 +61,7 @@ def make_examples(family, out: Path, max_new_tokens: int = 40) -> list[Path]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hsd.examples", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m hsd.tools.examples", description=__doc__.splitlines()[0])
     parser.add_argument("--family", default="bundled", help="model family spec (default: bundled)")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--max-new-tokens", type=int, default=40)

@@ -1,6 +1,6 @@
 """Predicted vs measured: run the optimiser's picks on real models and compare with the model.
 
-``python -m hsd validate`` decodes with several hierarchies — the optimum, the best single draft,
+``hsd validate`` decodes with several hierarchies — the optimum, the best single draft,
 autoregressive decoding and the two best deeper alternatives — through the real engine
 (``hsd.engine.Hierarchy``), interleaved per prompt so slow drifts of a shared machine hit every
 contender alike, and prints, side by side:
@@ -21,13 +21,14 @@ from __future__ import annotations
 import itertools
 import json
 import statistics
-from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 from hsd.errors import ConfigError
-from hsd.latency import expected_forwards_per_token, expected_ms_per_token, expected_tokens_per_target_call
-from hsd.optimize import Plan, best_for_chain, best_single_draft, optimal_hierarchy, plan_for
-from hsd.profile import Profile
+from hsd.plan.contenders import pick_contenders
+from hsd.plan.latency import expected_forwards_per_token, expected_ms_per_token, expected_tokens_per_target_call
+from hsd.plan.profile import Profile
+from hsd.tools.paths import profile_path
+from hsd.tools.progress import ProgressFn, progress_bar
 
 VALIDATE_PROMPTS = (
     "def read_config(path):\n    \"\"\"Read a configuration file and return a dict.\"\"\"\n",
@@ -37,40 +38,6 @@ VALIDATE_PROMPTS = (
     "def _check_type(obj, expected):\n    if not isinstance(obj, expected):\n",
     "    except OSError as exc:\n        ",
 )
-
-
-@dataclass(frozen=True)
-class Contender:
-    role: str          # "optimum" | "best single draft" | "autoregressive" | "deeper alternative"
-    plan: Plan
-
-
-def pick_contenders(profile: Profile, max_buffer: int = 16, n_deeper: int = 2) -> list[Contender]:
-    """The optimum, the best single draft, AR, and the ``n_deeper`` best deeper hierarchies
-    (≥ 2 draft levels, chains other than the optimum's; the full stack among them when it differs)."""
-    optimum = optimal_hierarchy(profile, max_buffer=max_buffer, top=1, with_graph=False)
-    chosen = [Contender("optimum", optimum)]
-    keys = {(optimum.chain, optimum.buffers)}
-
-    def add(role: str, plan: Plan) -> None:
-        if (plan.chain, plan.buffers) not in keys:
-            keys.add((plan.chain, plan.buffers))
-            chosen.append(Contender(role, plan))
-
-    add("best single draft", best_single_draft(profile, max_buffer))
-    add("autoregressive", plan_for(profile, [profile.target], []))
-    k = profile.target
-    deep = sorted((best_for_chain(profile, drafts + (k,), max_buffer)
-                   for depth in range(2, k + 1) for drafts in itertools.combinations(range(k), depth)),
-                  key=lambda p: p.expected_ms_per_token)
-    deep = [p for p in deep if p.chain != optimum.chain]
-    picks = deep[:n_deeper]
-    full = [p for p in deep if len(p.chain) == k + 1]
-    if full and n_deeper >= 2 and full[0] not in picks:
-        picks = picks[:n_deeper - 1] + [full[0]]
-    for p in picks:
-        add("deeper alternative", p)
-    return chosen
 
 
 def decode_ms_per_token(trace) -> float:
@@ -110,7 +77,7 @@ def edge_acceptance(traces, verifier_level: int) -> dict:
 
 def validate(family, profile: Profile, *, prompts: Sequence[str] = VALIDATE_PROMPTS, max_new_tokens: int = 64,
              repeats: int = 1, temperature: float | None = None, rule: str = "hsd", max_buffer: int = 16,
-             seed: int = 0, progress: Callable[[int, int, str], None] | None = None) -> dict:
+             seed: int = 0, progress: ProgressFn | None = None) -> dict:
     """Decode every contender on every prompt (interleaved, rotating the order per prompt) and
     return plain data: per contender predicted vs measured; see the module docstring."""
     from hsd.engine import Hierarchy
@@ -229,49 +196,18 @@ def format_report(report: dict) -> str:
 # --------------------------------------------------------------------------------------------
 # CLI: python -m hsd validate
 # --------------------------------------------------------------------------------------------
-def add_cli(subparsers) -> None:
-    p = subparsers.add_parser("validate", help="predicted vs measured ms/token on real models",
-                              description="Decode with the optimum, the best single draft, AR and two "
-                                          "deeper hierarchies; print model-predicted vs measured latency.")
-    p.add_argument("--family", default="bundled", help="model family (default: bundled)")
-    p.add_argument("--profile", default=None,
-                   help="profile JSON (default: assets/profile-<family>.json)")
-    p.add_argument("--max-new-tokens", type=int, default=64)
-    p.add_argument("--prompts", nargs="+", default=None, help="prompts (default: six Python snippets)")
-    p.add_argument("--repeats", type=int, default=1, help="runs per prompt and hierarchy (default 1)")
-    p.add_argument("--temperature", type=float, default=None, help="default: the profile's")
-    p.add_argument("--rule", default="hsd", help="verification rule at every level (default hsd)")
-    p.add_argument("--max-buffer", type=int, default=16)
-    p.add_argument("--device", default=None)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", default=None, help="also write the full report as JSON to this path")
-    p.set_defaults(func=run)
-
-
 def run(args) -> int:
-    from pathlib import Path
-
     import torch
     from hsd.models import load_family
-    from hsd.profile import _progress_bar
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.profile:
-        path = args.profile
-    elif args.family.isidentifier():
-        path = str(Path(__file__).resolve().parent.parent / "assets" / f"profile-{args.family}.json")
-    else:
-        raise ConfigError("validate needs --profile PATH for a family given as folders or hub ids")
-    if not Path(path).exists():
-        raise ConfigError(f"no profile at {path}: measure one with "
-                          f"`python -m hsd profile --family {args.family} --out {path}`")
+    path = profile_path(args.family, args.profile, "validate")
     profile = Profile.load(path)
     family = load_family(args.family, device=args.device)
     report = validate(family, profile, prompts=args.prompts or VALIDATE_PROMPTS,
                       max_new_tokens=args.max_new_tokens, repeats=args.repeats, temperature=args.temperature,
-                      rule=args.rule, max_buffer=args.max_buffer, seed=args.seed, progress=_progress_bar())
+                      rule=args.rule, max_buffer=args.max_buffer, seed=args.seed, progress=progress_bar())
     report["profile"] = str(path)
     print(format_report(report))
     if args.json:

@@ -1,11 +1,12 @@
-"""``python -m hsd stress``: reliability of the running app under strange input, many users at
+"""``python -m ui.stress`` (also ``hsd stress``): reliability of the running app under strange input, many users at
 once, cancellation and long use (issue 7).
 
 This command drives the app over HTTP with ``gradio_client`` and knows nothing of its internals:
 it reads the ``/generate`` endpoint's parameters from the app's own API description
 (``view_api``) and finds them by their labels ("Model family", "Temperature", "L0 buffer", ...).
 It never imports gradio, app.py or visual/ (``gradio_client`` is imported lazily, inside
-functions), and it talks to loopback addresses only.
+functions), and it talks to loopback addresses only.  It lives in ``ui/`` because it knows the
+app's widget labels and launches ``app.py``.
 
 Unless ``--url`` is given, it launches ``app.py`` as a subprocess on a free 127.0.0.1 port with
 ``GRADIO_ANALYTICS_ENABLED=False``, ``HF_HUB_OFFLINE=1``, ``NO_PROXY=127.0.0.1,localhost``,
@@ -165,29 +166,31 @@ def answers(url: str, timeout: float = 5.0) -> bool:
         return False
 
 
-def rss_mb(pid: int | None) -> float | None:
-    """Resident memory of a process (VmRSS), MB; None when unknown."""
+def _proc_file(pid: int | None, name: str) -> str | None:
+    """The text of ``/proc/PID/name``; None when the process is unknown or gone."""
     if not pid:
         return None
     try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024.0
+        with open(f"/proc/{pid}/{name}") as f:
+            return f.read()
     except OSError:
         return None
-    return None
+
+
+def rss_mb(pid: int | None) -> float | None:
+    """Resident memory of a process (VmRSS), MB; None when unknown."""
+    text = _proc_file(pid, "status") or ""
+    line = next((ln for ln in text.splitlines() if ln.startswith("VmRSS:")), None)
+    return int(line.split()[1]) / 1024.0 if line else None
 
 
 def cpu_seconds(pid: int | None) -> float | None:
     """User + system CPU time of a process (all threads), seconds."""
-    if not pid:
-        return None
+    text = _proc_file(pid, "stat")
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
+        fields = text.rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
+    except (AttributeError, IndexError, ValueError):
         return None
 
 
@@ -555,8 +558,10 @@ def make_odd_model(folder: Path) -> str:
     folder = Path(folder)
     if (folder / "config.json").exists():
         return str(folder)
-    tok = _char_tokenizer("abcd")
-    model = _tiny_llama(len(tok), seed=7)
+    from hsd.family.tiny import tiny_llama, tiny_tokenizer
+
+    tok = tiny_tokenizer(list("abcd"))
+    model = tiny_llama(7, vocab_size=len(tok), layers=2, max_positions=512)
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
     return str(folder)
@@ -721,13 +726,30 @@ def long_request(client, api: GenerateApi, seed: int, n: int | None = None):
 
 
 def check_cancel(url: str, api: GenerateApi, new_tokens: int, pid: int | None, log=print) -> list[Check]:
+    """1) ``job.cancel()`` mid-stream, 2) a client process killed mid-stream, 3) the server's
+    memory back to its level afterwards."""
     client = make_client(url)
     warm = call(client, normal_args(api, new_tokens, seed=1))           # memory level after a warm request
     wait_idle(pid, 10)
     level = rss_mb(pid)
-    checks = []
+    cancelled, n_max = _cancel_mid_stream(client, api, new_tokens, pid, log)          # 1) job.cancel()
+    checks = [cancelled, _disconnect_mid_stream(url, client, api, new_tokens, n_max, pid, log)]   # 2) killed client
 
-    # -- job.cancel() mid-stream -------------------------------------------------------------
+    # 3) memory back to its level
+    call(client, normal_args(api, new_tokens, seed=4))
+    wait_idle(pid, 10)
+    final = rss_mb(pid)
+    held = None if level is None or final is None else final <= level * (1 + MEMORY_TOLERANCE) + MEMORY_SLACK_MB
+    checks.append(Check("cancellation", "server memory returns to its level", held,
+                        f"VmRSS {_fmt(level, '.0f', ' MB')} before the cancellations, {_fmt(final, '.0f', ' MB')} after"
+                        + ("" if held is not None else " (not measured: no server pid)"),
+                        {"rss_before_mb": _r(level, 1), "rss_after_mb": _r(final, 1),
+                         "warm_request": warm.kind}))
+    return checks
+
+
+def _cancel_mid_stream(client, api: GenerateApi, new_tokens: int, pid: int | None, log) -> tuple[Check, int]:
+    """``job.cancel()`` mid-stream: the decode stops, the server idles, the next request works."""
     job, n_max, streamed_before = long_request(client, api, seed=11)
     t_cancel = time.monotonic()
     job.cancel()
@@ -740,15 +762,20 @@ def check_cancel(url: str, api: GenerateApi, new_tokens: int, pid: int | None, l
     after = call(client, normal_args(api, new_tokens, seed=2))
     held = (streamed_before >= 1 and job.done() and n_tokens < n_max and after.kind == "ok"
             and (busy is None or busy < IDLE_CPU))
-    checks.append(Check("cancellation", "cancel mid-stream (job.cancel)", held,
+    check = Check("cancellation", "cancel mid-stream (job.cancel)", held,
                         ("" if streamed_before else "NEVER STREAMED; ") + f"stopped {stop_s:.2f} s after cancel with {n_tokens} of {n_max} tokens streamed; "
                         f"server CPU afterwards {_fmt(busy, '.2f', ' cores')}; next request: {after.kind}",
                         {"tokens_streamed": n_tokens, "tokens_asked": n_max, "tokens_at_cancel": streamed_before,
                          "stop_s": round(stop_s, 2), "server_cpu_after_cores": _r(busy, 3),
-                         "next_request": after.kind, "next_request_s": round(after.seconds, 2)}))
+                         "next_request": after.kind, "next_request_s": round(after.seconds, 2)})
     log(f"  cancel: {'held' if held else 'FAILED'} ({n_tokens}/{n_max} tokens, CPU after {_fmt(busy, '.2f')})")
 
-    # -- a client that disconnects (its process is killed mid-stream) ----------------------------
+    return check, n_max
+
+
+def _disconnect_mid_stream(url: str, client, api: GenerateApi, new_tokens: int, n_max: int, pid: int | None,
+                           log) -> Check:
+    """A client whose process is killed mid-stream (a closed tab): the decode stops too."""
     args = _long_args(api, seed=12, n=n_max)
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", NO_PROXY="127.0.0.1,localhost")
     proc = subprocess.Popen([sys.executable, "-c", _DISCONNECT_SCRIPT, url, json.dumps(args)],
@@ -765,24 +792,14 @@ def check_cancel(url: str, api: GenerateApi, new_tokens: int, pid: int | None, l
     idle_s = time.monotonic() - t_kill
     after = call(client, normal_args(api, new_tokens, seed=3))
     held = streaming and after.kind == "ok" and (busy is None or busy < IDLE_CPU)
-    checks.append(Check("cancellation", "client disconnects mid-stream (process killed)", held,
+    check = Check("cancellation", "client disconnects mid-stream (process killed)", held,
                         f"{'was streaming' if streaming else 'never streamed'} when killed; server CPU "
                         f"{_fmt(busy, '.2f', ' cores')} {idle_s:.1f} s later; next request: {after.kind}",
                         {"was_streaming": streaming, "server_cpu_after_cores": _r(busy, 3),
-                         "idle_after_s": round(idle_s, 2), "next_request": after.kind}))
+                         "idle_after_s": round(idle_s, 2), "next_request": after.kind})
     log(f"  disconnect: {'held' if held else 'FAILED'} (CPU after {_fmt(busy, '.2f')})")
 
-    # -- memory back to its level --------------------------------------------------------------
-    call(client, normal_args(api, new_tokens, seed=4))
-    wait_idle(pid, 10)
-    final = rss_mb(pid)
-    held = None if level is None or final is None else final <= level * (1 + MEMORY_TOLERANCE) + MEMORY_SLACK_MB
-    checks.append(Check("cancellation", "server memory returns to its level", held,
-                        f"VmRSS {_fmt(level, '.0f', ' MB')} before the cancellations, {_fmt(final, '.0f', ' MB')} after"
-                        + ("" if held is not None else " (not measured: no server pid)"),
-                        {"rss_before_mb": _r(level, 1), "rss_after_mb": _r(final, 1),
-                         "warm_request": warm.kind}))
-    return checks
+    return check
 
 
 def _readline(proc: subprocess.Popen, timeout_s: float) -> str:
@@ -830,64 +847,6 @@ def check_sequential(url: str, api: GenerateApi, n: int, new_tokens: int, pid: i
 
 
 # ============================================================================================
-# tiny family (``--family tiny``): three random Llamas sharing a character tokenizer
-# ============================================================================================
-TINY_ALPHABET = "abcdefghijklmnopqrstuvwxyz ():=\n_,.0123456789"
-
-
-def _char_tokenizer(alphabet: str):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {"<eos>": 0}
-    for ch in alphabet:
-        vocab.setdefault(ch, len(vocab))
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<eos>"))
-    tok.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
-    tok.decoder = decoders.Fuse()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", unk_token="<eos>", pad_token="<eos>")
-
-
-def _tiny_llama(vocab_size: int, seed: int, hidden: int = 32, layers: int = 2):
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    config = LlamaConfig(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=2 * hidden,
-                         num_hidden_layers=layers, num_attention_heads=2, num_key_value_heads=2,
-                         max_position_embeddings=512, tie_word_embeddings=False, bos_token_id=None,
-                         eos_token_id=0, pad_token_id=0)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)                     # weight init of a throwaway model only
-        model = LlamaForCausalLM(config).eval()
-    return model
-
-
-def make_tiny_family(folder: Path, n: int = 3) -> str:
-    """n tiny real Llamas (drafts = the target plus noise) saved as safetensors folders; the spec."""
-    import torch
-
-    folder = Path(folder)
-    names = [f"tiny-{c}" for c in "sml"[:n]] if n <= 3 else [f"tiny-{i}" for i in range(n)]
-    if all((folder / nm / "config.json").exists() for nm in names):
-        return ",".join(str(folder / nm) for nm in names)
-    tok = _char_tokenizer(TINY_ALPHABET)
-    target = _tiny_llama(len(tok), seed=0)
-    with torch.no_grad():
-        target.lm_head.weight.mul_(8.0)
-    for i, name in enumerate(names):
-        model = _tiny_llama(len(tok), seed=0)
-        model.load_state_dict(target.state_dict())
-        if i < n - 1:
-            g = torch.Generator().manual_seed(i + 1)
-            with torch.no_grad():
-                for p in model.parameters():
-                    p.add_(torch.randn(p.shape, generator=g) * 0.05 * (n - 1 - i))
-        model.save_pretrained(folder / name)
-        tok.save_pretrained(folder / name)
-    return ",".join(str(folder / nm) for nm in names)
-
-
-# ============================================================================================
 # the whole run
 # ============================================================================================
 def _r(x, nd):
@@ -902,13 +861,15 @@ def run_stress(url: str | None = None, family: str = "bundled", sessions: int = 
                sequential: int = 50, new_tokens: int = 24, queue_size: int = 8, concurrency: int = 4,
                pid: int | None = None, parts: tuple[str, ...] = PARTS,
                log: Callable[[str], None] = print) -> dict:
-    """Launch (unless ``url``) and drive the app; the report (plain dict, ``held`` overall)."""
+    """1) launch the app (unless ``url``), 2) a first request that loads the models, 3) each part
+    asked for, in order, 4) whether the server still answers, then stop it; the report (plain
+    dict, ``held`` overall)."""
     scratch = Path(tempfile.mkdtemp(prefix="hsd-stress-"))
     server = None
     t0 = time.monotonic()
     if family == "tiny" and url is None:
         family = make_tiny_family(scratch / "tiny")
-    if url is None:
+    if url is None:                                                              # 1)
         log(f"launching app.py (HSD_FAMILY={family}, HSD_QUEUE_SIZE={queue_size}, HSD_CONCURRENCY={concurrency}) ...")
         server = AppServer(family, queue_size=queue_size, concurrency=concurrency).start()
         url, pid = server.url, server.pid
@@ -921,12 +882,12 @@ def run_stress(url: str | None = None, family: str = "bundled", sessions: int = 
         api = GenerateApi(client)
         if server is None:
             family = str(api.family)
-        warm = call(client, normal_args(api, new_tokens), timeout_s=600)
+        warm = call(client, normal_args(api, new_tokens), timeout_s=600)                # 2)
         checks.append(Check("setup", "first request (loads the models)", warm.kind == "ok",
                             f"{warm.kind} in {warm.seconds:.1f} s, {len(warm.tokens)} tokens"
                             + (f": {warm.message[:120]}" if warm.kind != "ok" else ""),
                             {"seconds": round(warm.seconds, 2), "tokens": len(warm.tokens), "rss_mb": _r(rss_mb(pid), 1)}))
-        if warm.kind == "ok":
+        if warm.kind == "ok":                                                    # 3)
             if "bad" in parts:
                 log("bad-input matrix ...")
                 checks += check_bad_inputs(url, client, api, new_tokens, scratch, log)
@@ -942,7 +903,7 @@ def run_stress(url: str | None = None, family: str = "bundled", sessions: int = 
             if "sequential" in parts and sequential > 0:
                 log(f"{sequential} sequential generations ...")
                 checks += check_sequential(url, api, sequential, new_tokens, pid, log)
-        alive = answers(url) and (server is None or server.alive())
+        alive = answers(url) and (server is None or server.alive())                     # 4)
         checks.append(Check("setup", "server still answers at the end", alive,
                             "yes" if alive else "NO: the server stopped answering",
                             {"rss_mb": _r(rss_mb(pid), 1)}))
@@ -972,7 +933,6 @@ def classify_log(text: str) -> dict[str, int]:
 
 
 def _count_requests(checks: list[Check], sessions: int, burst: int, sequential: int) -> dict:
-    f = {c.name: c.figures for c in checks}
     bad = [c for c in checks if c.group == "bad input"]
     return {"by_outcome": dict(TALLY), "total": sum(TALLY.values()),
             "bad_inputs": len(bad), "bad_inputs_held": sum(1 for c in bad if c.held),
@@ -1001,9 +961,11 @@ def print_report(report: dict, out=sys.stdout) -> None:
 # ============================================================================================
 # CLI
 # ============================================================================================
-def add_cli(subparsers) -> None:
-    p = subparsers.add_parser(
-        "stress", help="reliability of the app: bad input, sessions at once, bursts, cancellation, memory",
+def build_parser():
+    from hsd.tools.cli import Parser
+
+    p = Parser(
+        prog="python -m ui.stress",
         description="Launch app.py on a free loopback port (or use --url) and drive it over HTTP with "
                     "gradio_client: the bad-input matrix, concurrent sessions, a burst, cancellation and a "
                     "disconnecting client, and sequential generations with the server's memory watched. "
@@ -1025,7 +987,7 @@ def add_cli(subparsers) -> None:
     p.add_argument("--parts", default=",".join(PARTS),
                    help=f"comma-separated parts to run, in this order: {','.join(PARTS)} (default: all)")
     p.add_argument("--json", default=None, help="write the report as JSON to this path")
-    p.set_defaults(func=run)
+    return p
 
 
 def run(args) -> int:
@@ -1050,3 +1012,24 @@ def run(args) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1), encoding="utf-8")
     return 0 if report["held"] else 1
+
+
+def make_tiny_family(folder: Path) -> str:
+    """``--family tiny``: three tiny random Llamas sharing a character tokenizer (code-like
+    alphabet), saved as safetensors folders; the spec."""
+    from hsd.family.tiny import WIDE_ALPHABET, save_tiny_family
+
+    return save_tiny_family(folder, scale=8.0, alphabet=WIDE_ALPHABET, max_positions=512)
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

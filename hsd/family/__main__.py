@@ -1,0 +1,5 @@
+import sys
+
+from hsd.family.train import main
+
+sys.exit(main())

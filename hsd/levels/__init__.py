@@ -1,0 +1,63 @@
+"""The level seam: what the engine needs of ONE level of a hierarchy, and nothing more.
+
+A level turns a token sequence into this level's sampling distributions for its last positions.
+The engine (``hsd.engine``) talks to levels only through the ``Level`` protocol below, so a
+transformers model (``hsd.levels.hf.LevelModel``, today's only kind), a lean forward over the same
+weights, or a model-free drafter can stand at any level and the engine cannot tell them apart.
+
+The contract of ``probs_after(sequence, n_rows)``:
+- returns a float32 CPU tensor of shape ``(n_rows, vocab_size)``;
+- row r is this level's processed sampling distribution (``settings`` applied: temperature,
+  top-k, top-p; one-hot when greedy) for the token at position ``len(sequence) - n_rows + 1 + r``,
+  i.e. after the prefix ``sequence[:len(sequence) - n_rows + 1 + r]``.  So
+  ``probs_after(ctx + block, len(block) + 1)`` is exactly the ``verifier_probs`` a rule wants and
+  ``probs_after(ctx, 1)`` is the next-token row;
+- the caller may hand in ANY sequence: a level keeps whatever state it likes (a KV cache, an
+  index) and must itself work out what it can reuse (the longest common prefix with what it has
+  seen) -- a rejected block is simply not in the next sequence;
+- ``forward_passes`` / ``forward_ms`` count calls and their wall time (ms) since construction;
+  the trace's timings and the benchmark's forward share read them.
+
+``reset()`` forgets everything seen (a new prompt).  A level is used by one decode at a time;
+``Hierarchy`` builds fresh levels for every decode, so shared read-only weights are safe.
+
+Adding a kind of level: implement the protocol, and give the object that stands in the hierarchy's
+model list a ``make_level`` method (``build_level`` calls it once per decode).
+"""
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from hsd.levels.hf import LevelModel
+from hsd.levels.sampling import SamplingSettings
+
+
+@runtime_checkable
+class Level(Protocol):
+    """One level of a hierarchy, as the engine sees it (see the module docstring)."""
+
+    name: str                       # display name (the trace and the pictures use it)
+    vocab_size: int                 # width of every row: the family's common vocabulary
+    settings: SamplingSettings      # the decode's sampling settings, the same at every level
+    max_positions: int              # longest sequence it can read (0 = no limit)
+    forward_passes: int             # calls of probs_after so far
+    forward_ms: float               # their wall time, ms
+
+    def reset(self) -> None:
+        """Forget every sequence seen so far."""
+
+    def probs_after(self, sequence: list[int], n_rows: int = 1):
+        """(n_rows, vocab_size) float32 rows for the last ``n_rows`` positions of ``sequence``."""
+
+
+def build_level(model, *, name: str, vocab_size: int, settings: SamplingSettings) -> Level:
+    """A fresh level for one decode over ``model`` (shared, read-only).  An object with a
+    ``make_level(name=, vocab_size=, settings=)`` method builds its own kind of level; anything
+    else must be a transformers causal LM and gets a ``LevelModel``."""
+    make = getattr(model, "make_level", None)
+    if callable(make):
+        return make(name=name, vocab_size=vocab_size, settings=settings)
+    return LevelModel(model, name=name, vocab_size=vocab_size, settings=settings)
+
+
+__all__ = ["Level", "LevelModel", "SamplingSettings", "build_level"]

@@ -1,0 +1,86 @@
+"""The benchmark's statistics: medians and spreads, paired ratios, greedy equality, one
+temperature's summary (plain data)."""
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict
+from typing import Sequence
+
+from hsd.tools.bench.contenders import BenchContender
+from hsd.tools.bench.runners import Run
+
+
+def rotated(items: Sequence, shift: int) -> list:
+    """``items`` starting at position ``shift`` (wrapping): a different order per round."""
+    shift %= max(len(items), 1)
+    return list(items[shift:]) + list(items[:shift])
+
+
+def spread(values: Sequence[float]) -> dict:
+    """median, min and max (and how many) of finite values; NaN when there are none."""
+    vals = [v for v in values if v == v]
+    if not vals:
+        return {"median": float("nan"), "min": float("nan"), "max": float("nan"), "n": 0}
+    return {"median": statistics.median(vals), "min": min(vals), "max": max(vals), "n": len(vals)}
+
+
+def paired_ratios(runs: dict[str, dict[tuple[int, int], Run]], num: str, den: str) -> list[float]:
+    """tokens/s of ``num`` over ``den`` for every (prompt, repeat) both ran (wall clock)."""
+    a, b = runs.get(num, {}), runs.get(den, {})
+    return [a[k].tokens_per_s / b[k].tokens_per_s for k in sorted(a) if k in b]
+
+
+def first_mismatch(ids: Sequence[int], reference: Sequence[int]) -> int | None:
+    """Index of the first token where ``ids`` differs from ``reference`` (None if identical)."""
+    for i, (x, y) in enumerate(zip(ids, reference)):
+        if x != y:
+            return i
+    return None if len(ids) == len(reference) else min(len(ids), len(reference))
+
+
+def summarise(contenders: Sequence[BenchContender], runs: dict[str, dict[tuple[int, int], Run]],
+              temperature: float, family_names: Sequence[str]) -> dict:
+    """Per-contender rows and the headline ratios for one temperature (plain data)."""
+    greedy = temperature == 0
+    reference = runs.get("a", {})
+    rows = []
+    for c in contenders:
+        rs = runs.get(c.key, {})
+        if not rs:
+            continue
+        runs_list = [rs[k] for k in sorted(rs)]
+        n_tokens = sum(r.n_tokens for r in runs_list)
+        target_calls = sum(r.target_calls for r in runs_list)
+        tps = spread([r.tokens_per_s for r in runs_list])
+        mismatches = []
+        if greedy and reference:
+            for k in sorted(rs):
+                if k in reference:
+                    at = first_mismatch(rs[k].token_ids, reference[k].token_ids)
+                    if at is not None:
+                        mismatches.append({"prompt": k[0], "repeat": k[1], "first_diff_at": at})
+        per_model = [sum(r.forward_calls[m] for r in runs_list) / n_tokens if n_tokens else float("nan")
+                     for m in range(len(family_names))]
+        rows.append({
+            **asdict(c), "hierarchy": c.hierarchy,
+            "tokens_per_s": tps,                                           # wall clock
+            "ms_per_token": 1000.0 / tps["median"] if tps["median"] == tps["median"] else float("nan"),
+            "speedup_vs_a": spread(paired_ratios(runs, c.key, "a")),       # wall clock, paired
+            "predicted_speedup_vs_a": (reference_pred(contenders) / c.predicted_ms_per_token
+                                       if c.predicted_ms_per_token else None),
+            "tokens_per_target_call": n_tokens / target_calls if target_calls else float("nan"),
+            "outside_forward_share": spread([r.outside_forward_share for r in runs_list]),
+            "forwards_per_token": dict(zip(family_names, per_model)),
+            "greedy_equal_to_a": (not mismatches) if greedy and reference else None,
+            "greedy_mismatches": mismatches,
+            "n_runs": len(runs_list), "n_tokens": n_tokens,
+        })
+    ratios = {"c/b": spread(paired_ratios(runs, "c", "b")), "d/c": spread(paired_ratios(runs, "d", "c")),
+              "b/a": spread(paired_ratios(runs, "b", "a")), "c/a": spread(paired_ratios(runs, "c", "a")),
+              "d/a": spread(paired_ratios(runs, "d", "a"))}
+    return {"temperature": temperature, "greedy": greedy, "rows": rows, "ratios": ratios,
+            "runs": [asdict(r) for rs in runs.values() for r in rs.values()]}
+
+
+def reference_pred(contenders: Sequence[BenchContender]) -> float:
+    return next(c.predicted_ms_per_token for c in contenders if c.key == "a")

@@ -1,0 +1,285 @@
+"""``hsd <command>`` (also ``python -m hsd``): the command-line face of the engine.
+
+Every command's arguments are declared HERE and checked before anything heavy loads: this module
+imports only the standard library, so ``hsd --help`` and every argument mistake answer in a
+fraction of a second.  A command runs by importing its module on dispatch (``COMMANDS``:
+``"module:function"``; ``run(args) -> int`` returns the exit code).
+
+Errors: every argparse mistake, and every user mistake found later (any ``hsd.errors.HSDError``),
+is printed as ONE line, ``error: …``, on stderr with exit code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import math
+import os
+import sys
+
+# the rules of hsd.verify.RULES, by name (checked against it by tests/test_cli.py): the CLI checks
+# rule names before torch is imported
+RULE_NAMES = ("token", "block", "hsd", "hsd-uncapped")
+STRESS_MODULE = "ui.stress"            # the app's load test lives with the app (``python -m ui.stress``)
+
+COMMANDS = {
+    "generate": "hsd.tools.generate:run",
+    "profile": "hsd.tools.measure:run",
+    "optimize": "hsd.tools.optimize:run",
+    "validate": "hsd.tools.validate:run",
+    "bench": "hsd.tools.bench.command:run",
+}
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``error: …`` and exit code 2 (no usage block)."""
+
+    def error(self, message: str):
+        command = self.prog.split()[-1] if " " in self.prog else ""
+        self.exit(2, f"error: {command + ': ' if command else ''}{message}\n")
+
+
+# --------------------------------------------------------------------------------------------
+# argument types: each refuses a bad value with one sentence
+# --------------------------------------------------------------------------------------------
+def csv_ints(text: str) -> list[int]:
+    text = text.strip()
+    if not text:
+        return []
+    try:
+        return [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
+
+
+def csv(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def rule_names(text: str) -> list[str]:
+    names = csv(text) or ["hsd"]
+    for r in names:
+        if r not in RULE_NAMES:
+            raise argparse.ArgumentTypeError(f"unknown verification rule {r!r}; known rules: {', '.join(RULE_NAMES)}")
+    return names
+
+
+def whole(lo: int, what: str = "a whole number"):
+    def check(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what} ≥ {lo}, got {text!r}") from None
+        if value < lo:
+            raise argparse.ArgumentTypeError(f"expected {what} ≥ {lo}, got {value}")
+        return value
+    return check
+
+
+def number(lo: float, hi: float = math.inf, lo_open: bool = False):
+    def check(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value > hi or value < lo or (lo_open and value == lo):
+            span = f"({lo:g}, {hi:g}]" if lo_open else (f"≥ {lo:g}" if hi == math.inf else f"[{lo:g}, {hi:g}]")
+            raise argparse.ArgumentTypeError(f"expected a number {span}, got {text!r}")
+        return value
+    return check
+
+
+def floats(text: str) -> list[float]:
+    values = [number(0.0)(x) for x in text.split(",") if x.strip()]
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one temperature")
+    return values
+
+
+# --------------------------------------------------------------------------------------------
+# the commands
+# --------------------------------------------------------------------------------------------
+def add_generate(sub) -> None:
+    p = sub.add_parser("generate", help="decode a prompt with a hierarchy of models")
+    p.add_argument("--models", default="bundled",
+                   help="comma-separated local folders or hub ids, smallest first, last = target; "
+                        "or a family name: 'bundled' (default) or a preset")
+    p.add_argument("--chain", type=csv_ints, default=None,
+                   help="with a family name: which of its models to stack, e.g. 0,2,3 (default: all)")
+    p.add_argument("--buffers", type=csv_ints, default=None,
+                   help="buffer size per draft level, smallest first, e.g. 4,8 (default: 4 per level)")
+    p.add_argument("--rule", type=rule_names, default=["hsd"],
+                   help="verification rule for every level, or one per verifying level (comma-separated)")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--max-new-tokens", type=whole(1), default=64)
+    p.add_argument("--temperature", type=number(0.0), default=1.0)
+    p.add_argument("--top-p", type=number(0.0, 1.0, lo_open=True), default=1.0)
+    p.add_argument("--top-k", type=whole(0), default=0)
+    p.add_argument("--seed", type=whole(0), default=0)
+    p.add_argument("--device", default=None, help="cpu, cuda or mps (default: best available)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the text")
+    p.add_argument("--trace", default=None, help="also save the full trace as JSON to this path")
+
+
+def check_generate(args) -> str | None:
+    """Mistakes that need no model: a bad chain, a buffer < 1, a prompt of whitespace."""
+    if args.chain is not None:
+        if not args.chain or min(args.chain) < 0 or any(b <= a for a, b in zip(args.chain, args.chain[1:])):
+            return f"--chain must list model indices ≥ 0, each once, smallest first, got {args.chain}"
+    if args.buffers is not None and any(b < 1 for b in args.buffers):
+        return f"every buffer must be a whole number ≥ 1, got {args.buffers}"
+    if args.chain is not None and args.buffers is not None and len(args.buffers) != len(args.chain) - 1:
+        return (f"{len(args.chain)} stacked models need {len(args.chain) - 1} buffer size(s), "
+                f"got {len(args.buffers)}")
+    if not args.prompt.strip():
+        return "the prompt is empty: type some text to continue"
+    return None
+
+
+def add_machine(p, threads_default=None, threads_help="torch CPU threads (default: torch's choice)") -> None:
+    """--device, --threads and --seed: where and how a measuring command runs."""
+    p.add_argument("--device", default=None, help="cpu, cuda or mps (default: best available)")
+    p.add_argument("--threads", type=whole(1), default=threads_default, help=threads_help)
+    p.add_argument("--seed", type=whole(0), default=0)
+
+
+def add_family(p, what: str = "model family", profile: bool = False) -> None:
+    """--family (and --profile): which models a command runs on, and their measured profile."""
+    p.add_argument("--family", default="bundled", help=f"{what} (default: bundled)")
+    if profile:
+        p.add_argument("--profile", default=None, help="profile JSON (default: assets/profile-<family>.json)")
+
+
+def add_profile(sub) -> None:
+    p = sub.add_parser("profile", help="measure forward costs and pairwise acceptance of a family",
+                       description="Measure a latency profile (cost by block length, pairwise "
+                                   "acceptance) of a model family on this machine.")
+    add_family(p, "family to profile")
+    p.add_argument("--out", required=True, help="where to write the profile JSON")
+    p.add_argument("--max-n", type=whole(2), default=17, help="longest forward timed, in new tokens (default 17)")
+    p.add_argument("--repeats", type=whole(1), default=15, help="timed repeats per (model, n) (default 15)")
+    p.add_argument("--temperature", type=number(0.0), default=1.0, help="serving temperature (default 1.0)")
+    p.add_argument("--top-k", type=whole(0), default=0)
+    p.add_argument("--top-p", type=number(0.0, 1.0, lo_open=True), default=1.0)
+    p.add_argument("--context-tokens", type=whole(1), default=64,
+                   help="tokens the target samples per prompt for the acceptance contexts (default 64)")
+    p.add_argument("--rule", default="hsd", choices=list(RULE_NAMES) + ["none"],
+                   help="verification rule whose time per block is measured as overhead (default hsd; "
+                        "'none' for the pure forward-cost model)")
+    add_machine(p)
+
+
+def add_optimize(sub) -> None:
+    p = sub.add_parser("optimize", help="latency-optimal hierarchy for a measured profile",
+                       description="Find the hierarchy (chain + buffers) minimising the "
+                                   "model-predicted ms per token (GSP dynamic programme).")
+    p.add_argument("profile", help="profile JSON written by `hsd profile`")
+    p.add_argument("--max-buffer", type=whole(1), default=16, help="largest buffer per level (default 16)")
+    p.add_argument("--top", type=whole(1), default=8, help="how many hierarchies to rank (default 8)")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    p.add_argument("--scale-cost", action="append", default=[], metavar="MODEL=F",
+                   help="what-if: multiply MODEL's measured forward costs by F (repeatable)")
+    p.add_argument("--alpha", action="append", default=[], metavar="DRAFTER:VERIFIER=X",
+                   help="what-if: set the acceptance rate of that pair to X (repeatable)")
+
+
+def add_validate(sub) -> None:
+    p = sub.add_parser("validate", help="predicted vs measured ms/token on real models",
+                       description="Decode with the optimum, the best single draft, AR and two "
+                                   "deeper hierarchies; print model-predicted vs measured latency.")
+    add_family(p, profile=True)
+    p.add_argument("--max-new-tokens", type=whole(1), default=64)
+    p.add_argument("--prompts", nargs="+", default=None, help="prompts (default: six Python snippets)")
+    p.add_argument("--repeats", type=whole(1), default=1, help="runs per prompt and hierarchy (default 1)")
+    p.add_argument("--temperature", type=number(0.0), default=None, help="default: the profile's")
+    p.add_argument("--rule", default="hsd", choices=RULE_NAMES, help="verification rule at every level (default hsd)")
+    p.add_argument("--max-buffer", type=whole(1), default=16)
+    add_machine(p)
+    p.add_argument("--json", default=None, help="also write the full report as JSON to this path")
+
+
+BENCH_QUICK = {"prompts": 2, "repeats": 1, "max_new_tokens": 32}
+
+
+def add_bench(sub) -> None:
+    p = sub.add_parser(
+        "bench", help="speed vs transformers generate and assisted generation, in one run",
+        description="Side-by-side wall-clock speed: (a) transformers generate, (b) transformers assisted "
+                    "generation, (c) this engine with the best single draft, (d) the optimiser's hierarchy, "
+                    "(e) each verification rule on (d), (f) hand-picked hierarchies; interleaved per prompt.")
+    add_family(p, profile=True)
+    p.add_argument("--prompts", default=None,
+                   help="prompts file, one per line, \\n escapes allowed (default: assets/prompts/code.txt "
+                        "for the bundled family, natural.txt otherwise)")
+    p.add_argument("--max-new-tokens", type=whole(1), default=None,
+                   help="tokens per decode (default 128; 32 with --quick)")
+    p.add_argument("--temperature", type=floats, default=[0.0, 1.0],
+                   help="one or more comma-separated temperatures; 0 = greedy (default 0,1)")
+    p.add_argument("--repeats", type=whole(1), default=None,
+                   help="runs per prompt and contender (default 3; 1 with --quick)")
+    p.add_argument("--max-prompts", type=whole(1), default=None, help="use only the first N prompts")
+    p.add_argument("--max-buffer", type=whole(1), default=16, help="largest buffer the optimiser considers (default 16)")
+    p.add_argument("--stop-at-eos", action="store_true", help="stop every contender at eos (default: ignore eos)")
+    add_machine(p, 2, "torch CPU threads (default 2)")
+    p.add_argument("--json", default=None, help="write the full report (every run) as JSON to this path")
+    p.add_argument("--html", default=None, help="write the Plotly figure as HTML (and PNG when kaleido is installed)")
+    p.add_argument("--plotlyjs", choices=["embed", "cdn"], default="embed",
+                   help="HTML: embed plotly.js (works offline, default) or load it from its CDN (small file)")
+    p.add_argument("--markdown", default=None, help="write the tables as Markdown to this path")
+    p.add_argument("--quick", action="store_true",
+                   help=f"a smoke test: {BENCH_QUICK['prompts']} prompts × {BENCH_QUICK['repeats']} repeat × "
+                        f"{BENCH_QUICK['max_new_tokens']} tokens (one repeat: no spread worth quoting)")
+
+
+def add_stress(sub) -> None:
+    sub.add_parser("stress", help="reliability of the running app (runs `python -m ui.stress`)",
+                   description="The app's load and fault test lives with the app: this runs "
+                               f"`python -m {STRESS_MODULE}` with the same arguments "
+                               "(`hsd stress --help` shows them).")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="hsd", description="Hierarchical speculative decoding: generate, profile, "
+                                             "optimise, validate, benchmark.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    for add in (add_generate, add_profile, add_optimize, add_validate, add_bench, add_stress):
+        add(sub)
+    return parser
+
+
+def _quiet_libraries() -> None:
+    """The CLI's output is its own: no weight-loading progress bars or library warnings."""
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+def run_stress(stress_args: list[str]) -> int:
+    """``hsd stress ARGS`` = ``python -m ui.stress ARGS`` (a subprocess: hsd never imports ui)."""
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return subprocess.call([sys.executable, "-m", STRESS_MODULE, *stress_args], cwd=root)
+
+
+def main(argv=None) -> int:
+    _quiet_libraries()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["stress"]:                      # every argument is ui.stress's to check
+        return run_stress(argv[1:])
+    args = build_parser().parse_args(argv)
+    problem = check_generate(args) if args.command == "generate" else None
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    module, func = COMMANDS[args.command].split(":")
+    from hsd.errors import HSDError
+
+    try:
+        return int(getattr(importlib.import_module(module), func)(args) or 0)
+    except HSDError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+

@@ -1,0 +1,194 @@
+"""The one cache of the app: model families by spec, their profiles and optimiser plans, the
+example prompts and the canned example traces.
+
+Models load lazily, once per process (``hsd.models.load_family`` caches them), one load at a
+time, and are shared read-only by every session; profiles (measurements of this machine) and the
+plans derived from them are shared the same way.  Nothing is loaded at import, and no gradio here.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Sequence
+
+from hsd.errors import HSDError, ModelLoadError
+from ui.settings import EXAMPLES_DIR, PROMPTS_FILE, SHIPPED_PROFILE, Limits
+
+_LOAD_LOCK = threading.Lock()
+FALLBACK_PROMPTS = [
+    ("function header", "def parse_args(argv):\n"),
+    ("class + docstring", "class LRUCache:\n    \"\"\"A small least-recently-used cache.\"\"\"\n\n    def __init__(self, size):\n"),
+    ("imports", "import os\nimport sys\n\n\ndef main():\n"),
+    ("error handling", "    try:\n        with open(path, 'rb') as f:\n"),
+]
+
+
+def import_engine() -> None:
+    """Import the engine and transformers' auto classes in the calling thread.  transformers'
+    lazy module is not safe to import from two threads at once (a request thread and the preload
+    thread once raised "cannot import name 'LogitsProcessorList' from 'transformers'"): the app
+    calls this in its main thread before any other thread starts."""
+    import hsd.engine  # noqa: F401  (imported for its side effect: the modules load here)
+    import hsd.models  # noqa: F401
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer  # noqa: F401
+
+
+def load_models(spec: str):
+    """``hsd.models.load_family`` (cached per process), one load at a time: the preload thread
+    and a first request must not load the same weights twice."""
+    from hsd.models import load_family
+
+    with _LOAD_LOCK:
+        return load_family(spec)
+
+
+class Families:
+    """Model families by spec: names without loading (for the widgets), models loaded lazily,
+    profiles and optimiser plans (see the module docstring)."""
+
+    def __init__(self, limits: Limits):
+        self.limits = limits
+        self._profiles: dict[str, object] = {}
+        self._plans: dict[tuple, object] = {}
+
+    # -- which families a user may pick ----------------------------------------------------
+    def choices(self) -> list[str]:
+        from hsd.models import PRESETS
+
+        extra = [p for p in PRESETS if p != "bundled"] if self.limits.allow_custom_models else []
+        return [self.limits.family] + [p for p in extra if p != self.limits.family]
+
+    def check_allowed(self, spec: str) -> str:
+        spec = (spec or "").strip() or self.limits.family
+        if spec != self.limits.family and not self.limits.allow_custom_models:
+            raise ModelLoadError("Only this app's own model family can be used here "
+                                 "(set HSD_ALLOW_CUSTOM_MODELS=1 to allow other models).")
+        return spec
+
+    def names(self, spec: str) -> list[str]:
+        """Display names, smallest first, without loading any weights."""
+        from hsd.models import bundled_names, display_name, resolve_spec
+
+        try:
+            return [display_name(r) for r in resolve_spec(spec)]
+        except HSDError:
+            return bundled_names() if spec.strip().lower() == "bundled" else []
+
+    # -- loading ---------------------------------------------------------------------------
+    def load(self, spec: str):
+        return load_models(self.check_allowed(spec))
+
+    def preload(self) -> None:
+        """Load the default family and its optimiser plan before the first click (a background
+        thread at start-up; a failure is left for the first request to report as a sentence)."""
+        spec = self.limits.family
+        try:
+            self.load(spec)
+            self.plan(spec, self.names(spec))
+        except Exception as exc:
+            print(f"[hsd-explorer] preload skipped: {exc}")
+
+    # -- profiles and plans ----------------------------------------------------------------
+    def profile(self, spec: str, names: Sequence[str]):
+        """A measured profile of this family, or the shipped one when it matches; else None."""
+        from hsd.plan.profile import Profile
+
+        if spec in self._profiles:
+            return self._profiles[spec]
+        if spec.strip().lower() == "bundled" and SHIPPED_PROFILE.exists():
+            try:
+                prof = Profile.load(SHIPPED_PROFILE)
+            except HSDError:
+                return None
+            if list(prof.models) == list(names):
+                self._profiles[spec] = prof
+                return prof
+        return None
+
+    def set_profile(self, spec: str, profile) -> None:
+        self._profiles[spec] = profile
+        for key in [k for k in self._plans if k[0] == spec]:
+            del self._plans[key]
+
+    def plan(self, spec: str, names: Sequence[str], max_buffer: int | None = None):
+        """The optimiser's plan for this family (None without a profile)."""
+        from hsd.plan.optimize import optimal_hierarchy
+
+        prof = self.profile(spec, names)
+        if prof is None:
+            return None
+        mb = min(max_buffer or self.limits.max_buffer, self.limits.max_buffer)
+        key = (spec, mb)
+        if key not in self._plans:
+            self._plans[key] = optimal_hierarchy(prof, max_buffer=mb, top=12)
+        return self._plans[key]
+
+    def measure(self, spec: str, progress=None):
+        """Profile ``spec`` on this machine (a quick profile: few repeats) and keep it;
+        ``progress(fraction, what)`` is told how far it got."""
+        from hsd.tools.measure import measure_profile
+
+        family = self.load(spec)
+        max_n = max(min(self.limits.max_buffer + 1, 17), 2)
+
+        def report(done, total, what):
+            if progress is not None:
+                progress(done / total if total else 0.0, what)
+
+        prof = measure_profile(family, max_n=max_n, repeats=5, warmup=2, progress=report)
+        self.set_profile(spec, prof)
+        return prof
+
+
+def default_stack(names: Sequence[str], limits: Limits) -> list[str]:
+    """Fallback stack: the smallest model, the target, and (if allowed) one middle model."""
+    if len(names) <= 2:
+        return list(names)
+    pick = [names[0], names[len(names) // 2], names[-1]] if limits.max_levels >= 3 else [names[0], names[-1]]
+    return list(dict.fromkeys(pick))[: max(limits.max_levels, 1)]
+
+
+def default_plan(families: Families, spec: str, names: Sequence[str], limits: Limits) -> tuple[list[str], list[int]]:
+    """What the Generate tab starts with: the optimiser's hierarchy for this family when a profile
+    exists (the shipped one for the bundled family) and it fits the limits, else the fallback
+    stack with buffers of 4."""
+    try:
+        plan = families.plan(spec, names) if names else None
+    except Exception:                       # a broken profile must not stop the app from starting
+        plan = None
+    if plan is not None and 2 <= len(plan.chain) <= limits.max_levels and max(plan.buffers, default=1) <= limits.max_buffer:
+        return [names[c] for c in plan.chain], [int(b) for b in plan.buffers]
+    stack = default_stack(names, limits)
+    return stack, [4] * max(len(stack) - 1, 0)
+
+
+def load_prompts(path: Path = PROMPTS_FILE, limit: int = 6) -> list[tuple[str, str]]:
+    """(label, prompt) pairs from the shared prompts file (``hsd.tools.paths.parse_prompts``: one
+    per line, ``\\n`` escapes, # comments); the built-in list when it is missing.  Labels are the
+    prompt's first line."""
+    from hsd.tools.paths import parse_prompts
+
+    try:
+        prompts = parse_prompts(path.read_text(encoding="utf-8"))
+    except OSError:
+        return FALLBACK_PROMPTS
+    out = []
+    for text in prompts[:limit]:
+        first = text.strip().splitlines()[0] if text.strip() else text
+        out.append((first[:32] + ("…" if len(first) > 32 else ""), text))
+    return out or FALLBACK_PROMPTS
+
+
+def example_traces(folder: Path | None = None) -> dict[str, Path]:
+    """label -> file of the canned traces (``python -m hsd.tools.examples``) in ``folder``
+    (default ``EXAMPLES_DIR``), deepest hierarchy first."""
+    found = []
+    for path in sorted((folder if folder is not None else EXAMPLES_DIR).glob("*.json")):
+        try:
+            meta = json.loads(path.read_text(encoding="utf-8")).get("meta", {})
+        except (OSError, json.JSONDecodeError):
+            continue
+        depth = len(meta.get("request", {}).get("chain", []))
+        found.append((-depth, meta.get("label") or path.stem, path))
+    return {label: path for _, label, path in sorted(found)}

@@ -1,0 +1,245 @@
+"""Engine events -> page updates: the GPU boundary, the pacing budget, errors, trace files.
+
+1) ``decode_events`` is the GPU boundary (the ``spaces.GPU`` function under ZeroGPU, a plain
+   generator elsewhere): it decodes a validated ``Request`` and yields its events;
+2) ``stream_trace`` / ``run_to_end`` collect them into a ``Trace``; closing the generator (Stop, a
+   closed tab) stops the decode between two events;
+3) ``UiBudget`` keeps the page updates within a small share of the decode's wall time;
+4) ``as_gr_error`` turns any exception into a ``gr.Error``: a user's mistake keeps its one
+   sentence and is logged as ONE line; anything else keeps its traceback in the log;
+5) ``fast_plot`` sends a figure as ready Plotly JSON; ``save_trace`` writes the download.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import gradio as gr
+from gradio.components.plot import PlotData
+
+import visual
+from hsd.errors import HSDError
+from hsd.trace import Event, Trace, event_from_dict, event_to_dict
+from ui.registry import load_models
+from ui.requests import Request
+
+try:                                    # ZeroGPU on a Space; a no-op decorator everywhere else
+    import spaces
+
+    GPU = spaces.GPU
+    ZERO_GPU = True
+except ImportError:                     # pragma: no cover - depends on the environment
+    ZERO_GPU = False
+
+    def GPU(fn=None, **_kwargs):
+        return fn if fn is not None else (lambda f: f)
+
+
+class ActiveDecodes:
+    """How many decodes run in this process (Stop and a closed tab must bring it back down)."""
+
+    def __init__(self):
+        self._n = 0
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> "ActiveDecodes":
+        with self._lock:
+            self._n += 1
+        return self
+
+    def __exit__(self, *exc) -> None:
+        with self._lock:
+            self._n -= 1
+
+    @property
+    def count(self) -> int:
+        return self._n
+
+
+ACTIVE = ActiveDecodes()
+
+
+def active_decodes() -> int:
+    return ACTIVE.count
+
+
+# --------------------------------------------------------------------------------------------
+# 1) the GPU boundary
+# --------------------------------------------------------------------------------------------
+@GPU(duration=120)
+def decode_events(req: Request) -> Iterator[Event | dict]:
+    """Decode ``req`` (already validated and allowed) and yield its events.  Under ZeroGPU (this
+    function runs in a forked worker) they cross as plain dicts (``hsd.trace.event_to_dict``);
+    everywhere else the frozen events pass as they are.  Consumers accept both (``as_event``)."""
+    from hsd.engine import Hierarchy
+
+    family = load_models(req.family)
+    h = Hierarchy.from_family(family, chain=list(req.chain), buffers=list(req.buffers), rules=list(req.rules))
+    events = h.stream(req.prompt, max_new_tokens=req.max_new_tokens, temperature=req.temperature,
+                      top_k=req.top_k, top_p=req.top_p, seed=req.seed)
+    with ACTIVE:
+        try:
+            if ZERO_GPU:
+                for event in events:
+                    yield event_to_dict(event)
+            else:
+                yield from events
+        finally:
+            events.close()
+
+
+def as_event(e) -> Event:
+    """An event from ``decode_events``: a plain dict under ZeroGPU, the event itself elsewhere."""
+    return event_from_dict(e) if isinstance(e, dict) else e
+
+
+# --------------------------------------------------------------------------------------------
+# 2) traces
+# --------------------------------------------------------------------------------------------
+def new_trace(req: Request) -> Trace:
+    return Trace(meta={"app": "hsd-explorer", "family": req.family, "chain": list(req.chain)})
+
+
+def stream_trace(req: Request) -> Iterator[Trace]:
+    """Decode ``req``, yielding the growing trace after every target round (commit) and at the
+    end.  Closing this generator stops the decode between two events."""
+    trace = new_trace(req)
+    events = decode_events(req)
+    try:
+        for e in events:
+            event = as_event(e)
+            trace.add(event)
+            if event.kind in ("committed", "finished"):
+                yield trace
+    finally:
+        events.close()
+
+
+def run_to_end(req: Request) -> Trace:
+    """Decode ``req`` to the end (no page updates); the trace."""
+    trace = new_trace(req)
+    for e in decode_events(req):
+        trace.add(as_event(e))
+    return trace
+
+
+# --------------------------------------------------------------------------------------------
+# 3) pacing
+# --------------------------------------------------------------------------------------------
+class UiBudget:
+    """Decides when a streaming consumer updates the page, so that page updates pause the decode
+    for at most a small share of its wall time.
+
+    The decode and the UI run in ONE thread, one after the other (a second Python thread doing
+    figure work starves the decode of the GIL between its many small torch calls -- measured here:
+    20x slower).  So every update pauses the decode: our building, then Gradio's round trip (the
+    yield crosses to the event loop, every output is post-processed, the message is sent, the
+    next step is scheduled on a worker thread) -- about 10 ms for a tokens-only update on this
+    machine, more with panels.  Policy: the first commit is shown at once (tokens only); after
+    that an update happens only when ``token_interval_s`` has passed AND the pauses so far plus
+    the expected cost of this one stay within ``share`` of the elapsed decode time; panels (the
+    Plotly figures) ride along at most every ``panel_interval_s`` under the same budget; the
+    final update always has everything.  Costs are learnt from the updates made so far."""
+
+    def __init__(self, share: float, panel_interval_s: float, token_interval_s: float = 0.1,
+                 token_cost_s: float = 0.01, panel_cost_s: float = 0.06):
+        self.share, self.panel_interval_s, self.token_interval_s = share, panel_interval_s, token_interval_s
+        self.t0 = time.monotonic()
+        self.spent_s = 0.0                      # all page updates
+        self.last_update = self.last_panels = -math.inf
+        self.token_cost_s = token_cost_s        # expected pause of a tokens-only update (then measured)
+        self.panel_cost_s = panel_cost_s        # expected pause of an update with panels (then measured)
+        self.updates = 0
+
+    def decide(self, finished: bool) -> tuple[bool, bool]:
+        """(update the page now, and redraw the panels in that update)."""
+        if finished:
+            return True, True
+        if self.updates == 0:
+            return True, False
+        now = time.monotonic()
+        allowed = self.share * (now - self.t0)
+        if now - self.last_update < self.token_interval_s or self.spent_s + self.token_cost_s > allowed:
+            return False, False
+        panels = now - self.last_panels >= self.panel_interval_s and self.spent_s + self.panel_cost_s <= allowed
+        return True, panels
+
+    def record(self, started: float, panels: bool) -> None:
+        """Call when the consumer resumes after an update that began at ``started``."""
+        now = time.monotonic()
+        cost = now - started
+        self.spent_s += cost
+        self.updates += 1
+        self.last_update = now
+        if panels:
+            self.last_panels = now
+            self.panel_cost_s = cost
+        elif self.updates > 1:                  # the first update also pays for warming things up
+            self.token_cost_s = cost
+
+
+# --------------------------------------------------------------------------------------------
+# 4) errors
+# --------------------------------------------------------------------------------------------
+def as_gr_error(exc: BaseException, log=None) -> gr.Error:
+    """A user's mistake keeps its one sentence and is logged as one line (no traceback: it is
+    not a fault); anything else becomes a short generic message, and Gradio logs its traceback."""
+    log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+    if isinstance(exc, gr.Error):
+        return exc
+    if isinstance(exc, HSDError):
+        msg = str(exc)
+        msg = msg[:1].upper() + msg[1:]
+        log(f"[hsd-explorer] refused: {msg}")
+        return gr.Error(msg, print_exception=False)
+    return gr.Error(f"Something went wrong inside the app ({type(exc).__name__}: {str(exc)[:200]}); "
+                    "the request was abandoned, and the app is still running.")
+
+
+def refuse(message: str, log=None) -> gr.Error:
+    """A refusal the tabs find themselves (no HSDError): one line in the log, no traceback."""
+    return as_gr_error(HSDError(message), log)
+
+
+# --------------------------------------------------------------------------------------------
+# 5) figures and files
+# --------------------------------------------------------------------------------------------
+def fast_plot(build) -> PlotData:
+    """``build()`` (a ``visual`` figure builder call) sent to ``gr.Plot`` as ready JSON: the shared
+    look is merged as plain data (``visual.theme.deferred_template``), skipping Plotly's template
+    copy + validation, which was most of a streaming panel update (~13 ms a figure, several per
+    update, all of it pausing the decode).  The JSON is the same figure (tests/test_visual.py)."""
+    with visual.theme.deferred_template():
+        fig = build()
+    return PlotData(type="plotly", plot=visual.theme.plot_json(fig))
+
+
+TRACE_FILES_MAX_AGE_S = 3600.0
+TRACE_FILES_SWEEP_S = 300.0            # sweep old trace files at most this often
+_LAST_SWEEP = [0.0]
+
+
+def save_trace(trace_dict: dict) -> str:
+    """Write a trace for the download button; files older than an hour are removed on the way
+    (a long-running public app must not fill its disk)."""
+    folder = Path(tempfile.gettempdir()) / "hsd-explorer"
+    folder.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    if now - _LAST_SWEEP[0] > TRACE_FILES_SWEEP_S:          # not on every run: it lists the folder
+        _LAST_SWEEP[0] = now
+        for old in folder.glob("hsd-trace-*.json"):
+            try:
+                if old.stat().st_mtime < now - TRACE_FILES_MAX_AGE_S:
+                    old.unlink()
+            except OSError:
+                pass
+    path = folder / f"hsd-trace-{uuid.uuid4().hex[:10]}.json"
+    path.write_text(json.dumps(trace_dict), encoding="utf-8")
+    return str(path)

@@ -1,0 +1,73 @@
+"""What the tabs draw from a trace, a plan or a profile: the ``visual`` figures with the app's
+context (which family's tokenizer spells the tokens, which plan the optimiser made).  No
+models except a tokenizer for token texts; no gradio."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import visual
+from hsd.errors import HSDError
+from hsd.trace import Trace
+from ui.registry import Families
+from ui.requests import Request
+
+PLACEHOLDER = "Run a generation to see this panel."
+
+
+def decoder_for(families: Families, spec: str):
+    """id -> token text, for the mass-balance panel (None when the family cannot be loaded)."""
+    try:
+        tok = families.load(spec).tokenizer
+    except HSDError:
+        return None
+    return lambda i: tok.decode([int(i)], skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+
+def verifications(trace: Trace, level: int | None = None) -> list:
+    """The verifications by ``level`` (default: the target's)."""
+    vs = trace.of_kind("verified")
+    if level is None:
+        start = trace.started
+        level = len(start.models) - 1 if start else max((v.level for v in vs), default=0)
+    return [v for v in vs if v.level == level]
+
+
+def figure_mass_for(trace: Trace, level: int | None, index: int | None, id_to_text, dark: bool):
+    """The mass-balance panel of verification ``index`` by ``level`` (default: the latest)."""
+    vs = verifications(trace, level)
+    if not vs:
+        who = "this level" if level is not None else "the target"
+        return visual.figure_empty(f"No verification by {who} in this run (autoregressive decoding, "
+                                   "or choose another level).", dark=dark)
+    i = len(vs) - 1 if index is None or index < 0 or index >= len(vs) else int(index)
+    return visual.figure_mass_balance(vs[i], id_to_text=id_to_text, dark=dark)
+
+
+def level_choices(names: Sequence[str]) -> list[tuple[str, int]]:
+    """(label, level) for the verifier-level dropdown."""
+    k = len(names) - 1
+    return [(f"L{j} {names[j]} checks L{j - 1}" + (" (target)" if j == k else ""), j) for j in range(1, k + 1)]
+
+
+def gsp_figure(families: Families, req: Request | None, spec: str, names, dark: bool):
+    """The optimiser's graph with the user's hierarchy marked (a message without a profile)."""
+    plan = families.plan(spec, names)
+    if plan is None:
+        return visual.figure_empty("Optimiser graph: no profile of this family yet.<br>"
+                                   "Open the Optimise tab and press Optimise.", dark=dark)
+    current = (list(req.chain), list(req.buffers)) if req is not None else None
+    return visual.figure_gsp(plan, current=current, dark=dark)
+
+
+def predicted_speedup(families: Families, req: Request, names) -> float | None:
+    """The model-predicted speedup of ``req``'s hierarchy over the target alone (None without a
+    profile)."""
+    from hsd.plan.optimize import plan_for
+
+    prof = families.profile(req.family, names)
+    if prof is None:
+        return None
+    try:
+        return plan_for(prof, list(req.chain), list(req.buffers)).speedup_vs_ar
+    except HSDError:
+        return None
