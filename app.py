@@ -14,7 +14,7 @@ from ui.settings import offline_defaults
 offline_defaults()                       # before gradio is imported: nothing reaches the internet
 
 from ui.demo import build_demo, launch_options  # noqa: E402
-from ui.registry import Families, import_engine  # noqa: E402
+from ui.registry import Families  # noqa: E402
 from ui.settings import Limits, default_torch_threads, preload_wanted, switch_interval_s  # noqa: E402
 
 
@@ -24,7 +24,6 @@ def main() -> None:
     limits = Limits.from_env()
     sys.setswitchinterval(switch_interval_s())        # the decode thread must not wait behind the server's
     torch.set_num_threads(limits.torch_threads or default_torch_threads())   # one core left to the server
-    import_engine()                                   # in this thread, before the preload thread starts
     families = Families(limits)
     demo = build_demo(limits, families)
     demo.queue(max_size=limits.queue_size, default_concurrency_limit=4)

@@ -449,3 +449,25 @@ def test_the_served_app_logs_one_line_per_refused_request(tiny_spec, tmp_path):
     text = log.read_text(encoding="utf-8", errors="replace")
     refused = [ln for ln in text.splitlines() if "[hsd-explorer] refused:" in ln]
     assert len(refused) == 2 and "Traceback" not in text, text[-2000:]
+
+
+def test_callbacks_that_change_nothing_still_answer_every_output_through_gradio(demo):
+    """Run through Gradio's own pre/post-processing (``Blocks.process_api``), as the page does: the
+    light-theme placeholder redraw (ten plots), opening the Learn tab with nothing to load, and
+    stepping with no trace.  An empty update dict would fail there ("didn't return enough output
+    values") and print a traceback in the server log."""
+    import asyncio
+
+    from gradio.state_holder import SessionState
+
+    fns = list(demo.fns.values()) if isinstance(demo.fns, dict) else list(demo.fns)
+    by_name = {}
+    for f in fns:
+        by_name.setdefault(getattr(f.fn, "__name__", ""), f)
+    placeholders = next(f for f in fns if len(f.outputs) == 10 and all(type(o).__name__ == "Plot" for o in f.outputs))
+    cases = [(placeholders, [False]),
+             (by_name["learn_auto"], [None, learn.LAST_RUN, None, False]),
+             (by_name["step_forward"], [None, 0])]
+    for block_fn, inputs in cases:
+        out = asyncio.run(demo.process_api(block_fn=block_fn, inputs=inputs, state=SessionState(demo)))
+        assert len(out["data"]) == len(block_fn.outputs)

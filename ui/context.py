@@ -36,6 +36,12 @@ class Context:
         return plot
 
 
+def unchanged(components) -> dict:
+    """Updates that change nothing (``gr.skip()`` for each).  A callback must never return an
+    empty dict: Gradio reads ``{}`` as ONE value and fails ("didn't return enough output values")."""
+    return {c: gr.skip() for c in components}
+
+
 def bind(fn, *bound, names: Sequence[str] | None = None):
     """``fn`` with its first arguments fixed to ``bound`` (see the module docstring).  ``names``:
     the parameter names of a ``*values`` callback, for the API docs."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import gradio as gr
 
 import visual
-from ui.context import Context
+from ui.context import Context, unchanged
 from ui.registry import Families
 from ui.settings import CSS_PATH, Limits
 from ui.tabs import compare, generate, learn, optimise
@@ -66,7 +66,7 @@ def build_demo(limits: Limits | None = None, families: Families | None = None) -
 def redraw_placeholders(ctx: Context, dark) -> dict:
     """In the dark theme, the empty panels are drawn again with the dark template."""
     if not dark:
-        return {}
+        return unchanged(p for p, _ in ctx.placeholders)
     return {plot: visual.figure_empty(message, dark=True) for plot, message in ctx.placeholders}
 
 

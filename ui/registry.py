@@ -37,6 +37,7 @@ def import_engine() -> None:
 def load_models(spec: str):
     """``hsd.models.load_family`` (cached per process), one load at a time: the preload thread
     and a first request must not load the same weights twice."""
+    import_engine()
     from hsd.models import load_family
 
     with _LOAD_LOCK:
@@ -84,6 +85,7 @@ class Families:
         thread at start-up; a failure is left for the first request to report as a sentence)."""
         spec = self.limits.family
         try:
+            import_engine()
             self.load(spec)
             self.plan(spec, self.names(spec))
         except Exception as exc:

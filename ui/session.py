@@ -27,7 +27,7 @@ from gradio.components.plot import PlotData
 import visual
 from hsd.errors import HSDError
 from hsd.trace import Event, Trace, event_from_dict, event_to_dict
-from ui.registry import load_models
+from ui.registry import import_engine, load_models
 from ui.requests import Request
 
 try:                                    # ZeroGPU on a Space; a no-op decorator everywhere else
@@ -78,6 +78,7 @@ def decode_events(req: Request) -> Iterator[Event | dict]:
     """Decode ``req`` (already validated and allowed) and yield its events.  Under ZeroGPU (this
     function runs in a forked worker) they cross as plain dicts (``hsd.trace.event_to_dict``);
     everywhere else the frozen events pass as they are.  Consumers accept both (``as_event``)."""
+    import_engine()
     from hsd.engine import Hierarchy
 
     family = load_models(req.family)

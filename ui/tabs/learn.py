@@ -13,7 +13,7 @@ from hsd.errors import HSDError
 from hsd.plan.exactness import exactness_lab, lab_table
 from hsd.trace import Trace
 from ui import registry, session, views
-from ui.context import Context, bind
+from ui.context import Context, bind, unchanged
 
 LAST_RUN = "last run (Generate tab)"
 NO_TRACE = "Load a trace."
@@ -125,7 +125,7 @@ def learn_load_fn(ctx: Context, tab: LearnTab, src, last_trace, dark):
 def learn_auto(ctx: Context, tab: LearnTab, current, src, last_trace, dark):
     """Opening the tab loads the chosen example once, so there is something to step through."""
     if current or (src == LAST_RUN and not last_trace):
-        return {}
+        return unchanged([tab.state, tab.slider] + tab.views())
     return learn_load_fn(ctx, tab, src, last_trace, dark)
 
 
@@ -161,7 +161,7 @@ def _empty_view(tab: LearnTab, sentence: str, message: str, dark: bool) -> dict:
 
 def _step_by(tab: LearnTab, d, step, delta: int) -> dict:
     if not d:
-        return {}
+        return unchanged([tab.slider, tab.timer])
     n = len(visual.learn_steps(Trace.from_dict(d)))
     new = max(0, min(int(step or 0) + delta, n - 1))
     out = {tab.slider: gr.update(value=new)}
