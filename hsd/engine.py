@@ -48,7 +48,7 @@ from typing import Callable, Generator, Sequence
 import torch
 
 from hsd.errors import ConfigError, PromptError
-from hsd.levels import Level, SamplingSettings, build_level
+from hsd.levels import Level, SamplingSettings, build_level, check_forward
 from hsd.trace import Committed, Drafted, Event, Finished, Prefill, Started, Trace, Verified
 from hsd.verify import get_rule
 
@@ -315,13 +315,17 @@ class Hierarchy:
     builds fresh levels (``hsd.levels.build_level``: caches and counters), so one Hierarchy -- or
     many over the same models -- can serve concurrent requests without cross-talk as long as each
     call runs in its own thread.  A model may also be any object with a ``make_level`` method
-    (see ``hsd.levels``).
+    (see ``hsd.levels``).  ``forward``: ``"auto"`` (the lean forward where it covers a model, the
+    transformers forward elsewhere), ``"lean"`` or ``"hf"`` (the reference).
     """
 
     def __init__(self, models: Sequence, *, tokenizer, names: Sequence[str] | None = None,
-                 vocab_size: int | None = None, buffers: Sequence[int] = (), rules: str | Sequence[str] = "hsd"):
+                 vocab_size: int | None = None, buffers: Sequence[int] = (), rules: str | Sequence[str] = "hsd",
+                 forward: str = "auto"):
         if not models:
             raise ConfigError("a hierarchy needs at least one model (the target)")
+        check_forward(forward, models)
+        self.forward = forward
         self.models = list(models)
         self.tokenizer = tokenizer
         self.names = list(names) if names is not None else [
@@ -332,7 +336,7 @@ class Hierarchy:
 
     @classmethod
     def from_family(cls, family, chain: Sequence[int] | None = None, buffers: Sequence[int] = (),
-                    rules: str | Sequence[str] = "hsd") -> "Hierarchy":
+                    rules: str | Sequence[str] = "hsd", forward: str = "auto") -> "Hierarchy":
         """``family`` is a ``hsd.models.LoadedFamily``; ``chain`` picks model indices (increasing,
         default: all); the last index is the target."""
         chain = list(range(len(family.models))) if chain is None else list(chain)
@@ -342,7 +346,7 @@ class Hierarchy:
             raise ConfigError(f"chain must list each model at most once, smallest first, got {chain}")
         return cls([family.models[i] for i in chain], tokenizer=family.tokenizer,
                    names=[family.names[i] for i in chain], vocab_size=family.vocab_size,
-                   buffers=buffers, rules=rules)
+                   buffers=buffers, rules=rules, forward=forward)
 
     @property
     def depth(self) -> int:
@@ -367,7 +371,7 @@ class Hierarchy:
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise ConfigError(f"seed must be a whole number, got {seed!r}")
         prompt_ids = self.encode(prompt)
-        levels = [build_level(m, name=n, vocab_size=self.vocab_size, settings=settings)
+        levels = [build_level(m, name=n, vocab_size=self.vocab_size, settings=settings, forward=self.forward)
                   for m, n in zip(self.models, self.names)]
         _check_prompt(prompt_ids, levels, max_new_tokens)
         eos = self.tokenizer.eos_token_id if stop_at_eos else None

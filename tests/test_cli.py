@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from hsd.tools.cli import main
 from hsd.family.tiny import tiny_family, tiny_tokenizer, tiny_llama
@@ -152,3 +153,25 @@ def test_the_installed_hsd_command_and_import_hsd_work_from_any_folder(tmp_path,
     snippet = "from hsd import Hierarchy, load_family, Trace\nprint(Hierarchy.__module__, Trace.__module__)"
     api = subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert api.returncode == 0 and api.stdout.split() == ["hsd.engine", "hsd.trace"], api.stderr
+
+
+def test_the_cli_forward_paths_are_the_engines():
+    from hsd.levels import FORWARDS
+    from hsd.tools.cli import FORWARDS as CLI_FORWARDS
+
+    assert CLI_FORWARDS == FORWARDS
+
+
+def test_forward_lean_on_an_unsupported_architecture_is_one_line_naming_the_supported_ones(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tok = tiny_tokenizer()
+    with torch.random.fork_rng():
+        model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=1, n_head=2, n_positions=64))
+    model.save_pretrained(tmp_path / "gpt2")
+    tok.save_pretrained(tmp_path / "gpt2")
+    lean = _run_hsd(["generate", "--models", str(tmp_path / "gpt2"), "--forward", "lean", "--prompt", "ab"])
+    lines = [ln for ln in lean.stderr.splitlines() if ln.strip()]
+    assert lean.returncode == 2 and len(lines) == 1 and "llama, qwen2" in lines[0], lean.stderr
+    auto = _run_hsd(["generate", "--models", str(tmp_path / "gpt2"), "--prompt", "ab", "--max-new-tokens", "3"])
+    assert auto.returncode == 0, auto.stderr                      # auto: the transformers level

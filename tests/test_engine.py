@@ -34,12 +34,13 @@ def _target_joint(length, start=A):
     return out
 
 
-def _engine_pvalue(levels, buffers, rule, n=500, length=3, wrap=lambda m: m):
+def _engine_pvalue(levels, buffers, rule, n=500, length=3, wrap=lambda m: m, forward="auto"):
     """χ² p-value of n decodes of ``length`` tokens against the target's exact joint law;
-    ``wrap`` turns each model into what stands in the hierarchy (tests/test_levels.py)."""
+    ``wrap`` turns each model into what stands in the hierarchy (tests/test_levels.py),
+    ``forward`` picks the forward path (lean or transformers)."""
     models, tok = bigram_tables(levels)
     h = Hierarchy([wrap(m) for m in models], tokenizer=tok, vocab_size=len(tok), buffers=buffers, rules=rule,
-                  names=[f"m{i}" for i in range(len(models))])
+                  names=[f"m{i}" for i in range(len(models))], forward=forward)
     counts = {}
     for seed in range(n):
         ids = h.generate("a", max_new_tokens=length, temperature=1.0, seed=seed, stop_at_eos=False).token_ids
@@ -49,23 +50,30 @@ def _engine_pvalue(levels, buffers, rule, n=500, length=3, wrap=lambda m: m):
     return chi2_pvalue([counts.get(k, 0) for k in keys], [ref[k] for k in keys])
 
 
+FORWARDS = pytest.mark.parametrize("forward", ["lean", "hf"])     # every exactness claim on both paths
+
+
+@FORWARDS
 @pytest.mark.parametrize("rule", LOSSLESS_RULES)
-def test_two_level_hierarchy_samples_exactly_the_target_distribution(rule):
-    assert _engine_pvalue([SMALL, TARGET], (2,), rule) > 1e-3
+def test_two_level_hierarchy_samples_exactly_the_target_distribution(rule, forward):
+    assert _engine_pvalue([SMALL, TARGET], (2,), rule, forward=forward) > 1e-3
 
 
+@FORWARDS
 @pytest.mark.parametrize("rule", LOSSLESS_RULES)
-def test_three_level_hierarchy_samples_exactly_the_target_distribution(rule):
-    assert _engine_pvalue([SMALL, MIDDLE, TARGET], (2, 3), rule) > 1e-3
+def test_three_level_hierarchy_samples_exactly_the_target_distribution(rule, forward):
+    assert _engine_pvalue([SMALL, MIDDLE, TARGET], (2, 3), rule, forward=forward) > 1e-3
 
 
-def test_mixed_rules_per_level_stay_exact():
-    assert _engine_pvalue([SMALL, MIDDLE, TARGET], (3, 2), ["token", "hsd"]) > 1e-3
+@FORWARDS
+def test_mixed_rules_per_level_stay_exact(forward):
+    assert _engine_pvalue([SMALL, MIDDLE, TARGET], (3, 2), ["token", "hsd"], forward=forward) > 1e-3
 
 
+@FORWARDS
 @pytest.mark.parametrize("levels,buffers", [([SMALL, TARGET], (2,)), ([SMALL, MIDDLE, TARGET], (2, 3))])
-def test_the_same_check_catches_the_lossy_uncapped_rule(levels, buffers):
-    assert _engine_pvalue(levels, buffers, "hsd-uncapped") < 1e-6
+def test_the_same_check_catches_the_lossy_uncapped_rule(levels, buffers, forward):
+    assert _engine_pvalue(levels, buffers, "hsd-uncapped", forward=forward) < 1e-6
 
 
 # -- greedy ------------------------------------------------------------------------------------
@@ -82,9 +90,10 @@ def family():
 @pytest.mark.parametrize("chain,buffers", [([2], ()), ([0, 2], (3,)), ([1, 2], (1,)),
                                            ([0, 1, 2], (2, 3)), ([0, 1, 2], (4, 2))])
 @pytest.mark.parametrize("rule", ["token", "block", "hsd", "hsd-uncapped"])
-def test_greedy_decoding_equals_the_targets_own_generate(family, chain, buffers, rule):
+@FORWARDS
+def test_greedy_decoding_equals_the_targets_own_generate(family, chain, buffers, rule, forward):
     models, tok = family
-    h = Hierarchy([models[i] for i in chain], tokenizer=tok, buffers=buffers, rules=rule)
+    h = Hierarchy([models[i] for i in chain], tokenizer=tok, buffers=buffers, rules=rule, forward=forward)
     for prompt in PROMPTS:
         ids = tok(prompt, add_special_tokens=False)["input_ids"]
         ref = models[2].generate(torch.tensor([ids]), do_sample=False, max_new_tokens=24,

@@ -38,6 +38,7 @@ class Request:
     top_k: int = 0
     seed: int = 0
     max_new_tokens: int = 64
+    forward: str = "auto"           # the app's HSD_FORWARD (not a per-request choice)
 
     def with_stack(self, chain, buffers, rules=None) -> "Request":
         """The same request on another stack (one rule for every level unless ``rules``)."""
@@ -162,7 +163,7 @@ def make_request(families: Families, prompt, family, models, buffers, rules, tem
         top_p=number(top_p, "Top-p", 0.0, 1.0, lo_open=True),
         top_k=whole(top_k, "Top-k", 0, 1_000_000),
         seed=whole(seed, "The seed", 0, 2**63 - 1),
-        max_new_tokens=whole(max_new_tokens, "Max new tokens", 1, lim.max_new_tokens))
+        max_new_tokens=whole(max_new_tokens, "Max new tokens", 1, lim.max_new_tokens), forward=lim.forward)
 
 
 @dataclass(frozen=True)

@@ -82,7 +82,8 @@ def decode_events(req: Request) -> Iterator[Event | dict]:
     from hsd.engine import Hierarchy
 
     family = load_models(req.family)
-    h = Hierarchy.from_family(family, chain=list(req.chain), buffers=list(req.buffers), rules=list(req.rules))
+    h = Hierarchy.from_family(family, chain=list(req.chain), buffers=list(req.buffers), rules=list(req.rules),
+                              forward=req.forward)
     events = h.stream(req.prompt, max_new_tokens=req.max_new_tokens, temperature=req.temperature,
                       top_k=req.top_k, top_p=req.top_p, seed=req.seed)
     with ACTIVE:

@@ -3,7 +3,7 @@
 No gradio here: plain data, testable alone.  Variables (see ``Limits``): HSD_FAMILY,
 HSD_MAX_PROMPT_CHARS, HSD_MAX_NEW_TOKENS, HSD_MAX_BUFFER, HSD_MAX_LEVELS, HSD_ALLOW_CUSTOM_MODELS
 (default: on locally, off on a Space), HSD_QUEUE_SIZE, HSD_CONCURRENCY, HSD_PANEL_INTERVAL_S,
-HSD_TOKEN_INTERVAL_S, HSD_UI_SHARE, HSD_TORCH_THREADS, HSD_PRELOAD, HSD_SWITCH_INTERVAL_S.
+HSD_TOKEN_INTERVAL_S, HSD_UI_SHARE, HSD_TORCH_THREADS, HSD_FORWARD, HSD_PRELOAD, HSD_SWITCH_INTERVAL_S.
 """
 from __future__ import annotations
 
@@ -45,6 +45,13 @@ def _env_int(env, name: str, default: int, lo: int, hi: int) -> int:
     return value
 
 
+def _env_choice(env, name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = env.get(name, "").strip().lower() or default
+    if raw not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
 def _env_float(env, name: str, default: float) -> float:
     raw = env.get(name, "").strip()
     return float(raw) if raw else default
@@ -66,6 +73,7 @@ class Limits:
     ui_share: float = 0.04              # HSD_UI_SHARE: page updates may pause the decode this share of its time
     token_interval_s: float = 0.1       # HSD_TOKEN_INTERVAL_S: at most one token update per this
     torch_threads: int = 0              # HSD_TORCH_THREADS (0 = all CPU cores but one)
+    forward: str = "auto"               # HSD_FORWARD: auto (lean where it applies), lean or hf
 
     @classmethod
     def from_env(cls, env=None) -> "Limits":
@@ -85,6 +93,7 @@ class Limits:
             ui_share=_env_float(env, "HSD_UI_SHARE", cls.ui_share),
             token_interval_s=_env_float(env, "HSD_TOKEN_INTERVAL_S", cls.token_interval_s),
             torch_threads=_env_int(env, "HSD_TORCH_THREADS", 0, 0, 256),
+            forward=_env_choice(env, "HSD_FORWARD", cls.forward, ("auto", "lean", "hf")),
         )
 
 

@@ -2,8 +2,9 @@
 
 A level turns a token sequence into this level's sampling distributions for its last positions.
 The engine (``hsd.engine``) talks to levels only through the ``Level`` protocol below, so a
-transformers model (``hsd.levels.hf.LevelModel``, today's only kind), a lean forward over the same
-weights, or a model-free drafter can stand at any level and the engine cannot tell them apart.
+transformers model (``hsd.levels.hf.LevelModel``, the reference), the lean forward over the same
+weights (``hsd.levels.lean.LeanLevel``), or a model-free drafter can stand at any level and the
+engine cannot tell them apart.
 
 The contract of ``probs_after(sequence, n_rows)``:
 - returns a float32 CPU tensor of shape ``(n_rows, vocab_size)``;
@@ -28,8 +29,12 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+from hsd.errors import ConfigError
 from hsd.levels.hf import LevelModel
+from hsd.levels.lean import LEAN_ARCHITECTURES, LeanLevel, lean_support
 from hsd.levels.sampling import SamplingSettings
+
+FORWARDS = ("auto", "lean", "hf")    # auto: lean where it applies, else the transformers level
 
 
 @runtime_checkable
@@ -50,14 +55,32 @@ class Level(Protocol):
         """(n_rows, vocab_size) float32 rows for the last ``n_rows`` positions of ``sequence``."""
 
 
-def build_level(model, *, name: str, vocab_size: int, settings: SamplingSettings) -> Level:
+def check_forward(forward: str, models=()) -> None:
+    """Raise ``ConfigError`` (one sentence) for an unknown forward path, or for ``"lean"`` on a
+    model it does not cover (it says which architectures it does)."""
+    if forward not in FORWARDS:
+        raise ConfigError(f"forward must be one of {', '.join(FORWARDS)}, got {forward!r}")
+    if forward == "lean":
+        for model in models:
+            if not callable(getattr(model, "make_level", None)):
+                problem = lean_support(model)
+                if problem:
+                    raise ConfigError(f"--forward lean: {problem}; use --forward auto or hf")
+
+
+def build_level(model, *, name: str, vocab_size: int, settings: SamplingSettings, forward: str = "auto") -> Level:
     """A fresh level for one decode over ``model`` (shared, read-only).  An object with a
-    ``make_level(name=, vocab_size=, settings=)`` method builds its own kind of level; anything
-    else must be a transformers causal LM and gets a ``LevelModel``."""
+    ``make_level(name=, vocab_size=, settings=)`` method builds its own kind of level; a
+    transformers causal LM gets the lean level (``forward="lean"``, or ``"auto"`` where it covers
+    the model) or the transformers level (``"hf"``, and ``"auto"`` elsewhere)."""
     make = getattr(model, "make_level", None)
     if callable(make):
         return make(name=name, vocab_size=vocab_size, settings=settings)
+    check_forward(forward, [model])
+    if forward == "lean" or (forward == "auto" and lean_support(model) is None):
+        return LeanLevel(model, name=name, vocab_size=vocab_size, settings=settings)
     return LevelModel(model, name=name, vocab_size=vocab_size, settings=settings)
 
 
-__all__ = ["Level", "LevelModel", "SamplingSettings", "build_level"]
+__all__ = ["FORWARDS", "LEAN_ARCHITECTURES", "Level", "LeanLevel", "LevelModel", "SamplingSettings",
+           "build_level", "check_forward", "lean_support"]

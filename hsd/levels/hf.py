@@ -23,6 +23,7 @@ import time
 import torch
 from transformers import DynamicCache
 
+from hsd.levels.prefix import kept_prefix
 from hsd.levels.sampling import SamplingSettings
 
 
@@ -49,9 +50,7 @@ class LevelModel:
     def _sync(self, sequence: list[int], keep_at_most: int) -> int:
         """Crop the cache to the longest common prefix with ``sequence`` (at most ``keep_at_most``
         tokens).  The ONLY place a cache is cropped.  Returns the number of tokens kept."""
-        n = min(len(self.cached_ids), keep_at_most)
-        if self.cached_ids[:n] != sequence[:n]:           # rare: a rejected block to drop
-            n = next(i for i in range(n) if self.cached_ids[i] != sequence[i])
+        n = kept_prefix(self.cached_ids, sequence, keep_at_most)
         drop = len(self.cached_ids) - n
         if drop > 0:
             self.cache.crop(-drop)      # transformers 5.x: a negative count of tokens to drop

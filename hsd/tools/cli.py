@@ -19,6 +19,7 @@ import sys
 # the rules of hsd.verify.RULES, by name (checked against it by tests/test_cli.py): the CLI checks
 # rule names before torch is imported
 RULE_NAMES = ("token", "block", "hsd", "hsd-uncapped")
+FORWARDS = ("auto", "lean", "hf")     # hsd.levels.FORWARDS (tests/test_cli.py checks they agree)
 STRESS_MODULE = "ui.stress"            # the app's load test lives with the app (``python -m ui.stress``)
 
 COMMANDS = {
@@ -116,6 +117,7 @@ def add_generate(sub) -> None:
     p.add_argument("--top-k", type=whole(0), default=0)
     p.add_argument("--seed", type=whole(0), default=0)
     p.add_argument("--device", default=None, help="cpu, cuda or mps (default: best available)")
+    add_forward(p)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the text")
     p.add_argument("--trace", default=None, help="also save the full trace as JSON to this path")
 
@@ -135,8 +137,15 @@ def check_generate(args) -> str | None:
     return None
 
 
+def add_forward(p) -> None:
+    p.add_argument("--forward", default="auto", choices=FORWARDS,
+                   help="forward path: lean (a plain Llama/Qwen2 forward over the same weights), hf "
+                        "(transformers, the reference) or auto (lean where it applies; default)")
+
+
 def add_machine(p, threads_default=None, threads_help="torch CPU threads (default: torch's choice)") -> None:
-    """--device, --threads and --seed: where and how a measuring command runs."""
+    """--device, --threads, --seed and --forward: where and how a measuring command runs."""
+    add_forward(p)
     p.add_argument("--device", default=None, help="cpu, cuda or mps (default: best available)")
     p.add_argument("--threads", type=whole(1), default=threads_default, help=threads_help)
     p.add_argument("--seed", type=whole(0), default=0)

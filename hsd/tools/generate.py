@@ -41,7 +41,7 @@ def run(args) -> int:
     chain = args.chain if args.chain is not None else list(range(len(family.models)))
     buffers = args.buffers if args.buffers is not None else [4] * (len(chain) - 1)
     rules = args.rule[0] if len(args.rule) == 1 else args.rule
-    h = Hierarchy.from_family(family, chain=chain, buffers=buffers, rules=rules)
+    h = Hierarchy.from_family(family, chain=chain, buffers=buffers, rules=rules, forward=args.forward)
     stop = threading.Event()
     trace = Trace()
     with ctrl_c_stops(stop):

@@ -163,7 +163,7 @@ def measure_profile(family, *, max_n: int = 17, repeats: int = 15, warmup: int =
                     temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
                     prompts: Sequence[str] = DEFAULT_PROMPTS, contexts: Sequence[Sequence[int]] | None = None,
                     context_tokens: int = 64, seed: int = 0, rule: str | None = "hsd",
-                    progress: ProgressFn | None = None) -> Profile:
+                    progress: ProgressFn | None = None, forward: str = "auto") -> Profile:
     """Measure a ``Profile`` of ``family`` (a ``hsd.models.LoadedFamily``) on this machine.
 
     1) contexts: the target samples ``context_tokens`` tokens after each prompt at the serving
@@ -176,8 +176,7 @@ def measure_profile(family, *, max_n: int = 17, repeats: int = 15, warmup: int =
        median of ``repeats`` after ``warmup`` discarded rounds.
     """
     import torch
-    from hsd.levels import SamplingSettings
-    from hsd.levels.hf import LevelModel
+    from hsd.levels import SamplingSettings, build_level
 
     if not isinstance(max_n, int) or max_n < 2:
         raise ConfigError(f"profile: max-n must be a whole number ≥ 2, got {max_n!r}")
@@ -185,7 +184,7 @@ def measure_profile(family, *, max_n: int = 17, repeats: int = 15, warmup: int =
         raise ConfigError(f"profile: repeats must be a whole number ≥ 1, got {repeats!r}")
     settings = SamplingSettings(temperature, top_k, top_p)
     names = list(family.names)
-    levels = [LevelModel(m, name=n, vocab_size=family.vocab_size, settings=settings)
+    levels = [build_level(m, name=n, vocab_size=family.vocab_size, settings=settings, forward=forward)
               for m, n in zip(family.models, names)]
     # 1) contexts produced by the target at the serving temperature
     if contexts is not None:
@@ -229,7 +228,8 @@ def measure_profile(family, *, max_n: int = 17, repeats: int = 15, warmup: int =
             "warmup": warmup, "contexts": len(ctxs), "acceptance_positions": positions,
             "timing_context_tokens": len(timing_ctx), "seed": seed,
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "cost": "LevelModel.probs_after over n new tokens, warm cache, median wall ms",
+            "cost": "the engine's level.probs_after over n new tokens, warm cache, median wall ms",
+            "forward": forward, "level": type(levels[0]).__name__,
             "acceptance": "mean over target-sampled positions of sum_v min(p_i, p_j)",
             "rule": rule}
     return Profile(models=names, cost_ms=cost_ms, acceptance=acceptance, meta=meta, overhead_ms=overhead)
@@ -248,7 +248,7 @@ def run(args) -> int:
     profile = measure_profile(family, max_n=args.max_n, repeats=args.repeats, temperature=args.temperature,
                               top_k=args.top_k, top_p=args.top_p, context_tokens=args.context_tokens,
                               seed=args.seed, rule=None if args.rule == "none" else args.rule,
-                              progress=progress_bar())
+                              progress=progress_bar(), forward=args.forward)
     profile.meta["family"] = args.family
     profile.save(args.out)
     print(f"\nwrote {args.out}: {len(profile.models)} models, costs n=1..{args.max_n}", file=sys.stderr)

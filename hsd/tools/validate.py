@@ -77,7 +77,7 @@ def edge_acceptance(traces, verifier_level: int) -> dict:
 
 def validate(family, profile: Profile, *, prompts: Sequence[str] = VALIDATE_PROMPTS, max_new_tokens: int = 64,
              repeats: int = 1, temperature: float | None = None, rule: str = "hsd", max_buffer: int = 16,
-             seed: int = 0, progress: ProgressFn | None = None) -> dict:
+             seed: int = 0, progress: ProgressFn | None = None, forward: str = "auto") -> dict:
     """Decode every contender on every prompt (interleaved, rotating the order per prompt) and
     return plain data: per contender predicted vs measured; see the module docstring."""
     from hsd.engine import Hierarchy
@@ -90,7 +90,8 @@ def validate(family, profile: Profile, *, prompts: Sequence[str] = VALIDATE_PROM
     if temperature is None:
         temperature = float(profile.meta.get("temperature", 1.0))
     contenders = pick_contenders(profile, max_buffer)
-    hierarchies = [Hierarchy.from_family(family, chain=list(c.plan.chain), buffers=list(c.plan.buffers), rules=rule)
+    hierarchies = [Hierarchy.from_family(family, chain=list(c.plan.chain), buffers=list(c.plan.buffers), rules=rule,
+                                         forward=forward)
                    for c in contenders]
     # 1) warm-up (excluded): first call of each hierarchy allocates and fills caches
     for h in hierarchies:
@@ -207,7 +208,8 @@ def run(args) -> int:
     family = load_family(args.family, device=args.device)
     report = validate(family, profile, prompts=args.prompts or VALIDATE_PROMPTS,
                       max_new_tokens=args.max_new_tokens, repeats=args.repeats, temperature=args.temperature,
-                      rule=args.rule, max_buffer=args.max_buffer, seed=args.seed, progress=progress_bar())
+                      rule=args.rule, max_buffer=args.max_buffer, seed=args.seed, progress=progress_bar(),
+                      forward=args.forward)
     report["profile"] = str(path)
     print(format_report(report))
     if args.json:

@@ -27,6 +27,8 @@ def command_line(args) -> str:
         parts.append(f"--max-buffer {args.max_buffer}")
     if args.html and args.plotlyjs != "embed":
         parts.append(f"--plotlyjs {args.plotlyjs}")
+    if args.forward != "auto":
+        parts.append(f"--forward {args.forward}")
     parts += ["--stop-at-eos"] * bool(args.stop_at_eos) + ["--quick"] * bool(args.quick)
     return " ".join(parts)
 
@@ -49,7 +51,7 @@ def run(args) -> int:
     family = load_family(args.family, device=args.device)
     report = bench(family, profile, prompts, max_new_tokens=max_new, temperatures=args.temperature,
                    repeats=repeats, seed=args.seed, max_buffer=args.max_buffer, stop_at_eos=args.stop_at_eos,
-                   progress=progress_bar())
+                   progress=progress_bar(), forward=args.forward)
     report["meta"].update(profile=str(profile_path), prompts_file=str(prompts_path),
                           command=command_line(args),
                           load_avg_end=_loadavg())

@@ -20,7 +20,8 @@ FORMAT = "hsd-bench/1"
 
 def bench(family, profile: Profile, prompts: Sequence[str], *, max_new_tokens: int = 128,
           temperatures: Sequence[float] = (0.0, 1.0), repeats: int = 3, seed: int = 0, max_buffer: int = 16,
-          stop_at_eos: bool = False, warmup_tokens: int = 16, progress: ProgressFn | None = None) -> dict:
+          stop_at_eos: bool = False, warmup_tokens: int = 16, progress: ProgressFn | None = None,
+          forward: str = "auto") -> dict:
     """Run every contender on every prompt × repeat at every temperature; return the report."""
     _check_inputs(family, profile, prompts, max_new_tokens, temperatures, repeats)
     contenders = pick_contenders(profile, max_buffer)
@@ -30,7 +31,7 @@ def bench(family, profile: Profile, prompts: Sequence[str], *, max_new_tokens: i
     total = len(temperatures) * len(prompts) * repeats * len(contenders)
     done = 0
     with ForwardMeter(family.models, family.device) as meter:
-        runners = {c.key: make_runner(family, c, meter) for c in contenders}
+        runners = {c.key: make_runner(family, c, meter, forward) for c in contenders}
         for temperature in temperatures:
             # 1) warm-up (excluded): allocations, first-call paths, caches
             for c in contenders:
@@ -47,8 +48,9 @@ def bench(family, profile: Profile, prompts: Sequence[str], *, max_new_tokens: i
                     if progress:
                         progress(done, total, f"T={temperature:g} {c.label[:34]}")
             sections.append(summarise(contenders, runs, temperature, family.names))
-    return {"format": FORMAT, "meta": run_meta(family, profile, prompts, max_new_tokens, repeats, seed,
-                                               max_buffer, stop_at_eos),
+    meta = run_meta(family, profile, prompts, max_new_tokens, repeats, seed, max_buffer, stop_at_eos)
+    meta["forward"] = forward
+    return {"format": FORMAT, "meta": meta,
             "contenders": [asdict(c) | {"hierarchy": c.hierarchy} for c in contenders],
             "prompts": list(prompts), "sections": sections}
 

@@ -130,8 +130,11 @@ def hf_kwargs(job: Decode, tokenizer) -> dict:
     return kwargs
 
 
-def make_runner(family, contender: BenchContender, meter: ForwardMeter) -> Callable[[Decode], tuple]:
-    """``runner(job) -> (token_ids, wall_ms, target_calls)`` for one contender."""
+def make_runner(family, contender: BenchContender, meter: ForwardMeter, forward: str = "auto") -> Callable[[Decode], tuple]:
+    """``runner(job) -> (token_ids, wall_ms, target_calls, forwards)`` for one contender.
+    ``forwards``: (calls, ms) per family model from the engine's own level counters (the lean
+    forward calls no ``model(...)`` for the meter's hooks to see); None for transformers' runs,
+    which the meter counts."""
     import torch
 
     sync = _synchronizer(family.device)
@@ -140,7 +143,8 @@ def make_runner(family, contender: BenchContender, meter: ForwardMeter) -> Calla
         from hsd.engine import Hierarchy
 
         h = Hierarchy.from_family(family, chain=list(contender.chain), buffers=list(contender.buffers),
-                                  rules=contender.rule)
+                                  rules=contender.rule, forward=forward)
+        n_models = len(family.models)
 
         def run_engine(job: Decode):
             sync()
@@ -149,7 +153,11 @@ def make_runner(family, contender: BenchContender, meter: ForwardMeter) -> Calla
                                 seed=job.seed, stop_at_eos=job.stop_at_eos)
             sync()
             wall = (time.perf_counter() - t0) * 1000.0
-            return tuple(result.token_ids), wall, result.trace.summary().target_calls
+            summary = result.trace.summary()
+            calls, ms = [0] * n_models, [0.0] * n_models
+            for model, level in zip(contender.chain, summary.levels):
+                calls[model], ms[model] = level.forward_passes, level.forward_ms
+            return tuple(result.token_ids), wall, summary.target_calls, (tuple(calls), tuple(ms))
         return run_engine
 
     target = family.models[target_index]
@@ -172,14 +180,15 @@ def make_runner(family, contender: BenchContender, meter: ForwardMeter) -> Calla
             sync()
             wall = (time.perf_counter() - t0) * 1000.0
         new = out[0, ids.shape[1]:].tolist()
-        return tuple(new), wall, meter.calls[target_index] - calls0
+        return tuple(new), wall, meter.calls[target_index] - calls0, None
     return run_hf
 
 
 def _timed(runner, meter: ForwardMeter, contender: BenchContender, job: Decode, prompt: int, repeat: int) -> Run:
     calls0, ms0 = meter.snapshot()
-    token_ids, wall, target_calls = runner(job)
+    token_ids, wall, target_calls, forwards = runner(job)
     calls1, ms1 = meter.snapshot()
-    return Run(contender.key, prompt, repeat, len(token_ids), wall, int(target_calls),
-               tuple(b - a for a, b in zip(calls0, calls1)), tuple(b - a for a, b in zip(ms0, ms1)),
+    calls, ms = forwards if forwards is not None else (tuple(b - a for a, b in zip(calls0, calls1)),
+                                                       tuple(b - a for a, b in zip(ms0, ms1)))
+    return Run(contender.key, prompt, repeat, len(token_ids), wall, int(target_calls), calls, ms,
                tuple(int(t) for t in token_ids))
