@@ -332,6 +332,11 @@ class Hierarchy:
             getattr(getattr(m, "config", None), "name_or_path", "") or f"model{i}"
             for i, m in enumerate(self.models)]
         self.vocab_size = int(vocab_size or min(m.config.vocab_size for m in self.models))
+        for level, (m, name) in enumerate(zip(self.models, self.names)):
+            if level > 0 and getattr(m, "drafter_only", False):
+                role = "the target" if level == len(self.models) - 1 else f"level {level}"
+                raise ConfigError(f"{name} drafts but cannot verify, so it can only be the bottom level (first), "
+                                  f"not {role}")
         self.spec = HierarchySpec.make(len(self.models), list(buffers), rules)
 
     @classmethod

@@ -3,7 +3,9 @@
 A spec names the models smallest first, the target last:
   - ``"bundled"`` — the offline family in ``assets/family`` (see ``hsd.family``);
   - a preset name from ``PRESETS`` (Hugging Face hub ids; they need the Hub or a warm cache);
-  - ``"a,b,c"`` or a list — local folders, bundled member names or hub ids, mixed freely.
+  - ``"a,b,c"`` or a list — local folders, bundled member names, hub ids or preset names
+    (expanded in place), mixed freely; ``ngram`` is the model-free n-gram drafter
+    (``hsd.levels.ngram``), e.g. ``"ngram,bundled"``: it can only be first (the bottom level).
 
 Contract:
   - Every model loads with ``use_safetensors=True`` and ``trust_remote_code=False``; pickled
@@ -38,9 +40,12 @@ from pathlib import Path
 import torch
 
 from hsd.errors import IncompatibleModelsError, ModelLoadError
+from hsd.levels.ngram import NGRAM_NAME as NGRAM
+from hsd.levels.ngram import NGramDrafter, load_bigram
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "assets" / "family"
 BUNDLED_NAMES_FALLBACK = ["hsd-family-xs", "hsd-family-s", "hsd-family-m", "hsd-family-l"]
+BUNDLED_BIGRAM = BUNDLED_DIR / "ngram-bigram.json"       # the n-gram drafter's fallback table
 HUB_HOST = "huggingface.co"
 HUB_PROBE_TIMEOUT_S = 2.0
 GPU_MEMORY_FRACTION = 0.85     # above this share of free GPU memory a model is spread with accelerate
@@ -112,19 +117,22 @@ def resolve_spec(spec: str | list[str]) -> list[str]:
     if _is_bundled(spec) and not (BUNDLED_DIR / "family.json").exists():
         raise ModelLoadError(f"The bundled family is missing from {BUNDLED_DIR}; rebuild it with "
                              "'python -m hsd.family train' or use local model folders.")
-    if isinstance(spec, str):
-        key = spec.strip().lower()
-        if key in PRESETS:
-            items = [str(BUNDLED_DIR / n) for n in bundled_names()] if key == "bundled" \
-                else list(PRESETS[key])
+    raw = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else [str(s).strip() for s in spec]
+    items = []
+    for item in (s for s in raw if s):
+        key = item.lower()
+        if key == "bundled":
+            if not (BUNDLED_DIR / "family.json").exists():
+                raise ModelLoadError(f"The bundled family is missing from {BUNDLED_DIR}; rebuild it with "
+                                     "'python -m hsd.family train' or use local model folders.")
+            items += [str(BUNDLED_DIR / n) for n in bundled_names()]
+        elif key in PRESETS:
+            items += list(PRESETS[key])
         else:
-            items = [s.strip() for s in spec.split(",")]
-    else:
-        items = [str(s).strip() for s in spec]
-    items = [s for s in items if s]
+            items.append(NGRAM if key == NGRAM else item)
     if not items:
         raise ModelLoadError(f"The model spec {spec!r} names no models; {_WAY_FORWARD}.")
-    return [_resolve_item(s) for s in items]
+    return [s if s == NGRAM else _resolve_item(s) for s in items]
 
 
 def _is_bundled(spec: str | list[str]) -> bool:
@@ -296,13 +304,19 @@ def load_family(spec: str | list[str] = "bundled", *, device=None, dtype=None,
     if key in _CACHE:
         return _CACHE[key]
 
+    real = [(r, n) for r, n in zip(refs, labels) if r != NGRAM]     # the n-gram drafter loads nothing
+    if not real:
+        raise ModelLoadError(f"The model spec {spec!r} has no model to verify with; {_WAY_FORWARD}.")
     # 1) tokenizers first: cheap, and an incompatible family fails before any weights load
-    tokenizers = [_load_tokenizer(r) for r in refs]
-    check_tokenizers(labels, tokenizers)
+    tokenizers = [_load_tokenizer(r) for r, _ in real]
+    check_tokenizers([n for _, n in real], tokenizers)
     # 2) weights
-    models = [_load_model(r, dev, dt) for r in refs]
+    loaded = {r: _load_model(r, dev, dt) for r, _ in real}
     # 3) common vocabulary: the tokenizer's and every lm_head's, whichever is smallest
-    vocab = min([len(tokenizers[-1])] + [output_width(m) for m in models])
+    vocab = min([len(tokenizers[-1])] + [output_width(m) for m in loaded.values()])
+    bundled = any(Path(r).parent == BUNDLED_DIR for r, _ in real)
+    bigram = load_bigram(BUNDLED_BIGRAM) if bundled else None
+    models = [loaded[r] if r != NGRAM else NGramDrafter(vocab, bigram=bigram) for r in refs]
     spec_text = spec if isinstance(spec, str) else ",".join(spec)
     family = LoadedFamily(names=labels, models=models, tokenizer=tokenizers[-1], vocab_size=vocab,
                           device=dev, spec=spec_text)

@@ -53,7 +53,10 @@ def server(tmp_path_factory):
                GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", GRADIO_TEMP_DIR=str(tmp),
                NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost", GRADIO_SSR_MODE="False",
                HSD_MAX_NEW_TOKENS="60", HSD_UI_SHARE="1.0", HSD_PANEL_INTERVAL_S="0.2",
-               HSD_TOKEN_INTERVAL_S="0")
+               HSD_TOKEN_INTERVAL_S="0",
+               # the transformers forward: on these tiny models the lean one decodes the whole answer
+               # in a few ms, sooner than a second page update can be due (1 run in 3 showed one update)
+               HSD_FORWARD="hf")
     proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"

@@ -191,3 +191,85 @@ def test_auto_picks_the_lean_forward_where_it_applies_and_lean_refuses_other_arc
     assert str(info.value).count(". ") == 0 and "gpt2" in str(info.value)
     with pytest.raises(ConfigError, match="forward must be one of"):
         Hierarchy([llama], tokenizer=None, vocab_size=vocab, forward="fast")
+
+
+# -- the model-free n-gram level -------------------------------------------------------------
+
+def _ngram_rows(drafter, context):
+    """RowFn of the n-gram level after ``context``: its one-hot proposal rows (float64)."""
+    level = drafter.make_level(name="ngram", vocab_size=drafter.vocab_size, settings=SamplingSettings())
+    return lambda prefix: level.probs_after(list(context) + list(prefix), 1)[0].double()
+
+
+@pytest.mark.parametrize("rule", ["token", "block", "hsd", "hsd-uncapped"])
+@pytest.mark.parametrize("gamma", [1, 2, 3])
+def test_a_one_hot_ngram_draft_reproduces_the_target_exactly_under_every_rule(rule, gamma):
+    """Exact enumeration (V = 3): one round with an n-gram draft, then the target alone.  With a
+    one-hot draft every ratio ρ_t = p_t(x_t) ≤ 1, so the capped and uncapped joint ratios
+    coincide: even hsd-uncapped is exact HERE (it is caught one level up, below)."""
+    from hsd.levels.ngram import NGramDrafter
+    from hsd.plan.exactness import joint, random_rows, round_then_target, total_variation
+
+    drafter = NGramDrafter(3, bigram=[1, 2, 0])
+    context = (0, 1, 2, 0, 1)                          # prompt lookup finds "0 1" -> 2
+    target = random_rows(3, seed=gamma, sharpness=1.5)
+    shifted = lambda prefix: target(context + tuple(prefix))  # noqa: E731
+    got, _ = round_then_target(rule, _ngram_rows(drafter, context), shifted, 3, gamma)
+    assert total_variation(got, joint(shifted, 3, gamma + 1)) < 1e-12
+
+
+def test_prompt_lookup_backs_off_from_three_tokens_to_the_bigram_table_and_rolls_back_on_a_crop():
+    from hsd.levels.ngram import NGramDrafter
+
+    level = NGramDrafter(10, bigram=[5] * 10).make_level(name="ngram", vocab_size=10, settings=SamplingSettings())
+    seq = [1, 2, 3, 4, 1, 2, 3]
+    assert level.probs_after(seq, 1)[0].argmax() == 4          # "1 2 3" was followed by 4
+    assert level.probs_after([1, 2, 3, 4, 9, 2, 3], 1)[0].argmax() == 4   # back-off to "2 3"
+    assert level.probs_after([7, 8], 1)[0].argmax() == 5                  # nothing recurs: the table
+    rows = level.probs_after(seq, 3)                           # rows for positions 5, 6, 7
+    assert rows.argmax(1).tolist() == [2, 3, 4] and rows.sum(1).tolist() == [1.0, 1.0, 1.0]
+    assert level.index[(1, 2, 3)] == [3]                       # the crop to [7, 8] was rolled back
+
+
+def test_an_ngram_bottom_level_keeps_three_level_hierarchies_exact_and_the_lossy_rule_is_caught_above_it():
+    from hsd.levels.ngram import NGramDrafter
+
+    def with_ngram(levels, buffers, rule, n=500):
+        seen = []                                        # the bottom (first) model becomes the n-gram level
+
+        def wrapped(model):
+            seen.append(model)
+            return NGramDrafter(3, bigram=[1, 2, 1]) if len(seen) == 1 else model
+        return _engine_pvalue(levels, buffers, rule, n=n, wrap=wrapped)
+
+    assert with_ngram([SMALL, MIDDLE, TARGET], (2, 3), ["hsd", "block"]) > 1e-3
+    assert with_ngram([SMALL, TARGET], (3,), "token") > 1e-3
+    assert with_ngram([SMALL, MIDDLE, TARGET], (2, 3), ["hsd", "hsd-uncapped"], n=3000) < 1e-6
+
+
+def test_greedy_ngram_hierarchies_equal_the_targets_own_generate():
+    from hsd.levels.ngram import NGramDrafter
+
+    models, tok = tiny_family(3, scale=3.0)
+    ngram = NGramDrafter(len(tok))
+    for stack, buffers in (([ngram, models[2]], (4,)), ([ngram, models[0], models[2]], (2, 3))):
+        h = Hierarchy(stack, tokenizer=tok, vocab_size=len(tok), names=[f"m{i}" for i in range(len(stack))],
+                      buffers=buffers, rules="hsd")
+        for prompt in ("def f(x):", "if x == y:\n"):
+            ids = tok(prompt, add_special_tokens=False)["input_ids"]
+            ref = models[2].generate(torch.tensor([ids]), do_sample=False, max_new_tokens=24,
+                                     pad_token_id=0)[0, len(ids):].tolist()
+            assert h.generate(prompt, max_new_tokens=24, temperature=0).token_ids == ref
+
+
+def test_an_ngram_level_anywhere_but_the_bottom_is_refused_with_one_sentence():
+    from hsd.errors import ConfigError
+    from hsd.levels.ngram import NGramDrafter
+
+    models, tok = tiny_family(2)
+    ngram = NGramDrafter(len(tok))
+    for stack, where in (([models[0], ngram], "not the target"), ([models[0], ngram, models[1]], "not level 1")):
+        with pytest.raises(ConfigError, match=where) as info:
+            Hierarchy(stack, tokenizer=tok, vocab_size=len(tok), names=["a", "ngram", "b"][:len(stack)],
+                      buffers=[2] * (len(stack) - 1))
+        assert str(info.value).count(". ") == 0

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from hsd.errors import HSDError, ModelLoadError
-from ui.settings import EXAMPLES_DIR, PROMPTS_FILE, SHIPPED_PROFILE, Limits
+from ui.settings import EXAMPLES_DIR, PROMPTS_FILE, SHIPPED_PROFILES, Limits
 
 _LOAD_LOCK = threading.Lock()
 FALLBACK_PROMPTS = [
@@ -58,10 +58,17 @@ class Families:
         from hsd.models import PRESETS
 
         extra = [p for p in PRESETS if p != "bundled"] if self.limits.allow_custom_models else []
-        return [self.limits.family] + [p for p in extra if p != self.limits.family]
+        own = [self.limits.family, self.with_ngram()]
+        return own + [p for p in extra if p not in own]
+
+    def with_ngram(self) -> str:
+        """The app's own family with the model-free n-gram drafter below it (always allowed)."""
+        return f"ngram,{self.limits.family}"
 
     def check_allowed(self, spec: str) -> str:
         spec = (spec or "").strip() or self.limits.family
+        if spec.replace(" ", "") == self.with_ngram():
+            return self.with_ngram()
         if spec != self.limits.family and not self.limits.allow_custom_models:
             raise ModelLoadError("Only this app's own model family can be used here "
                                  "(set HSD_ALLOW_CUSTOM_MODELS=1 to allow other models).")
@@ -98,9 +105,10 @@ class Families:
 
         if spec in self._profiles:
             return self._profiles[spec]
-        if spec.strip().lower() == "bundled" and SHIPPED_PROFILE.exists():
+        shipped = SHIPPED_PROFILES.get(spec.strip().lower().replace(" ", ""))
+        if shipped is not None and shipped.exists():
             try:
-                prof = Profile.load(SHIPPED_PROFILE)
+                prof = Profile.load(shipped)
             except HSDError:
                 return None
             if list(prof.models) == list(names):

@@ -17,6 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 ASSETS = ROOT / "assets"
 EXAMPLES_DIR = ASSETS / "examples"
 SHIPPED_PROFILE = ASSETS / "profile-bundled.json"
+SHIPPED_PROFILES = {"bundled": SHIPPED_PROFILE,                       # family spec -> measured profile
+                    "ngram,bundled": ASSETS / "profile-ngram-bundled.json"}
 CSS_PATH = ASSETS / "app.css"
 PROMPTS_FILE = ASSETS / "prompts" / "code.txt"
 TRUE_WORDS = {"1", "true", "yes", "on"}

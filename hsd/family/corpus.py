@@ -105,3 +105,29 @@ def eval_windows(stream: torch.Tensor, plan: TrainingPlan) -> torch.Tensor:
     count = min(plan.eval_windows, len(stream) // n)
     stride = len(stream) // count
     return torch.stack([stream[i * stride:i * stride + n] for i in range(count)]).long()
+
+
+def write_bigram(family_dir: Path, log=print) -> Path:
+    """The n-gram drafter's fallback table for an exported family: each token's most frequent
+    successor in the family's TRAINING files (held-out files excluded), written beside the models
+    as ``ngram-bigram.json`` (``hsd.levels.ngram``; one int per vocabulary entry)."""
+    import json
+    import sys
+
+    from transformers import AutoTokenizer
+
+    from hsd.levels.ngram import bigram_table
+
+    names = json.loads((family_dir / "family.json").read_text())["names"]
+    tokenizer = AutoTokenizer.from_pretrained(family_dir / names[-1])
+    train, _ = split_files(corpus_files())
+    t0 = time.time()
+    tokens = encode_files(tokenizer, train)
+    table = bigram_table(tokens, len(tokenizer))
+    out = family_dir / "ngram-bigram.json"
+    out.write_text(json.dumps({"format": "hsd-ngram-bigram/1", "next": table,
+                               "source": f"most frequent successor in {len(tokens)} training tokens of the "
+                                         f"Python {sys.version.split()[0]} standard library (held-out files "
+                                         "excluded)"}, separators=(",", ":")) + "\n", encoding="utf-8")
+    log(f"wrote {out}: {len(table)} entries from {len(tokens)} tokens in {time.time() - t0:.0f} s")
+    return out

@@ -5,6 +5,7 @@ running Python's own standard library (present wherever Python is, so no downloa
                                [--steps-scale F] [--precision auto|bf16|fp32]
                                [--reuse NAME ... [--reuse-from assets/family]]
     python -m hsd.family card  [--family assets/family]
+    python -m hsd.family ngram [--family assets/family]   # the n-gram drafter's fallback table
 
 Build, in order (each stage resumable; a finished stage is skipped on re-run):
   1) corpus   — the stdlib ``.py`` files (its test suite included) in sorted order; every
@@ -347,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
                          "training them (same shapes as the plan's)")
     tr.add_argument("--reuse-from", type=Path, default=Path("assets/family"),
                     help="the exported family --reuse takes models from")
+    ng = sub.add_parser("ngram", help="build the n-gram drafter's fallback bigram table for an exported family")
+    ng.add_argument("--family", type=Path, default=Path("assets/family"))
     cd = sub.add_parser("card", help="measure the exported family and write its model card")
     cd.add_argument("--family", type=Path, default=Path("assets/family"))
     cd.add_argument("--work", type=Path, default=Path(".cache/family-train"))
@@ -365,6 +368,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"error: {exc}", file=sys.stderr)
                 return 2
         train_family(plan, args.out, args.work, args.device, log, args.precision)
+        return 0
+    if args.command == "ngram":
+        from hsd.family.corpus import write_bigram
+
+        write_bigram(args.family)
         return 0
     from hsd.family.card import write_card
     write_card(args.family)

@@ -101,7 +101,7 @@ def measure_costs(levels, context: list[int], *, max_n: int, repeats: int, warmu
     samples = {lm.name: [[] for _ in range(max_n)] for lm in levels}
     for lm in levels:
         lm.reset()
-        lm.logits_after(context, 1)                                              # warm cache
+        lm.probs_after(context, 1)                                               # warm cache
     total, done = (warmup + repeats) * len(levels) * max_n, 0
     jobs = [(lm, n) for lm in levels for n in range(1, max_n + 1)]
     for r in range(warmup + repeats):
@@ -192,7 +192,8 @@ def measure_profile(family, *, max_n: int = 17, repeats: int = 15, warmup: int =
     else:
         eos = getattr(family.tokenizer, "eos_token_id", None)
         # keep prompt + sampled context + the longest timed block inside every model's window
-        windows = [int(getattr(m.config, "max_position_embeddings", 0) or 0) for m in family.models]
+        windows = [int(getattr(getattr(m, "config", None), "max_position_embeddings", 0) or 0)
+                   for m in family.models]                          # 0: no window (the n-gram level)
         room = min([w for w in windows if w] or [10 ** 9]) - context_tokens - max_n
         if room < 1:
             raise ConfigError(f"profile: context tokens ({context_tokens}) + max-n ({max_n}) do not fit "
@@ -222,7 +223,7 @@ def measure_profile(family, *, max_n: int = 17, repeats: int = 15, warmup: int =
     timing_ctx = max((c for c, _ in ctxs), key=len)
     cost_ms = measure_costs(levels, timing_ctx, max_n=max_n, repeats=repeats, warmup=warmup,
                             seed=seed, progress=progress)
-    device = str(getattr(family, "device", levels[0].device))
+    device = str(getattr(family, "device", getattr(levels[-1], "device", "cpu")))
     meta = {"device": device, "torch_threads": torch.get_num_threads(), "temperature": float(temperature),
             "top_k": int(top_k), "top_p": float(top_p), "max_n": max_n, "repeats": repeats,
             "warmup": warmup, "contexts": len(ctxs), "acceptance_positions": positions,

@@ -76,10 +76,11 @@ def optimize(ctx: Context, tab: OptimiseTab, spec, source, max_buffer, dark=Fals
         raise session.as_gr_error(exc) from None
     ranking = list(plan.ranking)
     labels = [f"{i + 1}. {p.label}" for i, p in enumerate(ranking)]
-    measured_at = families.profile(spec, names).meta.get("measured_at", "?")
+    meta = families.profile(spec, names).meta
+    at = f" at temperature {meta['temperature']:g}" if "temperature" in meta else ""
     return {tab.status: f"Optimal: **{plan.label}** · {plan.expected_ms_per_token:.2f} ms/token · "
                         f"**{plan.speedup_vs_ar:.2f}× vs the target alone** (model-predicted; profile measured "
-                        f"{measured_at}).",
+                        f"{meta.get('measured_at', '?')}{at}).",
             tab.figure: visual.figure_gsp(plan, dark=bool(dark)),
             tab.table: [[i + 1, p.label, p.kind, round(p.expected_ms_per_token, 3), round(p.speedup_vs_ar, 2)]
                         for i, p in enumerate(ranking)],

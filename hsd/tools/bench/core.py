@@ -56,6 +56,9 @@ def bench(family, profile: Profile, prompts: Sequence[str], *, max_new_tokens: i
 
 
 def _check_inputs(family, profile, prompts, max_new_tokens, temperatures, repeats) -> None:
+    if any(getattr(m, "drafter_only", False) for m in family.models):
+        raise ConfigError("bench does not take the model-free n-gram level yet (transformers' assisted generation "
+                          "needs a model as its assistant): benchmark the family without it")
     if list(profile.models) != list(family.names):
         raise ConfigError(f"the profile is for models {profile.models} but the family has {list(family.names)}: "
                           "measure a profile of this family with `python -m hsd profile`")
@@ -70,7 +73,7 @@ def _check_inputs(family, profile, prompts, max_new_tokens, temperatures, repeat
 
 
 def _check_lengths(family, prompts, prompt_ids, max_new_tokens) -> None:
-    windows = [int(getattr(m.config, "max_position_embeddings", 0) or 0) for m in family.models]
+    windows = [int(getattr(getattr(m, "config", None), "max_position_embeddings", 0) or 0) for m in family.models]
     window = min([w for w in windows if w] or [10 ** 9])
     for text, ids in zip(prompts, prompt_ids):
         if not ids:
