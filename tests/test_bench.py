@@ -185,3 +185,17 @@ def test_a_quick_run_says_one_repeat_is_a_smoke_test_and_still_prints_the_spread
     assert "smoke test" in text and "smoke test" in md
     row = next(line for line in text.splitlines() if line.startswith("(c) engine"))
     assert "–" in row and "(" in row                          # median (min–max) over the prompts
+
+
+def test_the_forward_benchmark_times_both_paths_side_by_side_for_every_lean_model():
+    import torch
+
+    from hsd.models import LoadedFamily
+    from hsd.tools.bench.forwards import measure
+
+    models, tok = tiny_family(2)
+    family = LoadedFamily(names=["a", "b"], models=models, tokenizer=tok, vocab_size=len(tok),
+                          device=torch.device("cpu"), spec="tiny")
+    rows = measure(family, cache_tokens=8, new_tokens=[1, 3], repeats=2)
+    assert [(r["model"], r["new_tokens"]) for r in rows] == [("a", 1), ("a", 3), ("b", 1), ("b", 3)]
+    assert all(r["hf_ms"] > 0 and r["lean_ms"] > 0 and r["lean_over_hf"] == r["lean_ms"] / r["hf_ms"] for r in rows)
