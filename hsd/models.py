@@ -24,7 +24,7 @@ Contract:
     When ``HF_HUB_OFFLINE`` is set, or the Hub does not answer within ``HUB_PROBE_TIMEOUT_S``,
     nothing is fetched (``local_files_only=True``), so an offline machine never hangs.
   - The same resolved spec, device and dtype load once per process (``load_family`` returns the
-    same object).
+    same object), and a model shared by two specs (``bundled``, ``ngram,bundled``) loads once.
 
 This module knows nothing of decoding, verification or profiling.
 """
@@ -88,6 +88,7 @@ class LoadedFamily:
 
 
 _CACHE: dict[tuple, LoadedFamily] = {}
+_MODELS: dict[tuple, object] = {}       # (ref, device, dtype) -> model: families that share members share them
 
 
 # --------------------------------------------------------------------------------------------
@@ -311,7 +312,7 @@ def load_family(spec: str | list[str] = "bundled", *, device=None, dtype=None,
     tokenizers = [_load_tokenizer(r) for r, _ in real]
     check_tokenizers([n for _, n in real], tokenizers)
     # 2) weights
-    loaded = {r: _load_model(r, dev, dt) for r, _ in real}
+    loaded = {r: _shared_model(r, dev, dt) for r, _ in real}
     # 3) common vocabulary: the tokenizer's and every lm_head's, whichever is smallest
     vocab = min([len(tokenizers[-1])] + [output_width(m) for m in loaded.values()])
     bundled = any(Path(r).parent == BUNDLED_DIR for r, _ in real)
@@ -324,6 +325,16 @@ def load_family(spec: str | list[str] = "bundled", *, device=None, dtype=None,
     return family
 
 
+def _shared_model(ref: str, device: torch.device, dtype: torch.dtype):
+    """``_load_model``, once per (ref, device, dtype): ``bundled`` and ``ngram,bundled`` hold the
+    same four models, not two copies."""
+    key = (ref, str(device), str(dtype))
+    if key not in _MODELS:
+        _MODELS[key] = _load_model(ref, device, dtype)
+    return _MODELS[key]
+
+
 def clear_cache() -> None:
-    """Forget loaded families (tests; freeing memory before loading another big family)."""
+    """Forget loaded families and models (tests; freeing memory before loading another big family)."""
     _CACHE.clear()
+    _MODELS.clear()

@@ -273,3 +273,18 @@ def test_an_ngram_level_anywhere_but_the_bottom_is_refused_with_one_sentence():
             Hierarchy(stack, tokenizer=tok, vocab_size=len(tok), names=["a", "ngram", "b"][:len(stack)],
                       buffers=[2] * (len(stack) - 1))
         assert str(info.value).count(". ") == 0
+
+
+def test_a_family_with_the_ngram_level_shares_its_models_with_the_family_without_it(tmp_path):
+    from hsd.family.tiny import save_tiny_family
+    from hsd.levels.ngram import NGramDrafter
+    from hsd.models import clear_cache, load_family
+
+    spec = save_tiny_family(tmp_path, scale=8.0)
+    try:
+        plain, with_ngram = load_family(spec, device="cpu"), load_family(f"ngram,{spec}", device="cpu")
+        assert with_ngram.names[0] == "ngram" and isinstance(with_ngram.models[0], NGramDrafter)
+        assert all(a is b for a, b in zip(plain.models, with_ngram.models[1:]))     # loaded once
+        assert with_ngram.models[0].bigram is None                                 # no table outside bundled
+    finally:
+        clear_cache()
