@@ -199,3 +199,27 @@ def test_the_forward_benchmark_times_both_paths_side_by_side_for_every_lean_mode
     rows = measure(family, cache_tokens=8, new_tokens=[1, 3], repeats=2)
     assert [(r["model"], r["new_tokens"]) for r in rows] == [("a", 1), ("a", 3), ("b", 1), ("b", 3)]
     assert all(r["hf_ms"] > 0 and r["lean_ms"] > 0 and r["lean_over_hf"] == r["lean_ms"] / r["hf_ms"] for r in rows)
+
+
+def test_with_the_ngram_level_transformers_prompt_lookup_races_too_and_every_greedy_output_matches(tmp_path):
+    """A family spec with the n-gram level: (b) stays transformers' assisted generation with the best
+    MODEL drafter, transformers' own prompt lookup joins as (b) with the n-gram level's best block,
+    (c) may be the n-gram level, and every greedy output still equals (a)'s."""
+    from hsd.family.tiny import save_tiny_family
+
+    spec = save_tiny_family(tmp_path / "tiny", names=tuple(NAMES), scale=8.0)
+    cost = {"ngram": [0.05] * 8, **_deep_profile().cost_ms}
+    acc = [[1.0, 0.5, 0.5, 0.6], [0.5, 1.0, 0.9, 0.8], [0.5, 0.9, 1.0, 0.9], [0.6, 0.8, 0.9, 1.0]]
+    Profile(models=["ngram"] + NAMES, cost_ms=cost, acceptance=acc, meta={"temperature": 0.0}).save(tmp_path / "p.json")
+    (tmp_path / "prompts.txt").write_text(PROMPTS, encoding="utf-8")
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        rc = main(["bench", "--family", f"ngram,{spec}", "--profile", str(tmp_path / "p.json"), "--prompts",
+                   str(tmp_path / "prompts.txt"), "--quick", "--max-new-tokens", "10", "--threads", "1",
+                   "--max-buffer", "4", "--temperature", "0", "--json", str(tmp_path / "b.json")])
+    assert rc == 0
+    report = json.loads((tmp_path / "b.json").read_text())
+    rows = {r["key"]: r for r in report["sections"][0]["rows"]}
+    assert rows["b"]["runner"] == "hf-assisted" and rows["b"]["names"][0] != "ngram"
+    assert rows["b-lookup"]["runner"] == "hf-prompt-lookup" and rows["b-lookup"]["names"][0] == "ngram"
+    assert all(r["greedy_equal_to_a"] is True for r in rows.values()), {k: r["greedy_mismatches"] for k, r in rows.items()}
+    assert report["sections"][0]["ratios"]["c/b-lookup"]["n"] == 2

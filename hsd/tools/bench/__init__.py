@@ -7,7 +7,11 @@ Contenders (all on the same loaded family, same prompts, same device, same run):
 - (b) transformers assisted generation (``assistant_model=``) with the drafter and draft length of
       (c): ``num_assistant_tokens`` fixed, ``num_assistant_tokens_schedule="constant"``,
       ``assistant_confidence_threshold`` off (0), so both propose exactly γ tokens per round;
-- (c) this engine, the best single draft (drafter and γ from the optimiser over single drafts);
+- (b) with the model-free n-gram level in the family: also transformers' own prompt lookup
+      (``prompt_lookup_num_tokens``, the block of the n-gram level's best single draft); (b)
+      assisted generation then takes the best MODEL drafter;
+- (c) this engine, the best single draft of any kind (a model or the n-gram level; drafter and γ
+      from the optimiser over single drafts);
 - (d) this engine, the optimiser's hierarchy (rule ``hsd``);
 - (e) (d) with each other lossless verification rule (``token``, ``block``);
 - (f) hand-picked hierarchies: the target alone through the engine (shallowest: separates the

@@ -8,7 +8,8 @@ from hsd.errors import ConfigError
 from hsd.plan.contenders import ROLES
 from hsd.plan.contenders import pick_contenders as pick
 from hsd.plan.latency import expected_tokens_per_target_call
-from hsd.plan.optimize import Plan
+from hsd.levels.ngram import NGRAM_NAME
+from hsd.plan.optimize import Plan, best_for_chain
 from hsd.plan.profile import Profile
 from hsd.verify import LOSSLESS_RULES
 
@@ -47,12 +48,23 @@ def pick_contenders(profile: Profile, max_buffer: int = 16) -> list[BenchContend
     picks = pick(profile, max_buffer, roles=ROLES, distinct=False)
     plans = {c.role: c.plan for c in picks}
     ar, single, optimum = plans["autoregressive"], plans["best single draft"], plans["optimum"]
-    out = [
-        BenchContender("a", "a", "(a) transformers generate, target alone", "hf-generate", ar.chain, ar.names, (),
-                  None, ar.expected_ms_per_token, 1.0),
-        BenchContender("b", "b", "(b) transformers assisted generation", "hf-assisted", single.chain, single.names,
-                  single.buffers, None, None,
-                  expected_tokens_per_target_call(profile, single.chain, single.buffers)),
+    k, ngram = profile.target, [i for i, m in enumerate(profile.models) if m == NGRAM_NAME]
+    models = [d for d in range(k) if d not in ngram]
+    assisted = single if single.chain[0] not in ngram else (    # transformers' assistant must be a model
+        min((best_for_chain(profile, (d, k), max_buffer) for d in models), key=lambda p: p.expected_ms_per_token)
+        if models else None)
+    out = [BenchContender("a", "a", "(a) transformers generate, target alone", "hf-generate", ar.chain, ar.names, (),
+                          None, ar.expected_ms_per_token, 1.0)]
+    if assisted is not None:
+        out.append(BenchContender("b", "b", "(b) transformers assisted generation", "hf-assisted", assisted.chain,
+                                  assisted.names, assisted.buffers, None, None,
+                                  expected_tokens_per_target_call(profile, assisted.chain, assisted.buffers)))
+    if ngram:                                        # transformers' own prompt lookup, as long a block as ngram's best
+        lookup = best_for_chain(profile, (ngram[0], k), max_buffer)
+        out.append(BenchContender("b-lookup", "b", "(b) transformers prompt lookup", "hf-prompt-lookup", lookup.chain,
+                                  lookup.names, lookup.buffers, None, None,
+                                  expected_tokens_per_target_call(profile, lookup.chain, lookup.buffers)))
+    out += [
         _engine("c", "c", "(c) engine, best single draft", profile, single),
         _engine("d", "d", f"(d) engine, optimiser's hierarchy ({ENGINE_RULE})", profile, optimum),
     ]

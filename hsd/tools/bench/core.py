@@ -56,9 +56,6 @@ def bench(family, profile: Profile, prompts: Sequence[str], *, max_new_tokens: i
 
 
 def _check_inputs(family, profile, prompts, max_new_tokens, temperatures, repeats) -> None:
-    if any(getattr(m, "drafter_only", False) for m in family.models):
-        raise ConfigError("bench does not take the model-free n-gram level yet (transformers' assisted generation "
-                          "needs a model as its assistant): benchmark the family without it")
     if list(profile.models) != list(family.names):
         raise ConfigError(f"the profile is for models {profile.models} but the family has {list(family.names)}: "
                           "measure a profile of this family with `python -m hsd profile`")

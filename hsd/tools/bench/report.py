@@ -38,8 +38,14 @@ def format_section(section: dict) -> str:
     q = section["ratios"]
     lines.append(f"ratios of tokens/s (wall clock), median (min–max) over {q['c/b']['n']} paired prompt×repeat runs: "
                  f"(c)/(b) = {_fmt_spread(q['c/b'], 2, '×')}   (d)/(c) = {_fmt_spread(q['d/c'], 2, '×')}   "
-                 f"(b)/(a) = {_fmt_spread(q['b/a'], 2, '×')}")
+                 f"(b)/(a) = {_fmt_spread(q['b/a'], 2, '×')}" + _lookup_ratio(q))
     return "\n".join(lines)
+
+
+def _lookup_ratio(q: dict) -> str:
+    """The (c) ÷ transformers prompt lookup ratio, when the family has the n-gram level."""
+    lookup = q.get("c/b-lookup", {})
+    return f"   (c)/(b prompt lookup) = {_fmt_spread(lookup, 2, '×')}" if lookup.get("n") else ""
 
 
 def format_report(report: dict) -> str:
@@ -88,7 +94,8 @@ def format_markdown(report: dict) -> str:
         q = s["ratios"]
         lines += ["", f"Paired ratios of tokens/s (wall clock), median (min–max) over {q['c/b']['n']} prompt × repeat "
                       f"runs: **(c)/(b) = {_fmt_spread(q['c/b'], 2, '×')}**, **(d)/(c) = {_fmt_spread(q['d/c'], 2, '×')}**, "
-                      f"(b)/(a) = {_fmt_spread(q['b/a'], 2, '×')}, (c)/(a) = {_fmt_spread(q['c/a'], 2, '×')}.", ""]
+                      f"(b)/(a) = {_fmt_spread(q['b/a'], 2, '×')}, (c)/(a) = {_fmt_spread(q['c/a'], 2, '×')}"
+                      f"{_lookup_ratio(q).replace('   ', ', ')}.", ""]
     return "\n".join(lines)
 
 

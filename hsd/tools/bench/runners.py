@@ -49,6 +49,8 @@ class ForwardMeter:
 
     def __enter__(self) -> "ForwardMeter":
         for i, m in enumerate(self.models):
+            if not hasattr(m, "register_forward_pre_hook"):         # the model-free n-gram level
+                continue
             self._handles.append(m.register_forward_pre_hook(self._pre(i)))
             self._handles.append(m.register_forward_hook(self._post(i)))
         return self
@@ -162,7 +164,8 @@ def make_runner(family, contender: BenchContender, meter: ForwardMeter, forward:
 
     target = family.models[target_index]
     assistant = family.models[contender.chain[0]] if contender.runner == "hf-assisted" else None
-    gamma = contender.buffers[0] if assistant is not None else 0
+    gamma = contender.buffers[0] if contender.buffers else 0
+    lookup = contender.runner == "hf-prompt-lookup"
     devices = [family.device] if torch.device(family.device).type == "cuda" else []
 
     def run_hf(job: Decode):
@@ -174,6 +177,8 @@ def make_runner(family, contender: BenchContender, meter: ForwardMeter, forward:
             torch.manual_seed(job.seed)
             if assistant is not None:
                 kwargs["assistant_model"] = assistant
+            if lookup:                                # transformers' prompt lookup, the n-gram level's peer
+                kwargs.update(prompt_lookup_num_tokens=gamma, max_matching_ngram_size=3)
             sync()
             t0 = time.perf_counter()
             out = target.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)

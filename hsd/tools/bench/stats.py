@@ -77,7 +77,8 @@ def summarise(contenders: Sequence[BenchContender], runs: dict[str, dict[tuple[i
         })
     ratios = {"c/b": spread(paired_ratios(runs, "c", "b")), "d/c": spread(paired_ratios(runs, "d", "c")),
               "b/a": spread(paired_ratios(runs, "b", "a")), "c/a": spread(paired_ratios(runs, "c", "a")),
-              "d/a": spread(paired_ratios(runs, "d", "a"))}
+              "d/a": spread(paired_ratios(runs, "d", "a")),
+              "c/b-lookup": spread(paired_ratios(runs, "c", "b-lookup"))}          # n = 0 without an n-gram level
     return {"temperature": temperature, "greedy": greedy, "rows": rows, "ratios": ratios,
             "runs": [asdict(r) for rs in runs.values() for r in rs.values()]}
 
