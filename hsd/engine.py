@@ -154,8 +154,7 @@ class _Decode:
         self.max_new = max_new_tokens
         self.eos = eos_token_id
         self.decode_ids = decode_ids
-        self.special = frozenset(special_ids)
-        self.text = TextStream(decode_ids, special_ids)
+        self.text = TextStream(decode_ids, special_ids)     # it also knows which ids are special
         self.token_texts: dict[int, str] = {}                      # one decode per distinct token
         self.generator = torch.Generator().manual_seed(int(seed))
         self.seed = int(seed)
@@ -286,7 +285,7 @@ class _Decode:
 
     def committed_texts(self, tokens: Sequence[int]) -> tuple[str, ...]:
         """Per committed token, the text it adds to the output ("" for a special token)."""
-        return tuple("" if t in self.special else self.token_text(t) for t in tokens)
+        return tuple("" if t in self.text.special else self.token_text(t) for t in tokens)
 
 
 class DecodeCancelled(Exception):

@@ -115,9 +115,6 @@ def _resolve_item(item: str) -> str:
 
 def resolve_spec(spec: str | list[str]) -> list[str]:
     """``"bundled"`` | preset name | ``"a,b,c"`` | list  ->  local folders / hub ids, smallest first."""
-    if _is_bundled(spec) and not (BUNDLED_DIR / "family.json").exists():
-        raise ModelLoadError(f"The bundled family is missing from {BUNDLED_DIR}; rebuild it with "
-                             "'python -m hsd.family train' or use local model folders.")
     raw = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else [str(s).strip() for s in spec]
     items = []
     for item in (s for s in raw if s):
@@ -134,10 +131,6 @@ def resolve_spec(spec: str | list[str]) -> list[str]:
     if not items:
         raise ModelLoadError(f"The model spec {spec!r} names no models; {_WAY_FORWARD}.")
     return [s if s == NGRAM else _resolve_item(s) for s in items]
-
-
-def _is_bundled(spec: str | list[str]) -> bool:
-    return isinstance(spec, str) and spec.strip().lower() == "bundled"
 
 
 def display_name(ref: str) -> str:

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_app import free_port, save_tiny_family
+from hsd.family import tiny
+from tests.test_app import NAMES, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "artifacts"
@@ -46,17 +47,17 @@ def wait_until_ready(url: str, proc: subprocess.Popen, timeout_s: float = 120.0)
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    spec = save_tiny_family(tmp_path_factory.mktemp("browser-family"))
+    # wider and deeper than the other tests' tiny family: a decode takes about 2 s here, so the
+    # streaming claim does not race the decode (at 32 × 2 the whole answer could come in one update)
+    spec = tiny.save_tiny_family(tmp_path_factory.mktemp("browser-family"), names=NAMES, scale=8.0,
+                                 hidden=192, layers=6)
     port = free_port()
     tmp = tmp_path_factory.mktemp("gradio-tmp")
     env = dict(os.environ, HSD_FAMILY=spec, GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1",
                GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", GRADIO_TEMP_DIR=str(tmp),
                NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost", GRADIO_SSR_MODE="False",
                HSD_MAX_NEW_TOKENS="60", HSD_UI_SHARE="1.0", HSD_PANEL_INTERVAL_S="0.2",
-               HSD_TOKEN_INTERVAL_S="0",
-               # the transformers forward: on these tiny models the lean one decodes the whole answer
-               # in a few ms, sooner than a second page update can be due (1 run in 3 showed one update)
-               HSD_FORWARD="hf")
+               HSD_TOKEN_INTERVAL_S="0")
     proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"

@@ -25,6 +25,7 @@ class Context:
     tabs: gr.Tabs = None
     generate: Any = None                     # ui.tabs.generate.GenerateTab: the stack widgets live there
     placeholders: list = field(default_factory=list)    # (plot, message) redrawn in the dark theme
+    prompts: list = field(default_factory=list)         # (label, prompt) examples, read once
 
     @property
     def slots(self) -> int:

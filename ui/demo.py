@@ -11,7 +11,7 @@ import gradio as gr
 
 import visual
 from ui.context import Context, unchanged
-from ui.registry import Families
+from ui.registry import Families, load_prompts
 from ui.settings import CSS_PATH, Limits
 from ui.tabs import compare, generate, learn, optimise
 
@@ -35,7 +35,7 @@ derivation (labelled *model-predicted*); timings are *wall clock* on this machin
 def build_demo(limits: Limits | None = None, families: Families | None = None) -> gr.Blocks:
     """1) the shared state, 2) each tab's layout, 3) each tab's wiring, 4) the theme redraw."""
     limits = limits or Limits.from_env()
-    ctx = Context(limits=limits, families=families or Families(limits))
+    ctx = Context(limits=limits, families=families or Families(limits), prompts=load_prompts())
     with gr.Blocks(title="HSD Explorer", analytics_enabled=False, delete_cache=(1800, 3600)) as demo:
         ctx.demo = demo                                                          # 1)
         ctx.dark = gr.Checkbox(value=False, visible=False, elem_id="dark-flag")

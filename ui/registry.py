@@ -92,8 +92,7 @@ class Families:
         thread at start-up; a failure is left for the first request to report as a sentence)."""
         spec = self.limits.family
         try:
-            import_engine()
-            self.load(spec)
+            self.load(spec)                         # load_models imports the engine first
             self.plan(spec, self.names(spec))
         except Exception as exc:
             print(f"[hsd-explorer] preload skipped: {exc}")

@@ -27,7 +27,7 @@ from gradio.components.plot import PlotData
 import visual
 from hsd.errors import HSDError
 from hsd.trace import Event, Trace, event_from_dict, event_to_dict
-from ui.registry import import_engine, load_models
+from ui.registry import load_models
 from ui.requests import Request
 
 try:                                    # ZeroGPU on a Space; a no-op decorator everywhere else
@@ -78,10 +78,9 @@ def decode_events(req: Request) -> Iterator[Event | dict]:
     """Decode ``req`` (already validated and allowed) and yield its events.  Under ZeroGPU (this
     function runs in a forked worker) they cross as plain dicts (``hsd.trace.event_to_dict``);
     everywhere else the frozen events pass as they are.  Consumers accept both (``as_event``)."""
-    import_engine()
+    family = load_models(req.family)            # imports the engine first (ui.registry.import_engine)
     from hsd.engine import Hierarchy
 
-    family = load_models(req.family)
     h = Hierarchy.from_family(family, chain=list(req.chain), buffers=list(req.buffers), rules=list(req.rules),
                               forward=req.forward)
     events = h.stream(req.prompt, max_new_tokens=req.max_new_tokens, temperature=req.temperature,

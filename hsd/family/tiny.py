@@ -45,16 +45,17 @@ def tiny_llama(seed: int, *, vocab_size: int, hidden: int = 32, layers: int = 1,
 
 
 def tiny_family(n: int = 3, *, vocab_size: int | None = None, seed: int = 0, scale: float = 30.0,
-                alphabet=ALPHABET, max_positions: int = 128):
+                alphabet=ALPHABET, max_positions: int = 128, hidden: int = 32, layers: int = 2):
     """n tiny models sharing the tiny tokenizer; the drafts are the target with noise added
     (more for smaller ones), so acceptance is high but far from 1 (like a real distilled family).
-    Returns (models smallest first, tokenizer)."""
+    ``hidden`` × ``layers`` is every model's shape.  Returns (models smallest first, tokenizer)."""
     tok = tiny_tokenizer(alphabet)
     v = vocab_size or len(tok)
-    target = tiny_llama(seed, vocab_size=v, hidden=32, layers=2, scale=scale, max_positions=max_positions)
+    target = tiny_llama(seed, vocab_size=v, hidden=hidden, layers=layers, scale=scale, max_positions=max_positions)
     family = []
     for i in range(n - 1):
-        draft = tiny_llama(seed, vocab_size=v, hidden=32, layers=2, scale=scale, max_positions=max_positions)
+        draft = tiny_llama(seed, vocab_size=v, hidden=hidden, layers=layers, scale=scale,
+                           max_positions=max_positions)
         g = torch.Generator().manual_seed(seed * 100 + i + 1)
         with torch.no_grad():
             for p in draft.parameters():

@@ -2,8 +2,9 @@
 
 ``LevelModel`` owns ALL mutable per-model state: the ``DynamicCache`` and the token ids that cache
 covers.  Callers hand it whole token sequences; it works out which suffix is new, crops its cache
-back to the longest prefix it still agrees with (``_sync`` is the only place that crops), feeds the
-rest in ONE forward pass and returns processed probability rows.
+back to the longest prefix it still agrees with (``_crop`` is the only place that crops), feeds the
+rest in ONE forward pass and returns processed probability rows (the skeleton is
+``hsd.levels.cached.CachedLevel``, shared with the lean level).
 
 Contract of ``probs_after(sequence, n_rows)``: row r of the (n_rows, V) result is this model's
 sampling distribution for the token at position ``len(sequence) - n_rows + 1 + r``, i.e. after the
@@ -18,16 +19,14 @@ This module knows nothing of verification rules, hierarchies or events.
 """
 from __future__ import annotations
 
-import time
-
 import torch
 from transformers import DynamicCache
 
-from hsd.levels.prefix import kept_prefix
+from hsd.levels.cached import CachedLevel
 from hsd.levels.sampling import SamplingSettings
 
 
-class LevelModel:
+class LevelModel(CachedLevel):
     """A causal LM with its own cache.  Not thread-safe: one decode at a time per instance."""
 
     def __init__(self, model, *, name: str, vocab_size: int, settings: SamplingSettings):
@@ -37,52 +36,22 @@ class LevelModel:
         self.settings = settings
         self.device = next(model.parameters()).device
         self.max_positions = int(getattr(model.config, "max_position_embeddings", 0) or 0)
-        self.forward_passes = 0
-        self.forward_ms = 0.0
-        self.reset()
-
-    # -- state ---------------------------------------------------------------------------
-    def reset(self) -> None:
-        """Forget the cache (a new prompt)."""
+        self._start_counters()
         self.cache = DynamicCache(config=self.model.config)
-        self.cached_ids: list[int] = []
 
-    def _sync(self, sequence: list[int], keep_at_most: int) -> int:
-        """Crop the cache to the longest common prefix with ``sequence`` (at most ``keep_at_most``
-        tokens).  The ONLY place a cache is cropped.  Returns the number of tokens kept."""
-        n = kept_prefix(self.cached_ids, sequence, keep_at_most)
-        drop = len(self.cached_ids) - n
-        if drop > 0:
-            self.cache.crop(-drop)      # transformers 5.x: a negative count of tokens to drop
-            del self.cached_ids[n:]
-        return n
+    def _crop(self, n: int) -> None:
+        """The ONLY place the cache is cropped (to the first ``n`` tokens)."""
+        if n == 0:
+            self.cache = DynamicCache(config=self.model.config)
+        elif n < len(self.cached_ids):
+            self.cache.crop(n - len(self.cached_ids))   # transformers 5.x: a negative count of tokens to drop
 
-    # -- scoring -------------------------------------------------------------------------
-    @torch.inference_mode()
-    def logits_after(self, sequence: list[int], n_rows: int) -> torch.Tensor:
-        """Raw logits (n_rows, vocab_size) for the last ``n_rows`` positions of ``sequence``
-        (see the module docstring), in one forward pass over the uncached suffix."""
-        if not 1 <= n_rows <= len(sequence):
-            raise ValueError(f"n_rows must be in 1..{len(sequence)}, got {n_rows}")
-        # keep at most len - n_rows cached so the forward covers every row we must return
-        kept = self._sync(sequence, len(sequence) - n_rows)
-        new = sequence[kept:]                                       # (m,), m ≥ n_rows
-        ids = torch.tensor([new], dtype=torch.long, device=self.device)
-        t0 = time.perf_counter()
-        out = self.model(
-            input_ids=ids,
-            past_key_values=self.cache,
-            use_cache=True,
-            cache_position=torch.arange(kept, kept + len(new), device=self.device),
-            logits_to_keep=n_rows,
-        )
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)   # honest wall time for async devices
-        self.forward_ms += (time.perf_counter() - t0) * 1000.0
-        self.forward_passes += 1
-        self.cached_ids.extend(new)
-        return out.logits[0, -n_rows:, : self.vocab_size]          # (n_rows, V)
+    def _inputs(self, new: list[int], kept: int):
+        return (torch.tensor([new], dtype=torch.long, device=self.device),
+                torch.arange(kept, kept + len(new), device=self.device))
 
-    def probs_after(self, sequence: list[int], n_rows: int = 1) -> torch.Tensor:
-        """Processed sampling distributions (n_rows, V), float32, on the CPU."""
-        return self.settings.probs(self.logits_after(sequence, n_rows)).cpu()
+    def _forward(self, inputs, kept: int, n_rows: int) -> torch.Tensor:
+        ids, positions = inputs
+        out = self.model(input_ids=ids, past_key_values=self.cache, use_cache=True, cache_position=positions,
+                         logits_to_keep=n_rows)
+        return out.logits[0, -n_rows:]                                  # (n_rows, V')

@@ -11,17 +11,16 @@ level (``hsd.levels.hf.LevelModel``, the reference) for it.
 
 State, all owned here: per layer a (kv_heads, capacity, head_dim) key and value tensor, grown by
 doubling up to the context limit, and ``cached_ids``, the tokens they hold.  A crop is setting
-a length (``_sync``, the only place): nothing is copied.  No second copy of any weight is made.
+a length (``_crop``, the only place): nothing is copied.  The check / crop / time / count
+skeleton of ``logits_after`` is ``hsd.levels.cached.CachedLevel``, shared with the reference.  No second copy of any weight is made.
 Implements the ``hsd.levels.Level`` protocol; the module knows nothing of rules or hierarchies.
 """
 from __future__ import annotations
 
-import time
-
 import torch
 import torch.nn.functional as F
 
-from hsd.levels.prefix import kept_prefix
+from hsd.levels.cached import CachedLevel
 from hsd.levels.sampling import SamplingSettings
 
 LEAN_ARCHITECTURES = ("llama", "qwen2")         # config.model_type
@@ -75,7 +74,7 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
-class LeanLevel:
+class LeanLevel(CachedLevel):
     """A Llama-style model through the plain forward, with its own KV tensors.  Not thread-safe:
     one decode at a time per instance (``Hierarchy`` builds one per decode)."""
 
@@ -94,22 +93,14 @@ class LeanLevel:
         self.head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
         self.scale = self.head_dim ** -0.5
         self.device, self.dtype = self.embed.device, self.embed.dtype
-        self.forward_passes, self.forward_ms = 0, 0.0
         self.capacity = 0
         self._cos = self._sin = None
-        self.reset()
+        self._start_counters()
 
     # -- state ---------------------------------------------------------------------------
-    def reset(self) -> None:
-        """Forget every sequence seen (the KV tensors are kept and overwritten)."""
-        self.cached_ids: list[int] = []
-
-    def _sync(self, sequence: list[int], keep_at_most: int) -> int:
-        """Keep the longest common prefix with ``sequence`` (at most ``keep_at_most`` tokens): the
-        ONLY place the cache is cropped, by setting its length."""
-        n = kept_prefix(self.cached_ids, sequence, keep_at_most)
-        del self.cached_ids[n:]
-        return n
+    def _crop(self, n: int) -> None:
+        """The ONLY place the cache is cropped: its length is ``len(cached_ids)``, so setting that
+        (``CachedLevel._keep``) is all a crop takes; the KV tensors are kept and overwritten."""
 
     def _reserve(self, length: int) -> None:
         """KV tensors and rotary tables for at least ``length`` positions (grown by doubling,
@@ -133,23 +124,9 @@ class LeanLevel:
         self._cos, self._sin = cos[0], sin[0]                               # (cap, head_dim)
 
     # -- scoring -------------------------------------------------------------------------
-    @torch.inference_mode()
-    def logits_after(self, sequence: list[int], n_rows: int) -> torch.Tensor:
-        """Raw logits (n_rows, vocab_size) for the last ``n_rows`` positions of ``sequence``, in
-        one forward over the uncached suffix (the contract of ``hsd.levels``)."""
-        if not 1 <= n_rows <= len(sequence):
-            raise ValueError(f"n_rows must be in 1..{len(sequence)}, got {n_rows}")
-        kept = self._sync(sequence, len(sequence) - n_rows)
-        new = sequence[kept:]                                               # (m,), m ≥ n_rows
+    def _inputs(self, new: list[int], kept: int) -> torch.Tensor:
         self._reserve(kept + len(new))
-        t0 = time.perf_counter()
-        logits = self._forward(torch.tensor(new, dtype=torch.long, device=self.device), kept, n_rows)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)       # honest wall time for async devices
-        self.forward_ms += (time.perf_counter() - t0) * 1000.0
-        self.forward_passes += 1
-        self.cached_ids.extend(new)
-        return logits[:, : self.vocab_size]
+        return torch.tensor(new, dtype=torch.long, device=self.device)
 
     def _forward(self, ids: torch.Tensor, start: int, n_rows: int) -> torch.Tensor:
         """1) embed, 2) per layer: norm, q/k/v, rope, write k/v at ``start``, attention over the
@@ -174,7 +151,3 @@ class LeanLevel:
             h = rms_norm(x, layer.ln_post, layer.eps_post)
             x = x + F.linear(F.silu(F.linear(h, *layer.gate)) * F.linear(h, *layer.up), *layer.down)
         return F.linear(rms_norm(x[-n_rows:], self.norm, self.norm_eps), self.head)        # (n_rows, V)
-
-    def probs_after(self, sequence: list[int], n_rows: int = 1) -> torch.Tensor:
-        """Processed sampling distributions (n_rows, V), float32, on the CPU."""
-        return self.settings.probs(self.logits_after(sequence, n_rows)).cpu()

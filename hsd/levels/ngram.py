@@ -22,7 +22,7 @@ from typing import Sequence
 
 import torch
 
-from hsd.levels.prefix import kept_prefix
+from hsd.levels.cached import kept_prefix
 from hsd.levels.sampling import SamplingSettings
 
 NGRAM_NAME = "ngram"
@@ -68,12 +68,10 @@ class NGramLevel:
     def _sync(self, sequence: list[int]) -> None:
         """Keep the common prefix with ``sequence`` (rolling the index back), then index the rest."""
         n = kept_prefix(self.cached_ids, sequence, len(sequence))
-        while len(self.cached_ids) > n:
-            q = len(self.cached_ids) - 1
+        while len(self.cached_ids) > n:           # roll back, latest position first
             for key in self.added.pop():
                 self.index[key].pop()
             self.cached_ids.pop()
-            assert len(self.added) == q
         for q in range(n, len(sequence)):
             keys = [tuple(sequence[q - k:q]) for k in range(1, self.drafter.max_n + 1) if q - k >= 0]
             for key in keys:
@@ -99,7 +97,7 @@ class NGramLevel:
         if not 1 <= n_rows <= len(sequence):
             raise ValueError(f"n_rows must be in 1..{len(sequence)}, got {n_rows}")
         t0 = time.perf_counter()
-        self._sync(list(sequence))
+        self._sync(sequence)
         rows = torch.zeros(n_rows, self.vocab_size)
         start = len(sequence) - n_rows + 1
         for r in range(n_rows):

@@ -230,7 +230,7 @@ def measure_profile(family, *, max_n: int = 17, repeats: int = 15, warmup: int =
             "timing_context_tokens": len(timing_ctx), "seed": seed,
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "cost": "the engine's level.probs_after over n new tokens, warm cache, median wall ms",
-            "forward": forward, "level": type(levels[0]).__name__,
+            "forward": forward, "levels": [type(lv).__name__ for lv in levels],
             "acceptance": "mean over target-sampled positions of sum_v min(p_i, p_j)",
             "rule": rule}
     return Profile(models=names, cost_ms=cost_ms, acceptance=acceptance, meta=meta, overhead_ms=overhead)

@@ -10,7 +10,6 @@ import gradio as gr
 import visual
 from ui import session
 from ui.context import Context, bind
-from ui.registry import load_prompts
 from ui.requests import CONTENDERS, Request, compare_requests, make_request
 from ui.tabs.generate import SAMPLING_NAMES
 
@@ -37,7 +36,7 @@ def build(ctx: Context) -> CompareTab:
                 "another (never at once, so the wall-clock timings are fair). *Yours* is the stack set on "
                 "the Generate tab; *best single draft* and *optimal* come from the optimiser "
                 "(model-predicted, needs a profile).")
-    prompts = load_prompts()
+    prompts = ctx.prompts
     with gr.Row():
         prompt = gr.Textbox(label="Prompt", value=prompts[min(2, len(prompts) - 1)][1], lines=2, scale=3,
                             elem_id="cmp-prompt")

@@ -16,7 +16,7 @@ import visual
 from hsd.trace import Trace
 from ui import session, views
 from ui.context import Context, bind
-from ui.registry import default_plan, load_prompts
+from ui.registry import default_plan
 from ui.requests import RULE_LABELS, Request, chain_of, make_request, whole
 from hsd.verify import RULES
 
@@ -82,7 +82,7 @@ def build(ctx: Context) -> GenerateTab:
     limits, families = ctx.limits, ctx.families
     names0 = families.names(limits.family)
     stack0, buffers0 = default_plan(families, limits.family, names0, limits)
-    prompts = load_prompts()
+    prompts = ctx.prompts
     w = {}
     with gr.Row(equal_height=False):
         with gr.Column(scale=3, min_width=320):                          # 1) prompt and output
