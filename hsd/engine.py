@@ -50,7 +50,7 @@ import torch
 from hsd.errors import ConfigError, PromptError
 from hsd.levels import Level, SamplingSettings, build_level, check_forward
 from hsd.trace import Committed, Drafted, Event, Finished, Prefill, Started, Trace, Verified
-from hsd.verify import get_rule
+from hsd.verify import get_rule, greedy_verdict
 
 MAX_BUFFER = 1024  # a sanity bound; the app applies its own, smaller caps
 
@@ -145,7 +145,7 @@ class _Decode:
     def __init__(self, levels: list[Level], spec: HierarchySpec, settings: SamplingSettings,
                  prompt_ids: list[int], *, max_new_tokens: int, seed: int, eos_token_id: int | None,
                  decode_ids: Callable[[list[int]], str], special_ids: Sequence[int], prompt_text: str,
-                 stop: Callable[[], bool] | None = None):
+                 stop: Callable[[], bool] | None = None, token_texts: dict[int, str] | None = None):
         self.levels = levels
         self.spec = spec
         self.settings = settings
@@ -155,7 +155,7 @@ class _Decode:
         self.eos = eos_token_id
         self.decode_ids = decode_ids
         self.text = TextStream(decode_ids, special_ids)     # it also knows which ids are special
-        self.token_texts: dict[int, str] = {}                      # one decode per distinct token
+        self.token_texts = {} if token_texts is None else token_texts   # one decode per distinct token
         self.generator = torch.Generator().manual_seed(int(seed))
         self.seed = int(seed)
         self.prompt_text = prompt_text
@@ -192,9 +192,13 @@ class _Decode:
         t, ms0 = self._now(), lm.forward_ms
         verifier_probs = lm.probs_after(ctx + below.tokens, gamma + 1)           # (γ+1, V)
         dur = lm.forward_ms - ms0
-        # 3) the rule decides (float64 inside, one random draw)
-        verdict = rule(torch.tensor(below.tokens, dtype=torch.long), torch.stack(below.rows),
-                       verifier_probs, self.generator)
+        # 3) the rule decides (float64 inside, one random draw); greedy rows are one-hot, so
+        #    the rule's greedy path is taken without converting or even stacking them
+        if self.settings.greedy:
+            verdict = greedy_verdict(rule, below.tokens, verifier_probs)
+        else:
+            verdict = rule(torch.tensor(below.tokens, dtype=torch.long), torch.stack(below.rows),
+                           verifier_probs, self.generator, greedy=False)
         a = verdict.n_accepted
         kept = _Block(below.tokens[:a] + [verdict.next_token],
                       list(verifier_probs[: a + 1]),                             # this level's OWN rows
@@ -214,7 +218,7 @@ class _Decode:
     def _draft(self, context: list[int], n: int) -> Producing:
         """Level 0: n tokens, one forward pass each."""
         lm = self.levels[0]
-        t, passes0 = self._now(), lm.forward_passes
+        t, passes0, ms0 = self._now(), lm.forward_passes, lm.forward_ms
         tokens, rows = [], []
         for _ in range(n):
             row = lm.probs_after(context + tokens, 1)[0]                          # (V,)
@@ -222,7 +226,7 @@ class _Decode:
             rows.append(row)
         yield Drafted(round=self.round, level=0, context_len=len(context), tokens=tuple(tokens),
                       texts=self.texts(tokens), forward_passes=lm.forward_passes - passes0,
-                      t_ms=t, dur_ms=self._now() - t)
+                      forward_ms=lm.forward_ms - ms0, t_ms=t, dur_ms=self._now() - t)
         return _Block(tokens, rows, [0] * n)
 
     def token_text(self, token: int) -> str:
@@ -337,6 +341,7 @@ class Hierarchy:
                 raise ConfigError(f"{name} drafts but cannot verify, so it can only be the bottom level (first), "
                                   f"not {role}")
         self.spec = HierarchySpec.make(len(self.models), list(buffers), rules)
+        self._token_texts: dict[int, str] = {}     # one token's text, shared by every decode (same tokenizer)
 
     @classmethod
     def from_family(cls, family, chain: Sequence[int] | None = None, buffers: Sequence[int] = (),
@@ -382,7 +387,7 @@ class Hierarchy:
         special = list(getattr(self.tokenizer, "all_special_ids", None) or [])
         decode = _Decode(levels, self.spec, settings, prompt_ids, max_new_tokens=max_new_tokens, seed=seed,
                          eos_token_id=eos, decode_ids=self._decode_ids, special_ids=special,
-                         prompt_text=prompt, stop=stop)
+                         prompt_text=prompt, stop=stop, token_texts=self._token_texts)
         return decode.run()
 
     def _decode_ids(self, ids: list[int]) -> str:

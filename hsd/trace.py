@@ -10,7 +10,8 @@ keyword only (``kw_only`` dataclasses), so reordering fields here cannot swap va
 Events, in the order the decoder emits them:
 - ``Started``    the configuration (model names, buffers, rules, sampling, seed, prompt length).
 - ``Prefill``    one level processed the prompt.
-- ``Drafted``    level 0 generated ``tokens`` one at a time (``forward_passes`` one-token passes).
+- ``Drafted``    level 0 generated ``tokens`` one at a time (``forward_passes`` one-token passes);
+                 ``dur_ms`` is the whole step (sampling included), ``forward_ms`` its passes alone.
 - ``Verified``   level ``level`` scored the block ``proposed`` from level ``level-1`` in one forward
                  pass and kept ``n_accepted`` of them, then ``next_token`` (a replacement or a bonus).
                  ``handed_up`` is how many tokens the level then passes upward (after truncation to
@@ -72,6 +73,7 @@ class Drafted(_Step):
     tokens: tuple[int, ...]
     texts: tuple[str, ...]
     forward_passes: int
+    forward_ms: float | None = None     # inside the passes (None in traces saved before it existed)
     kind: str = "drafted"
 
 
@@ -268,7 +270,7 @@ class Trace:
             passes = sum(1 for e in self.of_kind("prefill") if e.level == lv)
             ms = sum(e.dur_ms for e in self.of_kind("prefill") if e.level == lv)
             passes += sum(e.forward_passes for e in drafted if e.level == lv)
-            ms += sum(e.dur_ms for e in drafted if e.level == lv)
+            ms += sum(e.dur_ms if e.forward_ms is None else e.forward_ms for e in drafted if e.level == lv)
             passes += sum(1 for e in verified if e.level == lv)
             ms += sum(e.dur_ms for e in verified if e.level == lv)
             levels.append(LevelStats(lv, models[lv] if lv < len(models) else str(lv), passes, ms))

@@ -10,11 +10,15 @@ Contract (used by the engine, the tests, the app and external checks)::
 - ``generator``      torch.Generator      the only source of randomness
 
 Every rule is written as its exact *outcome distribution* ``outcome[k, v]`` = P(keep exactly k draft
-tokens, then emit token v) -- shape (γ+1, V) -- followed by ONE categorical draw from it.  That is
-distributionally identical to the sequential coin-flip descriptions in the papers, it is what the
-exact-enumeration tests check, and it makes each verification consume exactly one random number.
-When every verifier row is one-hot (temperature 0) the rule takes its greedy path: keep the draft
-while it equals the verifier's argmax, then emit the argmax; no randomness is used.
+tokens, then emit token v) -- shape (γ+1, V) --, kept factored (``Outcome``): the γ+1 row weights
+P(keep exactly k) and, built only for the row drawn, the next token's law given k.  ONE uniform u
+picks the row by inverse CDF over the weights and then, rescaled within that row, the token: the
+same draw as an inverse CDF over the whole flattened table (``Outcome.table()``, what the
+exact-enumeration tests check), without building it.  That is distributionally identical to the
+sequential coin-flip descriptions in the papers, and each verification consumes exactly one random
+number.  When every verifier row is one-hot (temperature 0) the rule takes its greedy path
+(``greedy_verdict``): keep the draft while it equals the verifier's argmax, then emit the argmax;
+no randomness is used.
 
 Rules (one pure function each; a new rule is a new function, never a flag):
 - ``token``        Leviathan et al. 2023 / Chen et al. 2023: token-wise rejection sampling.
@@ -34,7 +38,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
@@ -62,26 +66,74 @@ class Verdict:
 
 
 @dataclass(frozen=True)
+class Outcome:
+    """A rule's exact outcome, factored: P(keep exactly k draft tokens) = ``weights[k]`` (γ+1 floats
+    summing to 1) and, given k, the next token's law ``row(k)`` (V,), up to its scale (what an
+    inverse CDF needs; a residual is not normalised for nothing).  The outcome table is
+    ``table[k, v] = weights[k] * row(k)[v] / Σ row(k)``."""
+
+    weights: list[float]
+    row: Callable[[int], torch.Tensor]      # k -> (V,) non-negative, positive total, up to scale
+    diagnostics: dict
+
+    def table(self) -> torch.Tensor:
+        """The whole (γ+1, V) table (float64): what the exact-enumeration tests check."""
+        rows = [self.row(k).to(torch.float64) for k in range(len(self.weights))]
+        return torch.stack([w * r / r.sum() for w, r in zip(self.weights, rows)])
+
+    def draw(self, generator: torch.Generator) -> tuple[int, int]:
+        """(k, v) from ONE uniform of ``generator``."""
+        return self.at(float(torch.rand((), generator=generator, dtype=torch.float64)))
+
+    def at(self, u: float) -> tuple[int, int]:
+        """(k, v) for the uniform u: inverse CDF over the row weights, then u, rescaled within
+        row k, over that row -- the inverse CDF over the flattened table, without building it."""
+        x = u * math.fsum(self.weights)
+        k, below = _pick(self.weights, x)
+        within = min(max((x - below) / self.weights[k], 0.0), 1.0)
+        return k, inverse_cdf(self.row(k), within)
+
+
+def _pick(weights: Sequence[float], x: float) -> tuple[int, float]:
+    """The first k with Σ_{j≤k} w_j > x (a positive weight), and Σ_{j<k} w_j."""
+    below, last = 0.0, None
+    for k, w in enumerate(weights):
+        if w > 0:
+            if x < below + w:
+                return k, below
+            last = (k, below)
+        below += w
+    return last                                      # x rounded up to the total: the last positive row
+
+
+@dataclass(frozen=True)
 class Rule:
-    """A registered verification rule: ``outcome(...)`` gives the exact (γ+1, V) outcome table."""
+    """A registered verification rule: ``factored(...)`` gives its exact ``Outcome``."""
 
     name: str
     lossless: bool
     summary: str
-    outcome: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict]]
+    factored: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], Outcome]
 
-    def __call__(self, draft_tokens, draft_probs, verifier_probs, generator) -> Verdict:
-        return verify(self, draft_tokens, draft_probs, verifier_probs, generator)
+    def outcome(self, draft_tokens, draft_probs, verifier_probs) -> tuple[torch.Tensor, dict]:
+        """The exact (γ+1, V) outcome table (float64) and the diagnostics."""
+        found = self.factored(*_checked(draft_tokens, draft_probs, verifier_probs))
+        return found.table(), found.diagnostics
+
+    def __call__(self, draft_tokens, draft_probs, verifier_probs, generator, *, greedy: bool | None = None) -> Verdict:
+        return verify(self, draft_tokens, draft_probs, verifier_probs, generator, greedy=greedy)
 
 
 # --------------------------------------------------------------------------------------------
 # shared pieces
 # --------------------------------------------------------------------------------------------
 
-def _as64(draft_tokens, draft_probs, verifier_probs):
+def _checked(draft_tokens, draft_probs, verifier_probs):
+    """The three inputs as tensors of checked shapes.  The rows keep their dtype (float32 from
+    the engine): every arithmetic step below has a float64 operand, so it runs in float64 on the
+    exact float32 values, with no float64 copy of the whole tables."""
     draft_tokens = torch.as_tensor(draft_tokens, dtype=torch.long).reshape(-1)
-    draft_probs = torch.as_tensor(draft_probs).to(torch.float64)
-    verifier_probs = torch.as_tensor(verifier_probs).to(torch.float64)
+    draft_probs, verifier_probs = torch.as_tensor(draft_probs), torch.as_tensor(verifier_probs)
     gamma = draft_tokens.shape[0]
     if draft_probs.shape[0] != gamma or verifier_probs.shape[0] != gamma + 1:
         raise ValueError(
@@ -96,9 +148,9 @@ def _ratios(draft_tokens, draft_probs, verifier_probs) -> list[float]:
     """ρ_t = verifier(x_t) / draft(x_t), a list of γ floats.  A token the drafter gave zero mass
     counts as ρ = +inf (capped to 1 wherever a cap applies) if the verifier likes it, and 0 if
     nobody does.  (γ-length scalars are plain floats: cheaper than tensor ops at this size.)"""
-    idx = torch.arange(draft_tokens.shape[0])
-    q_x = draft_probs[idx, draft_tokens].tolist()
-    p_x = verifier_probs[idx, draft_tokens].tolist()
+    gamma = draft_tokens.shape[0]
+    at = draft_tokens[:, None]
+    q_x, p_x = torch.cat((draft_probs.gather(1, at), verifier_probs[:gamma].gather(1, at)), 1).T.tolist()
     return [p / q if q > 0 else (math.inf if p > 0 else 0.0) for p, q in zip(p_x, q_x)]
 
 
@@ -114,10 +166,6 @@ def _finite(xs: list[float]) -> list[float]:
     return [min(x, 1e300) for x in xs]
 
 
-def _normalise(rows: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
-    """Row-normalise; a row with no mass is replaced by the matching ``fallback`` row."""
-    z = rows.sum(-1, keepdim=True)
-    return torch.where(z > 0, rows / torch.where(z > 0, z, torch.ones_like(z)), fallback)
 
 
 def _top_entries(a: torch.Tensor, b: torch.Tensor, k: int = TOP_ENTRIES) -> list[dict]:
@@ -133,64 +181,77 @@ def _is_one_hot(rows: torch.Tensor) -> bool:
     return bool((torch.amax(rows, dim=-1) == 1.0).all())
 
 
-def _greedy(rule: Rule, draft_tokens, verifier_probs) -> Verdict:
-    """Temperature 0: keep the draft while it equals the verifier's argmax, then emit the argmax."""
-    best = verifier_probs.argmax(dim=-1)                     # (γ+1,)
-    gamma = draft_tokens.shape[0]
-    match = (best[:gamma] == draft_tokens).tolist()
-    n = match.index(False) if False in match else gamma
+def greedy_verdict(rule: Rule | str, draft_tokens: Sequence[int] | torch.Tensor, verifier_probs) -> Verdict:
+    """Temperature 0 (every verifier row one-hot, any dtype): keep the draft while it equals the
+    verifier's argmax, then emit the argmax; no randomness is used.  The engine calls it directly
+    when its sampling settings are greedy (it knows the rows are one-hot)."""
+    name = rule if isinstance(rule, str) else rule.name
+    best = torch.as_tensor(verifier_probs).argmax(dim=-1).tolist()            # γ+1 ids
+    drafted = draft_tokens.tolist() if isinstance(draft_tokens, torch.Tensor) else list(draft_tokens)
+    match = [b == d for b, d in zip(best, drafted)]
+    n = match.index(False) if False in match else len(drafted)
     diagnostics = {"greedy": True, "ratios": [1.0 if m else 0.0 for m in match]}
-    return Verdict(n, int(best[n]), n == gamma, rule.name, diagnostics)
+    return Verdict(n, int(best[n]), n == len(drafted), name, diagnostics)
+
+
+def inverse_cdf(weights: torch.Tensor, u: float) -> int:
+    """The index i where u in [0, 1] falls in the CDF of non-negative ``weights`` (unnormalised):
+    the first i with Σ_{j≤i} w_j > u Σ w, which always has w_i > 0 (a zero weight adds nothing to
+    the CDF); u rounding up to the total picks the last positive weight."""
+    cdf = torch.cumsum(weights, 0, dtype=torch.float64)
+    idx = int(torch.searchsorted(cdf, cdf[-1:] * u, right=True))
+    if idx >= weights.shape[0]:
+        idx = int(torch.nonzero(weights > 0)[-1])
+    return idx
 
 
 def categorical(weights: torch.Tensor, generator: torch.Generator) -> int:
     """One draw from unnormalised non-negative ``weights`` by inverse CDF (one uniform)."""
-    cdf = torch.cumsum(weights, 0)
-    u = torch.rand((), generator=generator, dtype=torch.float64) * cdf[-1]
-    idx = int(torch.searchsorted(cdf, u, right=True))
-    idx = min(idx, weights.shape[0] - 1)
-    while weights[idx] <= 0 and idx > 0:       # u landed exactly on a boundary after a zero run
-        idx -= 1
-    return idx
+    return inverse_cdf(weights, float(torch.rand((), generator=generator, dtype=torch.float64)))
 
 
-def verify(rule: Rule, draft_tokens, draft_probs, verifier_probs, generator) -> Verdict:
-    """Run ``rule`` on one draft block: exact outcome table, then one categorical draw."""
-    draft_tokens, draft_probs, verifier_probs = _as64(draft_tokens, draft_probs, verifier_probs)
-    if _is_one_hot(verifier_probs):
-        return _greedy(rule, draft_tokens, verifier_probs)
-    table, diagnostics = rule.outcome(draft_tokens, draft_probs, verifier_probs)   # (γ+1, V)
-    pick = categorical(table.reshape(-1), generator)
-    n, v = divmod(pick, table.shape[1])
-    gamma = draft_tokens.shape[0]
-    return Verdict(n, v, n == gamma, rule.name, diagnostics)
+def verify(rule: Rule, draft_tokens, draft_probs, verifier_probs, generator, *, greedy: bool | None = None) -> Verdict:
+    """Run ``rule`` on one draft block: its exact factored outcome, then one uniform draw; the
+    greedy path when every verifier row is one-hot.  ``greedy``: the caller already knows
+    (the engine does, from its sampling settings); None checks the rows.  Either path is exact
+    on one-hot rows (the outcome table then has one cell), so a False for one-hot rows only
+    spends one uniform."""
+    draft_tokens, draft_probs, verifier_probs = _checked(draft_tokens, draft_probs, verifier_probs)
+    if greedy or (greedy is None and _is_one_hot(verifier_probs)):
+        return greedy_verdict(rule, draft_tokens, verifier_probs)
+    found = rule.factored(draft_tokens, draft_probs, verifier_probs)
+    n, v = found.draw(generator)
+    return Verdict(n, v, n == draft_tokens.shape[0], rule.name, found.diagnostics)
 
 
 # --------------------------------------------------------------------------------------------
 # token-wise verification (Leviathan et al. 2023, Alg. 1; Chen et al. 2023)
 # --------------------------------------------------------------------------------------------
 
-def token_outcome(draft_tokens, draft_probs, verifier_probs):
+def token_outcome(draft_tokens, draft_probs, verifier_probs) -> Outcome:
     """P(keep k, emit v) = Π_{t<k} β_t · (1-β_k) · norm(p_k - q_k)_+(v), β_t = min(1, ρ_t);
-    keep all γ: Π β_t · p_γ(v)."""
+    keep all γ: Π β_t · p_γ(v).  Only the row drawn is built: the weights need no V-wide work."""
     gamma = draft_tokens.shape[0]
     rho = _ratios(draft_tokens, draft_probs, verifier_probs)
     beta = [min(1.0, r) for r in rho]                                  # γ floats
     reach = [1.0]
     for b in beta:
         reach.append(reach[-1] * b)                                    # γ+1 floats
-    stop = torch.tensor([r * (1.0 - b) for r, b in zip(reach, beta)], dtype=torch.float64)
-    residual = _normalise((verifier_probs[:gamma] - draft_probs).clamp(min=0), verifier_probs[:gamma])
-    table = torch.empty_like(verifier_probs)
-    table[:gamma] = stop[:, None] * residual
-    table[gamma] = reach[gamma] * verifier_probs[gamma]
+    stop = [r * (1.0 - b) for r, b in zip(reach, beta)]
+
+    def row(k: int) -> torch.Tensor:              # (p_k - q_k)_+, or p_k where it has no mass
+        if k == gamma or stop[k] <= 0:
+            return verifier_probs[k]
+        residual = (verifier_probs[k].to(torch.float64) - draft_probs[k]).clamp(min=0)
+        return residual if residual.sum() > 0 else verifier_probs[k]
+
     diagnostics = {
         "ratios": _finite(rho),
         "accept_prob": beta,
         "reach_prob": reach,
         "nodes": _top_entries(verifier_probs[:gamma], draft_probs),
     }
-    return table, diagnostics
+    return Outcome(stop + [reach[gamma]], row, diagnostics)
 
 
 # --------------------------------------------------------------------------------------------
@@ -211,17 +272,20 @@ def _backward_scan(stop: list[float], accept_all: float):
     return arriving, resampled
 
 
-def _scan_table(resampled: list[float], residual_rows, verifier_probs, accept_all: float):
-    """(γ+1, V) outcome table: resample at node t from its normalised residual, or keep all."""
+def _scan_outcome(resampled: list[float], residual_rows, residual_mass: list[float], verifier_probs,
+                  accept_all: float, diagnostics) -> Outcome:
+    """Resample at node t from its residual (weight ``resampled[t]``; the verifier's row where the
+    residual has no mass), or keep all (weight ``accept_all``) and draw the bonus from the
+    verifier's last row."""
     gamma = len(resampled)
-    table = torch.empty_like(verifier_probs)
-    weights = torch.tensor(resampled, dtype=torch.float64)
-    table[:gamma] = weights[:, None] * _normalise(residual_rows, verifier_probs[:gamma])
-    table[gamma] = accept_all * verifier_probs[gamma]
-    return table
+
+    def row(k: int) -> torch.Tensor:
+        return residual_rows[k] if k < gamma and residual_mass[k] > 0 else verifier_probs[k]
+
+    return Outcome(resampled + [accept_all], row, diagnostics)
 
 
-def block_outcome(draft_tokens, draft_probs, verifier_probs):
+def block_outcome(draft_tokens, draft_probs, verifier_probs) -> Outcome:
     """Capped running ratio c_t; residual at node t: (c_t p_t - q_t)_+ with mass Z_t; stop weight
     h_t = Z_t / (Z_t + 1 - c_t); accept all with probability c_γ, else the last node whose
     Bernoulli(h_t) fires (scanning backward) resamples from its normalised residual."""
@@ -233,7 +297,6 @@ def block_outcome(draft_tokens, draft_probs, verifier_probs):
     z = resid.sum(-1).tolist()                                          # Z_t
     h = [zt / (zt + 1 - ct) if zt + 1 - ct > 0 else 0.0 for zt, ct in zip(z, c)]
     arriving, resampled = _backward_scan(h, c[gamma])
-    table = _scan_table(resampled, resid, verifier_probs, c[gamma])
     diagnostics = {
         "ratios": _finite(rho),
         "capped": c,
@@ -244,7 +307,7 @@ def block_outcome(draft_tokens, draft_probs, verifier_probs):
         "resampled": resampled,
         "nodes": _top_entries(capped, draft_probs),
     }
-    return table, diagnostics
+    return _scan_outcome(resampled, resid, z, verifier_probs, c[gamma], diagnostics)
 
 
 # --------------------------------------------------------------------------------------------
@@ -259,13 +322,13 @@ def _branch_masses(draft_tokens, draft_probs, verifier_probs):
     c = _capped_running(rho)
     a = torch.tensor(c[:gamma], dtype=torch.float64)[:, None] * verifier_probs[:gamma]   # (γ, V)
     b = draft_probs                                                     # (γ, V)
-    excess = (b - a).clamp(min=0).sum(-1).tolist()                     # D_t
-    deficit_rows = (a - b).clamp(min=0)                                 # (γ, V)
-    deficit = deficit_rows.sum(-1).tolist()                             # E_t
+    gap = a - b
+    deficit_rows = gap.clamp(min=0)                                     # (A-B)_+, (γ, V)
+    deficit, excess = torch.stack((deficit_rows.sum(-1), (deficit_rows - gap).sum(-1))).tolist()   # E_t, D_t
     return rho, c, a, b, excess, deficit_rows, deficit
 
 
-def _balanced_outcome(draft_tokens, draft_probs, verifier_probs, accept_all_of, lossy_note):
+def _balanced_outcome(draft_tokens, draft_probs, verifier_probs, accept_all_of, lossy_note) -> Outcome:
     """``accept_all_of(rho, c)`` gives the whole-block acceptance: the one place the two
     balancing rules differ (ratios and capped ratios are computed once, here)."""
     gamma = draft_tokens.shape[0]
@@ -273,7 +336,6 @@ def _balanced_outcome(draft_tokens, draft_probs, verifier_probs, accept_all_of, 
     accept_all = accept_all_of(rho, c)
     balance = [min(1.0, e / d) if d > 0 else 0.0 for e, d in zip(deficit, excess)]   # E_t / D_t
     arriving, resampled = _backward_scan(balance, accept_all)
-    table = _scan_table(resampled, deficit_rows, verifier_probs, accept_all)
     diagnostics = {
         "ratios": _finite(rho),
         "capped": c,
@@ -290,7 +352,7 @@ def _balanced_outcome(draft_tokens, draft_probs, verifier_probs, accept_all_of, 
     }
     if lossy_note:
         diagnostics["lossy"] = lossy_note
-    return table, diagnostics
+    return _scan_outcome(resampled, deficit_rows, deficit, verifier_probs, accept_all, diagnostics)
 
 
 def _uncapped_joint(rho: list[float]) -> float:
@@ -300,13 +362,13 @@ def _uncapped_joint(rho: list[float]) -> float:
     return min(1.0, math.exp(min(700.0, sum(min(700.0, math.log(r)) for r in rho))))
 
 
-def hsd_outcome(draft_tokens, draft_probs, verifier_probs):
+def hsd_outcome(draft_tokens, draft_probs, verifier_probs) -> Outcome:
     """Branch mass balancing: whole block kept with the CAPPED ratio c_γ; the rejected mass walks
     back along the path and at node t a share E_t / D_t is resampled into the deficit children."""
     return _balanced_outcome(draft_tokens, draft_probs, verifier_probs, lambda rho, c: c[-1], None)
 
 
-def hsd_uncapped_outcome(draft_tokens, draft_probs, verifier_probs):
+def hsd_uncapped_outcome(draft_tokens, draft_probs, verifier_probs) -> Outcome:
     """LOSSY: as ``hsd`` but the whole block is kept with min(1, Π ρ_t), which overshoots the
     target wherever a later ratio above 1 'pays back' an earlier one below 1."""
     note = "accepts the whole block with the uncapped joint ratio min(1, Πρ); not the target distribution"
@@ -338,7 +400,5 @@ def get_rule(name: str) -> Rule:
 
 def outcome_table(name: str, draft_tokens, draft_probs, verifier_probs) -> torch.Tensor:
     """Exact (γ+1, V) table P(keep k, emit v) of rule ``name`` (float64); greedy rows included."""
-    rule = get_rule(name)
-    draft_tokens, draft_probs, verifier_probs = _as64(draft_tokens, draft_probs, verifier_probs)
-    table, _ = rule.outcome(draft_tokens, draft_probs, verifier_probs)
+    table, _ = get_rule(name).outcome(draft_tokens, draft_probs, verifier_probs)
     return table

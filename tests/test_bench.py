@@ -201,6 +201,29 @@ def test_the_forward_benchmark_times_both_paths_side_by_side_for_every_lean_mode
     assert all(r["hf_ms"] > 0 and r["lean_ms"] > 0 and r["lean_over_hf"] == r["lean_ms"] / r["hf_ms"] for r in rows)
 
 
+def test_the_overhead_benchmark_reports_the_share_outside_forwards_and_both_verification_draws(tmp_path, capsys):
+    import torch
+
+    from hsd.models import LoadedFamily
+    from hsd.tools.bench.overhead import decode_shares, parse_hierarchy, rule_times
+
+    models, tok = tiny_family(3)
+    family = LoadedFamily(names=["a", "b", "c"], models=models, tokenizer=tok, vocab_size=len(tok),
+                          device=torch.device("cpu"), spec="tiny")
+    hierarchies = [parse_hierarchy("0,2:3"), parse_hierarchy("0,1,2:1,2")]
+    assert hierarchies == [([0, 2], [3]), ([0, 1, 2], [1, 2])]
+    rows = decode_shares(family, hierarchies, [0.0, 1.0], ["hello world", "a b c"], max_new_tokens=6)
+    assert [(r["hierarchy"], r["temperature"]) for r in rows] == [
+        ("a[3] → c", 0.0), ("a[3] → c", 1.0), ("a[1] → b[2] → c", 0.0), ("a[1] → b[2] → c", 1.0)]
+    assert all(0.0 < r["outside_share"] < 1.0 and r["outside_ms_per_token"] > 0 for r in rows)
+    verification = rule_times(len(tok), (1, 3), ("token", "hsd"), repeats=3)
+    assert [(r["rule"], r["gamma"]) for r in verification] == [("token", 1), ("hsd", 1), ("token", 3), ("hsd", 3)]
+    assert all(r["factored_us"] > 0 and r["whole_table_us"] > 0 for r in verification)
+    from hsd.tools.bench.overhead import main as overhead_main
+    assert overhead_main(["--family", "bundled", "--hierarchy", "0,x:1"]) == 2
+    assert capsys.readouterr().err.startswith("error: --hierarchy is chain:buffers")
+
+
 def test_with_the_ngram_level_transformers_prompt_lookup_races_too_and_every_greedy_output_matches(tmp_path):
     """A family spec with the n-gram level: (b) stays transformers' assisted generation with the best
     MODEL drafter, transformers' own prompt lookup joins as (b) with the n-gram level's best block,

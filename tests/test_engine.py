@@ -173,6 +173,22 @@ def test_trace_round_trips_through_json_and_summarises(family):
     assert set(committed) <= {0, 1, 2} and len(committed) == 20
 
 
+def test_the_trace_times_the_drafting_forwards_apart_from_the_sampling_around_them(family):
+    """The summary's forward time is time inside the passes only, so "outside forwards" counts
+    the sampling of every draft token (it once counted level 0's whole drafting step)."""
+    models, tok = family
+    result = Hierarchy(models, tokenizer=tok, buffers=(2, 3), rules="hsd").generate(
+        "def f(x):", max_new_tokens=12, temperature=1.0, seed=3, stop_at_eos=False)
+    drafted = result.trace.of_kind("drafted")
+    assert drafted and all(0 < e.forward_ms <= e.dur_ms for e in drafted)
+    prefill = [e.dur_ms for e in result.trace.of_kind("prefill") if e.level == 0]
+    level0 = result.trace.summary().levels[0]
+    assert level0.forward_ms == pytest.approx(sum(prefill) + sum(e.forward_ms for e in drafted))
+    old = Trace.from_dict({**result.trace.to_dict(), "events": [
+        {k: v for k, v in e.items() if k != "forward_ms"} for e in result.trace.to_dict()["events"]]})
+    assert old.summary().levels[0].forward_ms == pytest.approx(sum(prefill) + sum(e.dur_ms for e in drafted))
+
+
 def test_autoregressive_target_makes_one_token_per_target_call(family):
     models, tok = family
     h = Hierarchy(models[2:], tokenizer=tok, buffers=(), rules="hsd")

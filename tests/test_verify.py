@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from hsd.errors import UnknownRuleError
-from hsd.verify import LOSSLESS_RULES, RULES, get_rule, outcome_table
+from hsd.verify import LOSSLESS_RULES, RULES, get_rule, inverse_cdf, outcome_table
 from tests.stats import Table, chi2_pvalue, round_rows, round_then_target, total_variation
 
 CASES = [(v, g, s) for v in (2, 3, 4) for g in (1, 2, 3, 4) for s in (0, 1) if v ** g <= 64]
@@ -168,3 +168,21 @@ def test_hsd_diagnostics_expose_branch_masses_and_step_back_flow():
         assert abs(d["excess"][t] - (d["deficit"][t] + 1 - d["capped"][t])) < 1e-12
     # the mass that starts walking back equals what is resampled somewhere along the path
     assert abs(sum(d["resampled"]) - (1 - d["accept_all_prob"])) < 1e-12
+
+
+@pytest.mark.parametrize("rule", list(RULES))
+def test_the_factored_draw_is_the_inverse_cdf_over_the_whole_outcome_table(rule):
+    """A verification builds only the row it draws: one uniform picks the row by its weight, then,
+    rescaled, the token in it.  That is the same (k, v) as the inverse CDF over the flattened
+    (γ+1, V) table that the enumeration tests prove exact, for every uniform."""
+    g = torch.Generator().manual_seed(5)
+    for trial in range(40):
+        gamma, vocab = 1 + trial % 4, 3 + trial % 5
+        dp = torch.softmax(2 * torch.randn(gamma, vocab, generator=g, dtype=torch.float64), -1)
+        vp = torch.softmax(2 * torch.randn(gamma + 1, vocab, generator=g, dtype=torch.float64), -1)
+        tokens = torch.multinomial(dp, 1, generator=g).reshape(-1)
+        found = RULES[rule].factored(tokens, dp, vp)
+        table = found.table()
+        assert abs(sum(found.weights) - 1) < 1e-12 and abs(float(table.sum()) - 1) < 1e-12
+        for u in torch.rand(50, generator=g, dtype=torch.float64).tolist() + [0.0, 1.0]:
+            assert found.at(u) == divmod(inverse_cdf(table.reshape(-1), u), vocab)

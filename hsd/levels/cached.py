@@ -77,7 +77,7 @@ class CachedLevel:
         self.forward_ms += (time.perf_counter() - t0) * 1000.0
         self.forward_passes += 1
         self.cached_ids.extend(new)
-        return logits[:, : self.vocab_size]                                 # (n_rows, V)
+        return logits if logits.shape[1] == self.vocab_size else logits[:, : self.vocab_size]   # (n_rows, V)
 
     def probs_after(self, sequence: list[int], n_rows: int = 1) -> torch.Tensor:
         """Processed sampling distributions (n_rows, V), float32, on the CPU."""

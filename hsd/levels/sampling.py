@@ -9,6 +9,7 @@ already makes their outcome deterministic.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from transformers import LogitsProcessorList
@@ -55,18 +56,25 @@ class SamplingSettings:
             procs.append(TopPLogitsWarper(top_p=float(self.top_p)))
         return procs
 
+    @cached_property
+    def _warpers(self) -> LogitsProcessorList:
+        """``processors()``, built once per settings (it is called for every row of a decode)."""
+        return self.processors()
+
     def probs(self, logits: torch.Tensor) -> torch.Tensor:
         """(n, V) raw logits -> (n, V) float32 sampling distributions."""
         logits = logits.float()
         if self.greedy:
-            return torch.nn.functional.one_hot(logits.argmax(-1), logits.shape[-1]).float()
-        dummy_ids = torch.zeros((logits.shape[0], 1), dtype=torch.long, device=logits.device)
-        scores = self.processors()(dummy_ids, logits)
-        return torch.softmax(scores, dim=-1)
+            return torch.zeros_like(logits).scatter_(-1, logits.argmax(-1, keepdim=True), 1.0)
+        procs = self._warpers
+        if procs:                                    # no warper at T = 1 without top-k / top-p
+            dummy_ids = torch.zeros((logits.shape[0], 1), dtype=torch.long, device=logits.device)
+            logits = procs(dummy_ids, logits)
+        return torch.softmax(logits, dim=-1)
 
     def sample(self, row: torch.Tensor, generator: torch.Generator) -> int:
         """One token from a processed (V,) row: its argmax when greedy (no random draw), else one
         categorical draw from ``generator``."""
         if self.greedy:
             return int(row.argmax())
-        return categorical(row.double(), generator)
+        return categorical(row, generator)                 # float64 inside
