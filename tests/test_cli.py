@@ -156,6 +156,9 @@ def test_the_installed_hsd_command_and_import_hsd_work_from_any_folder(tmp_path,
 
 
 def test_the_cli_forward_paths_are_the_engines():
+    from hsd.plan.profile import ACCEPTANCE_MODELS
+    from hsd.tools.cli import ACCEPTANCE_MODELS as CLI_ACCEPTANCE
+    assert CLI_ACCEPTANCE == ACCEPTANCE_MODELS
     from hsd.levels import FORWARDS
     from hsd.tools.cli import FORWARDS as CLI_FORWARDS
 

@@ -10,9 +10,10 @@ import pytest
 
 from hsd.errors import ConfigError
 from hsd.plan.latency import (
-    expected_ms_per_token, expected_output, expected_rounds, output_distribution, simulate,
-    cost_at, level_costs_ms, expected_tokens_per_target_call,
+    cost_at, expected_forwards_per_token, expected_ms_per_token, expected_output, expected_rounds,
+    expected_tokens_per_target_call, level_costs_ms, output_distribution, simulate, simulate_counts,
 )
+from hsd.plan.profile import Profile
 from tests._profiles import random_profile
 
 
@@ -157,3 +158,69 @@ def test_engine_overheads_enter_as_sampling_and_rule_time():
         expected = (gamma * (prof.cost_ms["m0"][0] + s_ms) + cost_at(prof.cost_ms["m2"], gamma + 1) + v) \
             * (1 - a) / (1 - a ** (gamma + 1))
         assert expected_ms_per_token(prof, [0, 2], [gamma]) == pytest.approx(expected, rel=1e-12)
+
+
+def _iid_lengths(prof, max_block):
+    n = len(prof.models)
+    return [[None if j <= i else [output_distribution(g, prof.alpha(i, j)) for g in range(1, max_block + 1)]
+             for j in range(n)] for i in range(n)]
+
+
+def test_acceptance_by_position_with_geometric_laws_is_the_iid_model_exactly():
+    """Fed the geometric laws of i.i.d. acceptance (for blocks 1..3; longer blocks extend the
+    conditional acceptance, which is then α again), the position model reproduces the i.i.d.
+    expressions, so the two models differ only through what was measured."""
+    prof = random_profile(4, seed=21, style="deep")
+    pos = Profile(prof.models, prof.cost_ms, prof.acceptance, accept_lengths=_iid_lengths(prof, 3))
+    assert pos.uses_positions and not pos.with_acceptance_model("iid").uses_positions
+    for chain, buffers in (([0, 3], [5]), ([0, 1, 3], [2, 6]), ([0, 1, 2, 3], [1, 3, 7]), ([3], [])):
+        assert expected_ms_per_token(pos, chain, buffers) == pytest.approx(
+            expected_ms_per_token(prof, chain, buffers), rel=1e-12)
+    assert pos.output_distribution(0, 3, 7) == pytest.approx(output_distribution(7, prof.alpha(0, 3)), rel=1e-12)
+
+
+def test_acceptance_rising_along_the_block_changes_the_prediction_and_iid_reads_alpha_only():
+    prof = random_profile(3, seed=4, positions=True)
+    assert prof.acceptance_label == "acceptance measured by position in the block"
+    law = prof.output_distribution(0, 2, 4)
+    assert law == prof.accept_lengths[0][2][3] and sum(law) == pytest.approx(1.0)
+    iid = prof.with_acceptance_model("iid")
+    assert iid.acceptance_label.startswith("i.i.d.")
+    assert iid.output_distribution(0, 2, 4) == pytest.approx(output_distribution(4, prof.alpha(0, 2)))
+    assert expected_ms_per_token(prof, [0, 2], [4]) != pytest.approx(expected_ms_per_token(iid, [0, 2], [4]), rel=1e-3)
+    with pytest.raises(ConfigError, match="acceptance model"):
+        prof.with_acceptance_model("markov")
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_decode_simulated_from_the_acceptance_process_matches_calls_and_forwards_within_two_percent(seed):
+    """No model forwards: each verification's output is drawn from the profile's law per block
+    length; tokens per target call and forwards per token of every level match the expressions."""
+    rng = random.Random(seed)
+    n = rng.randint(3, 5)
+    prof = random_profile(n, seed=300 + seed, style="deep" if seed % 2 else "mixed", positions=True)
+    drafts = sorted(rng.sample(range(n - 1), rng.randint(1, n - 1)))
+    chain, buffers = drafts + [n - 1], [rng.randint(1, 12) for _ in drafts]
+    counted = simulate_counts(prof, chain, buffers, n_tokens=60000, seed=seed)
+    assert counted["ms_per_token"] == pytest.approx(expected_ms_per_token(prof, chain, buffers), rel=0.02)
+    assert counted["tokens_per_target_call"] == pytest.approx(
+        expected_tokens_per_target_call(prof, chain, buffers), rel=0.02)
+    assert counted["forwards_per_token"] == pytest.approx(expected_forwards_per_token(prof, chain, buffers), rel=0.02)
+
+
+def test_the_simulation_catches_a_latency_model_that_ignores_position():
+    """Negative control: on a profile whose acceptance rises along the block, the i.i.d. model's
+    prediction misses the simulated decode by more than the 2 % tolerance."""
+    prof = random_profile(3, seed=9, positions=True)
+    simulated = simulate(prof, [0, 2], [8], n_tokens=60000, seed=2)
+    assert simulated == pytest.approx(expected_ms_per_token(prof, [0, 2], [8]), rel=0.02)
+    iid = expected_ms_per_token(prof.with_acceptance_model("iid"), [0, 2], [8])
+    assert abs(iid - simulated) / simulated > 0.02
+
+
+def test_a_what_if_alpha_reads_that_pair_iid_and_keeps_the_other_pairs_measured():
+    prof = random_profile(3, seed=5, positions=True)
+    w = prof.what_if(acceptance={("m0", "m2"): 0.5})
+    assert w.accept_lengths[0][2] is None and w.accept_lengths[0][1] == prof.accept_lengths[0][1]
+    assert w.output_distribution(0, 2, 3) == pytest.approx(output_distribution(3, 0.5))
+    assert w.output_distribution(0, 1, 3) == prof.output_distribution(0, 1, 3)

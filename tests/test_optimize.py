@@ -14,13 +14,17 @@ from hsd.plan.latency import expected_ms_per_token
 from hsd.plan.optimize import Plan, best_single_draft, brute_force, optimal_hierarchy, plan_for
 from tests._profiles import random_profile
 
-CASES = [(n, seed, style) for n in (3, 4, 5, 6) for seed in range(8) for style in ("mixed", "deep", "overhead")]
+CASES = [(n, seed, style) for n in (3, 4, 5, 6) for seed in range(8)
+         for style in ("mixed", "deep", "overhead", "positions")]
 
 
 def _profile(n_models, seed, style):
-    """'overhead': a deep-style profile that also carries engine overheads."""
+    """'overhead': a deep-style profile that also carries engine overheads; 'positions': acceptance
+    measured by position (a law per block length, read past the measured blocks too)."""
     if style == "overhead":
         return random_profile(n_models, seed, style="deep", overhead=True)
+    if style == "positions":
+        return random_profile(n_models, seed, style="deep" if seed % 2 else "mixed", positions=True, max_n=5)
     return random_profile(n_models, seed, style=style)
 
 

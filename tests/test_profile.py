@@ -17,7 +17,7 @@ from hsd.family.tiny import tiny_family
 
 @pytest.mark.parametrize("overhead", [False, True])
 def test_profile_json_round_trip(tmp_path, overhead):
-    prof = random_profile(4, seed=3, overhead=overhead)
+    prof = random_profile(4, seed=3, overhead=overhead, positions=overhead)
     path = tmp_path / "p.json"
     prof.save(path)
     back = Profile.load(path)
@@ -44,6 +44,11 @@ def _good() -> dict:
     (lambda d: d.update(overhead_ms={"verify": [0.1, -0.2]}), "verify"),
     (lambda d: d.update(overhead_ms={"draft_token": "x"}), "draft_token"),
     (lambda d: d.update(overhead_ms={"other": 1}), "may only hold"),
+    (lambda d: d.update(accept_lengths=[[None]]), r"'accept_lengths' must be a 2×2 matrix"),
+    (lambda d: d.update(accept_lengths=[[None, [[0.3, 0.6]]], [None, None]]), r"\(a under b\) for block 1 sums to 0.9"),
+    (lambda d: d.update(accept_lengths=[[None, [[0.3, 0.3, 0.4]]], [None, None]]), "for block 1 must hold 2"),
+    (lambda d: d.update(accept_lengths=[[None, [[-0.1, 1.1]]], [None, None]]), "probabilities ≥ 0"),
+    (lambda d: d.update(accept_lengths=[[None, None], [[[0.5, 0.5]], None]]), "must be null"),
 ])
 def test_invalid_profiles_raise_config_error_naming_the_problem(mutate, message):
     d = _good()
@@ -135,3 +140,36 @@ def test_profile_measures_sampling_and_rule_overhead_for_every_block_length():
     assert prof.overhead_ms["draft_token"] > 0
     bare = measure_profile(fam, max_n=3, repeats=1, warmup=0, context_tokens=4, prompts=["abc"], rule=None)
     assert bare.overhead_ms == {} and bare.verify_overhead_ms(3) == 0.0
+
+
+def test_acceptance_by_position_is_the_rules_law_averaged_over_drafted_blocks():
+    """An identical drafter keeps every block whole; under greedy decoding the law is the
+    distribution of the argmax match length, computed here directly from full forwards."""
+    fam = _family(2)
+    fam.models = [fam.models[1], fam.models[1]]
+    prof = measure_profile(fam, max_n=4, repeats=1, warmup=0, temperature=1.0, context_tokens=6, prompts=["ab c"])
+    for gamma, law in enumerate(prof.accept_lengths[0][1], start=1):
+        assert law == pytest.approx([0.0] * gamma + [1.0], abs=1e-6)
+    fam = _family(2)
+    prof = measure_profile(fam, max_n=4, repeats=1, warmup=0, temperature=0.0, context_tokens=9, prompts=["x = (y)"],
+                           block_every=3)
+    from hsd.tools.measure import block_starts, sample_contexts
+    from hsd.levels import SamplingSettings, build_level
+    target = build_level(fam.models[1], name="t", vocab_size=fam.vocab_size, settings=SamplingSettings(0.0))
+    prompt = list(fam.tokenizer("x = (y)", add_special_tokens=False)["input_ids"])
+    starts = block_starts(sample_contexts(target, [prompt], 9), 3)
+    assert prof.meta["block_starts"] == len(starts) == 3
+    counts = [[0] * (g + 1) for g in range(1, 4)]
+    with torch.no_grad():
+        for prefix in starts:
+            block = list(prefix)
+            for _ in range(3):
+                block.append(int(fam.models[0](torch.tensor([block])).logits[0, -1].argmax()))
+            best = fam.models[1](torch.tensor([block])).logits[0, len(prefix) - 1:].argmax(-1).tolist()
+            for gamma in range(1, 4):
+                match = next((t for t in range(gamma) if best[t] != block[len(prefix) + t]), gamma)
+                counts[gamma - 1][match] += 1
+    assert prof.accept_lengths[0][1] == [[c / len(starts) for c in row] for row in counts]
+    assert prof.uses_positions and Profile.from_json(prof.to_json()) == prof
+    assert measure_profile(fam, max_n=3, repeats=1, warmup=0, context_tokens=4, prompts=["ab"],
+                           block_every=0).accept_lengths is None

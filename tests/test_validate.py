@@ -57,5 +57,17 @@ def test_validate_runs_every_contender_through_the_engine_on_tiny_models():
     ar = next(r for r in report["rows"] if len(r["chain"]) == 1)
     assert ar["measured_tokens_per_target_call"] == 1.0
     assert "median |relative error|" in format_report(report)
+    report = validate(fam, prof, prompts=["def f(x):", "a = b"], max_new_tokens=6, max_buffer=4, repeats=2)
+    assert report["acceptance"] == "position" and set(report["by_model"]) == {"position", "iid"}
+    for r in report["rows"]:
+        for model in ("position", "iid"):
+            assert len(r[f"relative_error_{model}_by_repeat"]) == 2
+            assert r[f"relative_error_{model}"] == pytest.approx(
+                (r["measured_ms_per_token"] - r[f"predicted_ms_per_token_{model}"]) / r[f"predicted_ms_per_token_{model}"])
+        assert r["predicted_ms_per_token_position"] == pytest.approx(r["predicted_ms_per_token"])
+    text = format_report(report)
+    assert "both acceptance models side by side" in text and "i.i.d.: median |error|" in text
+    iid = validate(fam, prof, prompts=["a = b"], max_new_tokens=4, max_buffer=4, acceptance="iid")
+    assert iid["rows"][0]["predicted_ms_per_token"] == pytest.approx(iid["rows"][0]["predicted_ms_per_token_iid"])
     with pytest.raises(ConfigError, match="profile is for models"):
         validate(types.SimpleNamespace(**{**vars(fam), "names": ["x", "y", "z"]}), prof)

@@ -1,4 +1,5 @@
-"""Expected latency of a hierarchy under i.i.d. acceptance, and a Monte Carlo check of it.
+"""Expected latency of a hierarchy, with acceptance measured by position (or i.i.d.), and a Monte
+Carlo check of it.
 
 OUR DERIVATION.  The paper's full text (Globerson et al., arXiv 2510.19705) was not available to
 us; the expression below is our own derivation for the engine's "exact buffer" policy, validated
@@ -14,6 +15,17 @@ The policy (levels 0..K, chain ``m_0 < … < m_K``, buffers ``T_0 … T_{K-1}``)
 
 Under i.i.d. acceptance with rate α a round with γ drafts outputs ``O = k+1`` tokens with
 ``P(O=k+1) = α^k (1-α)`` for k < γ and ``α^γ`` for k = γ, so ``E[O] = (1-α^{γ+1})/(1-α)``.
+
+Acceptance measured by position (``Profile.accept_lengths``, the default when a profile has it)
+replaces that geometric law by the measured one: ``P(O = o | γ)`` for the pair, which holds how
+acceptance rises along a block and how bursty a drafter is.  Nothing else changes: the law still
+depends only on (drafter, verifier, γ), so every formula below holds with ``E[O]`` and the
+renewal recursion read from it, and the optimiser stays an exact shortest path.  What neither
+model holds is correlation between rounds (a run of easy text spans several); the validation
+measures what that leaves.  Why no correction for the levels in between: a level hands up its
+tokens with ITS OWN rows, and a lossless rule makes them distributed as that level sampling
+alone, so the target's acceptance of what level K-1 hands up is the pairwise law of (K-1, K),
+whatever the levels below it did.
 
 Write ``C_i`` for the expected cost (ms) of one call of level i (producing ``T_i`` tokens):
 
@@ -42,6 +54,8 @@ This module knows nothing of models or tensors; it reads a ``Profile``.
 """
 from __future__ import annotations
 
+import bisect
+import itertools
 import random
 from typing import Sequence
 
@@ -69,11 +83,26 @@ def rounds_table(max_tokens: int, gamma: int, alpha: float) -> list[float]:
     """``table[t]`` = E[number of rounds until the outputs sum to ≥ t], t = 0..max_tokens.
 
     Renewal recursion: f(t) = 1 + Σ_o P(O=o)·f(t-o), with f(t) = 0 for t ≤ 0."""
-    probs = output_distribution(gamma, alpha)
+    return renewal_rounds(max_tokens, output_distribution(gamma, alpha))
+
+
+def mean_output(probs: Sequence[float]) -> float:
+    """E[O] of a law [P(O = 1), …, P(O = γ+1)]."""
+    return sum(o * p for o, p in enumerate(probs, start=1))
+
+
+def renewal_rounds(max_tokens: int, probs: Sequence[float]) -> list[float]:
+    """``table[t]`` = E[rounds until the outputs sum to ≥ t], t = 0..max_tokens, for i.i.d.
+    rounds whose output has law ``probs`` (P(O = 1), P(O = 2), …)."""
     table = [0.0] * (max_tokens + 1)
     for t in range(1, max_tokens + 1):
         table[t] = 1.0 + sum(p * table[t - o] for o, p in enumerate(probs, start=1) if o < t)
     return table
+
+
+def pair_output(profile, drafter: int, verifier: int, gamma: int) -> list[float]:
+    """The profile's law of tokens out of one verification of γ drafts (its acceptance model)."""
+    return profile.output_distribution(drafter, verifier, gamma)
 
 
 def expected_rounds(tokens: int, gamma: int, alpha: float) -> float:
@@ -142,8 +171,8 @@ def level_costs_ms(profile, chain: Sequence[int], buffers: Sequence[int]) -> lis
         if i == 0:
             costs.append(buffers[0] * draft_step_cost(profile, chain[0]))
             continue
-        alpha = profile.alpha(chain[i - 1], chain[i])
-        rounds = expected_rounds(buffers[i], buffers[i - 1], alpha)
+        law = pair_output(profile, chain[i - 1], chain[i], buffers[i - 1])
+        rounds = renewal_rounds(buffers[i], law)[buffers[i]]
         costs.append(rounds * (costs[-1] + verify_cost(profile, chain[i], buffers[i - 1])))
     return costs
 
@@ -156,7 +185,7 @@ def expected_ms_per_token(profile, chain: Sequence[int], buffers: Sequence[int])
     below = level_costs_ms(profile, chain, buffers)[-1]
     gamma = buffers[-1]
     round_ms = below + verify_cost(profile, chain[-1], gamma)
-    return round_ms / expected_output(gamma, profile.alpha(chain[-2], chain[-1]))
+    return round_ms / mean_output(pair_output(profile, chain[-2], chain[-1], gamma))
 
 
 def expected_tokens_per_target_call(profile, chain: Sequence[int], buffers: Sequence[int]) -> float:
@@ -164,7 +193,7 @@ def expected_tokens_per_target_call(profile, chain: Sequence[int], buffers: Sequ
     chain, buffers = check_hierarchy(profile, chain, buffers)
     if len(chain) == 1:
         return 1.0
-    return expected_output(buffers[-1], profile.alpha(chain[-2], chain[-1]))
+    return mean_output(pair_output(profile, chain[-2], chain[-1], buffers[-1]))
 
 
 def expected_forwards_per_token(profile, chain: Sequence[int], buffers: Sequence[int]) -> list[float]:
@@ -180,7 +209,8 @@ def expected_forwards_per_token(profile, chain: Sequence[int], buffers: Sequence
     calls = 1.0 / expected_tokens_per_target_call(profile, chain, buffers)    # target rounds / token
     forwards = [calls]
     for i in range(k - 1, 0, -1):                 # calls of level i per token = calls above
-        rounds = calls * expected_rounds(buffers[i], buffers[i - 1], profile.alpha(chain[i - 1], chain[i]))
+        law = pair_output(profile, chain[i - 1], chain[i], buffers[i - 1])
+        rounds = calls * renewal_rounds(buffers[i], law)[buffers[i]]
         forwards.append(rounds)
         calls = rounds                            # each round calls level i-1 once
     forwards.append(calls * buffers[0])
@@ -193,34 +223,46 @@ def expected_forwards_per_token(profile, chain: Sequence[int], buffers: Sequence
 def simulate(profile, chain: Sequence[int], buffers: Sequence[int], n_tokens: int = 20000,
              seed: int = 0) -> float:
     """Simulated ms per committed token: play the exact-buffer policy level by level, drawing
-    Bernoulli(α) acceptances, summing model costs, until ≥ ``n_tokens`` are committed (whole
-    target rounds; ratio of totals = the renewal-reward estimate)."""
+    each verification's output from the profile's law (Bernoulli(α) acceptances when i.i.d.),
+    summing model costs, until ≥ ``n_tokens`` are committed (whole target rounds; ratio of
+    totals = the renewal-reward estimate)."""
+    return simulate_counts(profile, chain, buffers, n_tokens, seed)["ms_per_token"]
+
+
+def simulate_counts(profile, chain: Sequence[int], buffers: Sequence[int], n_tokens: int = 20000,
+                    seed: int = 0) -> dict:
+    """``simulate``, with what it counted: ``ms_per_token``, ``tokens_per_target_call`` and
+    ``forwards_per_token`` (per level, level 0 first), to compare with the expressions."""
     chain, buffers = check_hierarchy(profile, chain, buffers)
     rng = random.Random(seed)
     k = len(chain) - 1
     if k == 0:
-        return draft_step_cost(profile, chain[0])
-    alphas = [profile.alpha(chain[i - 1], chain[i]) for i in range(1, k + 1)]
+        return {"ms_per_token": draft_step_cost(profile, chain[0]), "tokens_per_target_call": 1.0,
+                "forwards_per_token": [1.0]}
+    laws = [pair_output(profile, chain[i - 1], chain[i], buffers[i - 1]) for i in range(1, k + 1)]
+    cumulative = [list(itertools.accumulate(law)) for law in laws]
     verify_ms = [verify_cost(profile, chain[i], buffers[i - 1]) for i in range(1, k + 1)]
     draft_ms = draft_step_cost(profile, chain[0])
+    forwards = [0] * (k + 1)
 
-    def round_output(gamma: int, alpha: float) -> int:
-        accepted = 0
-        while accepted < gamma and rng.random() < alpha:
-            accepted += 1
-        return accepted + 1                 # accepted drafts + replacement/bonus
+    def round_output(level: int) -> int:    # tokens out of one verification by `level`
+        forwards[level] += 1
+        cdf = cumulative[level - 1]
+        return min(bisect.bisect_right(cdf, rng.random() * cdf[-1]), len(cdf) - 1) + 1
 
     def produce(level: int) -> float:       # ms for level `level` to hand up buffers[level]
         if level == 0:
+            forwards[0] += buffers[0]
             return buffers[0] * draft_ms
         held, spent = 0, 0.0
         while held < buffers[level]:
             spent += produce(level - 1) + verify_ms[level - 1]
-            held += round_output(buffers[level - 1], alphas[level - 1])
+            held += round_output(level)
         return spent                        # truncated to exactly buffers[level]
 
     committed, spent = 0, 0.0
     while committed < n_tokens:
         spent += produce(k - 1) + verify_ms[k - 1]
-        committed += round_output(buffers[k - 1], alphas[k - 1])
-    return spent / committed
+        committed += round_output(k)
+    return {"ms_per_token": spent / committed, "tokens_per_target_call": committed / forwards[k],
+            "forwards_per_token": [f / committed for f in forwards]}

@@ -38,8 +38,8 @@ from typing import Sequence
 import networkx as nx
 
 from hsd.errors import ConfigError
-from hsd.plan.latency import (draft_step_cost, expected_ms_per_token, expected_output, rounds_table,
-                         verify_cost)
+from hsd.plan.latency import (draft_step_cost, expected_ms_per_token, mean_output, pair_output,
+                              renewal_rounds, verify_cost)
 from hsd.plan.profile import Profile
 
 
@@ -120,13 +120,12 @@ def best_for_chain(profile: Profile, chain: Sequence[int], max_buffer: int = 16)
     # level 0: C(T) = T·c(1); back-pointers hold the buffers chosen below
     best = {t: (t * draft_step_cost(profile, chain[0]), (t,)) for t in range(1, b_max + 1)}
     for lo, hi in zip(chain[:-2], chain[1:-1]):
-        alpha = profile.alpha(lo, hi)
-        tables = {t_lo: rounds_table(b_max, t_lo, alpha) for t_lo in range(1, b_max + 1)}
+        tables = {t_lo: renewal_rounds(b_max, pair_output(profile, lo, hi, t_lo)) for t_lo in range(1, b_max + 1)}
         best = {t: min(((tables[t_lo][t] * (c + verify_cost(profile, hi, t_lo)), bufs + (t,))
                         for t_lo, (c, bufs) in best.items()), key=lambda x: x[0])
                 for t in range(1, b_max + 1)}
-    alpha = profile.alpha(chain[-2], chain[-1])
-    ms, buffers = min((((c + verify_cost(profile, chain[-1], t)) / expected_output(t, alpha), bufs)
+    ms, buffers = min((((c + verify_cost(profile, chain[-1], t))
+                        / mean_output(pair_output(profile, chain[-2], chain[-1], t)), bufs)
                        for t, (c, bufs) in best.items()), key=lambda x: x[0])
     plan = plan_for(profile, chain, buffers)
     return plan
@@ -171,8 +170,8 @@ def optimal_hierarchy(profile: Profile, max_buffer: int = 16, top: int = 8,
     for m in range(k):
         per_t = [[] for _ in range(b_max + 1)]
         for lo in range(m):
-            alpha = profile.alpha(lo, m)
-            gains[lo, m] = [[]] + [rounds_table(b_max, t_lo, alpha) for t_lo in range(1, b_max + 1)]
+            gains[lo, m] = [[]] + [renewal_rounds(b_max, pair_output(profile, lo, m, t_lo))
+                                   for t_lo in range(1, b_max + 1)]
         for t in range(1, b_max + 1):
             cands = [(t * step[m], None)]
             for lo in range(m):
@@ -186,9 +185,8 @@ def optimal_hierarchy(profile: Profile, max_buffer: int = 16, top: int = 8,
     # 2) the target: AR, or one block of T' from any draft node per round
     cands = [(step[k], None)]
     for lo in range(k):
-        alpha = profile.alpha(lo, k)
         for t_lo in range(1, b_max + 1):
-            eo = expected_output(t_lo, alpha)
+            eo = mean_output(pair_output(profile, lo, k, t_lo))
             cands.extend(((c_lo + cost[k][t_lo]) / eo, (lo, t_lo, r))
                          for r, (c_lo, _) in enumerate(best[lo][t_lo]))
     ranked = heapq.nsmallest(top, cands, key=lambda x: x[0])
@@ -244,10 +242,9 @@ def _build_graph(profile, b_max, step, cost, gains, best, best_ms, path) -> nx.D
                 u, v = ("draft", lo, t_lo), ("draft", m, t)
                 g.add_edge(u, v, cost_ms=cost[m][t_lo], gain=table[t_lo][t], on_optimal=(u, v) in on_arcs)
     for lo in range(k):
-        alpha = profile.alpha(lo, k)
         for t_lo in range(1, b_max + 1):
             u = ("draft", lo, t_lo)
-            g.add_edge(u, tgt, cost_ms=cost[k][t_lo], gain=1.0 / expected_output(t_lo, alpha),
+            g.add_edge(u, tgt, cost_ms=cost[k][t_lo], gain=1.0 / mean_output(pair_output(profile, lo, k, t_lo)),
                        on_optimal=(u, tgt) in on_arcs)
     return g
 

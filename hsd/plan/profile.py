@@ -10,7 +10,19 @@
   ``Σ_v min(p_i(v), p_j(v))`` on contexts the TARGET sampled at the serving temperature (one
   forward of each model over each whole context gives every row at once).  The quantity is
   symmetric, so the matrix is stored symmetric with a unit diagonal;
+- ``accept_lengths[i][j]`` (optional): what a verification really keeps.  For γ = 1..B, the
+  distribution of the tokens one verification of a γ-token block of drafter i by verifier j
+  outputs, ``[P(O = 1), …, P(O = γ+1)]`` (accepted drafts + the replacement/bonus token), under
+  the profile's rule, from blocks the drafter sampled after contexts the target sampled (the
+  rule's exact row weights averaged over blocks).  Acceptance rises along a block and an n-gram
+  drafter is bursty, which one α per pair cannot say.  ``None`` where not measured (and below the
+  diagonal);
 - ``meta``: how it was measured (device, temperature, context length, repeats, torch threads).
+
+Which acceptance model the latency model reads (``acceptance_model``, chosen at run time, not
+stored): ``"position"`` uses ``accept_lengths`` where a pair has them (beyond the measured B, the
+conditional acceptance of the last measured position continues), ``"iid"`` treats every draft
+token as accepted independently with the pair's α, the model of DESIGN §4.
 
 Plain Python only: measuring one on real models is ``hsd.tools.measure.measure_profile`` (the
 torch half), which the CLI command ``hsd profile`` wraps.
@@ -19,11 +31,13 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from hsd.errors import ConfigError
 
 FORMAT = "hsd-profile/1"
+ACCEPTANCE_MODELS = ("position", "iid")
+SUM_TOLERANCE = 1e-6
 
 @dataclass
 class Profile:
@@ -35,6 +49,8 @@ class Profile:
     #   "draft_token": ms per sampled draft token (sampling from the row)
     #   "verify": ms per verification by block length γ = 1..N (the rule + stacking draft rows)
     overhead_ms: dict = field(default_factory=dict)
+    accept_lengths: list | None = None
+    acceptance_model: str = "position"          # run-time choice, not stored (see the module doc)
 
     def __post_init__(self):
         self.validate()
@@ -73,6 +89,10 @@ class Profile:
                         f"profile: acceptance[{i}][{j}] ({models[i]} under {models[j]}) must be in [0, 1], got {a!r}")
         if not isinstance(self.meta, dict):
             raise ConfigError("profile: 'meta' must be an object")
+        if self.acceptance_model not in ACCEPTANCE_MODELS:
+            raise ConfigError(f"acceptance model must be one of {', '.join(ACCEPTANCE_MODELS)}, "
+                              f"got {self.acceptance_model!r}")
+        self._validate_accept_lengths()
         over = self.overhead_ms
         if not isinstance(over, dict) or set(over) - {"draft_token", "verify"}:
             raise ConfigError("profile: 'overhead_ms' may only hold 'draft_token' (ms) and 'verify' (ms by block length)")
@@ -83,6 +103,31 @@ class Profile:
         if (not isinstance(v, (list, tuple)) or not v
                 or any(not _finite_number(x) or x < 0 for x in v)):
             raise ConfigError("profile: overhead_ms['verify'] must be a non-empty list of finite ms ≥ 0")
+
+    def _validate_accept_lengths(self) -> None:
+        lengths, n = self.accept_lengths, len(self.models)
+        if lengths is None:
+            return
+        if (not isinstance(lengths, (list, tuple)) or len(lengths) != n
+                or any(not isinstance(row, (list, tuple)) or len(row) != n for row in lengths)):
+            raise ConfigError(f"profile: 'accept_lengths' must be a {n}×{n} matrix (null where not measured)")
+        for i in range(n):
+            for j in range(n):
+                curves = lengths[i][j]
+                if curves is None:
+                    continue
+                pair = f"accept_lengths[{i}][{j}] ({self.models[i]} under {self.models[j]})"
+                if i >= j:
+                    raise ConfigError(f"profile: {pair} must be null: only a smaller model drafts for a larger one")
+                if not isinstance(curves, (list, tuple)) or not curves:
+                    raise ConfigError(f"profile: {pair} must list one distribution per block length 1..B")
+                for gamma, dist in enumerate(curves, start=1):
+                    if (not isinstance(dist, (list, tuple)) or len(dist) != gamma + 1
+                            or any(not _finite_number(x) or x < 0 for x in dist)):
+                        raise ConfigError(f"profile: {pair} for block {gamma} must hold {gamma + 1} "
+                                          f"probabilities ≥ 0 (P(O = 1..{gamma + 1}))")
+                    if abs(math.fsum(dist) - 1.0) > SUM_TOLERANCE:
+                        raise ConfigError(f"profile: {pair} for block {gamma} sums to {math.fsum(dist):.6g}, not 1")
 
     # -- accessors -------------------------------------------------------------------------
     @property
@@ -97,6 +142,34 @@ class Profile:
     def alpha(self, drafter: int, verifier: int) -> float:
         """α of ``drafter`` under ``verifier`` (drafter < verifier)."""
         return float(self.acceptance[drafter][verifier])
+
+    @property
+    def uses_positions(self) -> bool:
+        """True when the latency model reads measured acceptance by position (some pair has it)."""
+        return self.acceptance_model == "position" and self.accept_lengths is not None and any(
+            c is not None for row in self.accept_lengths for c in row)
+
+    @property
+    def acceptance_label(self) -> str:
+        """What the model-predicted numbers assume, in words (for tables and panels)."""
+        if self.uses_positions:
+            return "acceptance measured by position in the block"
+        return "i.i.d. acceptance (one α per pair)"
+
+    def with_acceptance_model(self, model: str) -> "Profile":
+        """This profile read with acceptance model ``model`` ("position" or "iid")."""
+        return replace(self, acceptance_model=model)
+
+    def output_distribution(self, drafter: int, verifier: int, gamma: int) -> list[float]:
+        """[P(O = 1), …, P(O = γ+1)]: tokens out of one verification of γ drafts of ``drafter`` by
+        ``verifier``, under this profile's acceptance model (see the module docstring)."""
+        curves = self.accept_lengths[drafter][verifier] if self.uses_positions else None
+        if curves is None:
+            alpha = self.alpha(drafter, verifier)
+            return [alpha ** k * (1.0 - alpha) for k in range(gamma)] + [alpha ** gamma]
+        if gamma <= len(curves):
+            return [float(x) for x in curves[gamma - 1]]
+        return _extended(curves[-1], gamma)
 
     def draft_overhead_ms(self) -> float:
         """Engine time per sampled draft token beyond the forward pass (0 when not measured)."""
@@ -132,8 +205,14 @@ class Profile:
         changes = [f"cost({m}) ×{f:g}" for m, f in cost_scale.items()] + \
                   [f"α({a}, {b}) = {x:g}" for (a, b), x in acceptance.items()]
         meta = dict(self.meta, what_if=list(self.meta.get("what_if", [])) + changes)
+        lengths = None if self.accept_lengths is None else [list(row) for row in self.accept_lengths]
+        for (a, b), _ in acceptance.items():            # a what-if α: that pair is read i.i.d.
+            if lengths is not None:
+                i, j = sorted((index[a], index[b]))
+                lengths[i][j] = None
         return Profile(models=list(self.models), cost_ms=cost, acceptance=acc, meta=meta,
-                       overhead_ms=dict(self.overhead_ms))
+                       overhead_ms=dict(self.overhead_ms), accept_lengths=lengths,
+                       acceptance_model=self.acceptance_model)
 
     # -- JSON ------------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -141,6 +220,9 @@ class Profile:
                 "cost_ms": {m: [float(c) for c in self.cost_ms[m]] for m in self.models},
                 "acceptance": [[float(a) for a in row] for row in self.acceptance],
                 "overhead_ms": _plain(self.overhead_ms),
+                **({} if self.accept_lengths is None else {"accept_lengths": [
+                    [None if c is None else [[float(x) for x in d] for d in c] for c in row]
+                    for row in self.accept_lengths]}),
                 "meta": dict(self.meta)}
 
     @classmethod
@@ -160,7 +242,8 @@ class Profile:
                    acceptance=[list(r) if isinstance(r, (list, tuple)) else r for r in d["acceptance"]]
                    if isinstance(d["acceptance"], (list, tuple)) else d["acceptance"],
                    meta=dict(d.get("meta") or {}),
-                   overhead_ms=d.get("overhead_ms") if d.get("overhead_ms") is not None else {})
+                   overhead_ms=d.get("overhead_ms") if d.get("overhead_ms") is not None else {},
+                   accept_lengths=d.get("accept_lengths"))
 
     def to_json(self, indent: int | None = 1) -> str:
         return json.dumps(self.to_dict(), indent=indent)
@@ -186,6 +269,22 @@ class Profile:
         except OSError as e:
             raise ConfigError(f"profile: cannot read {path} ({e.strerror})") from None
         return cls.from_json(text)
+
+
+def _extended(last: list[float], gamma: int) -> list[float]:
+    """A block longer than the measured B: the conditional acceptances a_t = P(O > t | O > t-1)
+    of the longest measured block, the last of them repeated for positions past B."""
+    survive, cond = 1.0, []
+    for t in range(1, len(last)):                   # P(O > t) for t = 1..B
+        above = max(0.0, survive - last[t - 1])
+        cond.append(above / survive if survive > 0 else 0.0)
+        survive = above
+    cond += [cond[-1]] * (gamma - len(cond))
+    out, reach = [], 1.0
+    for a in cond[:gamma]:
+        out.append(reach * (1.0 - a))
+        reach *= a
+    return out + [reach]
 
 
 def _plain(overhead: dict) -> dict:

@@ -158,6 +158,15 @@ def add_family(p, what: str = "model family", profile: bool = False) -> None:
         p.add_argument("--profile", default=None, help="profile JSON (default: assets/profile-<family>.json)")
 
 
+ACCEPTANCE_MODELS = ("position", "iid")        # = hsd.plan.profile.ACCEPTANCE_MODELS (tested)
+
+
+def add_acceptance(p) -> None:
+    p.add_argument("--acceptance", choices=ACCEPTANCE_MODELS, default="position",
+                   help="latency model's acceptance: 'position' (measured by position in the block, the "
+                        "default where the profile has it) or 'iid' (one α per pair, every token independent)")
+
+
 def add_profile(sub) -> None:
     p = sub.add_parser("profile", help="measure forward costs and pairwise acceptance of a family",
                        description="Measure a latency profile (cost by block length, pairwise "
@@ -174,6 +183,9 @@ def add_profile(sub) -> None:
     p.add_argument("--rule", default="hsd", choices=list(RULE_NAMES) + ["none"],
                    help="verification rule whose time per block is measured as overhead (default hsd; "
                         "'none' for the pure forward-cost model)")
+    p.add_argument("--block-every", type=whole(0), default=8,
+                   help="draft a block after every N-th target-sampled position to measure acceptance by "
+                        "position (default 8; 0 skips it: the profile then has one α per pair only)")
     add_machine(p)
 
 
@@ -188,7 +200,9 @@ def add_optimize(sub) -> None:
     p.add_argument("--scale-cost", action="append", default=[], metavar="MODEL=F",
                    help="what-if: multiply MODEL's measured forward costs by F (repeatable)")
     p.add_argument("--alpha", action="append", default=[], metavar="DRAFTER:VERIFIER=X",
-                   help="what-if: set the acceptance rate of that pair to X (repeatable)")
+                   help="what-if: set the acceptance rate of that pair to X (repeatable; that pair is "
+                        "then read i.i.d.)")
+    add_acceptance(p)
 
 
 def add_validate(sub) -> None:
@@ -202,6 +216,10 @@ def add_validate(sub) -> None:
     p.add_argument("--temperature", type=number(0.0), default=None, help="default: the profile's")
     p.add_argument("--rule", default="hsd", choices=RULE_NAMES, help="verification rule at every level (default hsd)")
     p.add_argument("--max-buffer", type=whole(1), default=16)
+    add_acceptance(p)
+    p.add_argument("--fresh-profile", action="store_true",
+                   help="measure the profile in this run, just before the decodes (instead of --profile)")
+    p.add_argument("--save-profile", default=None, help="with --fresh-profile: also write it to this path")
     add_machine(p)
     p.add_argument("--json", default=None, help="also write the full report as JSON to this path")
 

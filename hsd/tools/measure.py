@@ -87,6 +87,54 @@ def measure_acceptance(levels, contexts: Sequence[tuple[list[int], int]]) -> tup
     return acc, positions
 
 
+def block_starts(contexts: Sequence[tuple[list[int], int]], every: int) -> list[list[int]]:
+    """The prefixes a block is drafted after: every ``every``-th generated position of each
+    context (what the target sampled), first position included."""
+    return [seq[:start] for seq, prompt_len in contexts for start in range(max(prompt_len, 1), len(seq), every)]
+
+
+def measure_accept_lengths(levels, prefixes: Sequence[list[int]], *, settings, max_block: int, rule: str,
+                           seed: int = 0, progress: ProgressFn | None = None) -> list[list]:
+    """``accept_lengths[i][j][γ-1]`` = [P(O = 1), …, P(O = γ+1)] for γ = 1..max_block: after each
+    prefix, drafter i samples a block of ``max_block`` tokens at the serving settings (its own
+    rows, as in the engine), each verifier j > i scores it in one forward, and for every γ the
+    rule's exact row weights on the first γ tokens (the law of one verification of that block,
+    ``hsd.verify.Outcome.weights``; the argmax match length when greedy) are averaged.  The
+    first γ tokens of a sampled block ARE a sampled γ-block, so one block serves every γ."""
+    import torch
+
+    from hsd.verify import get_rule, greedy_verdict
+
+    verify_rule, n = get_rule(rule), len(levels)
+    generator = torch.Generator().manual_seed(int(seed))
+    sums = [[None if j <= i else [[0.0] * (g + 2) for g in range(max_block)] for j in range(n)] for i in range(n)]
+    for done, prefix in enumerate(prefixes):
+        for i in range(n - 1):
+            drafter = levels[i]
+            tokens, rows = [], []
+            for _ in range(max_block):
+                row = drafter.probs_after(prefix + tokens, 1)[0]
+                tokens.append(settings.sample(row, generator))
+                rows.append(row)
+            q = torch.stack(rows)
+            for j in range(i + 1, n):
+                p = levels[j].probs_after(prefix + tokens, max_block + 1)          # (B+1, V)
+                for gamma in range(1, max_block + 1):
+                    if settings.greedy:
+                        weights = [0.0] * (gamma + 1)
+                        weights[greedy_verdict(rule, tokens[:gamma], p[: gamma + 1]).n_accepted] = 1.0
+                    else:
+                        weights = verify_rule.factored(torch.tensor(tokens[:gamma]), q[:gamma], p[: gamma + 1]).weights
+                    acc = sums[i][j][gamma - 1]
+                    for k, w in enumerate(weights):
+                        acc[k] += w
+        if progress:
+            progress(done + 1, len(prefixes), "measuring acceptance by position")
+    if not prefixes:
+        raise ConfigError("profile: no block starts to measure acceptance by position on")
+    return [[None if c is None else [[x / len(prefixes) for x in d] for d in c] for c in row] for row in sums]
+
+
 def measure_costs(levels, context: list[int], *, max_n: int, repeats: int, warmup: int, seed: int = 0,
                   progress: ProgressFn | None = None) -> dict[str, list[float]]:
     """cost_ms[name][n-1]: median wall ms of ``LevelModel.probs_after(context + n new tokens, n)``
@@ -163,13 +211,16 @@ def measure_profile(family, *, max_n: int = 17, repeats: int = 15, warmup: int =
                     temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
                     prompts: Sequence[str] = DEFAULT_PROMPTS, contexts: Sequence[Sequence[int]] | None = None,
                     context_tokens: int = 64, seed: int = 0, rule: str | None = "hsd",
-                    progress: ProgressFn | None = None, forward: str = "auto") -> Profile:
+                    progress: ProgressFn | None = None, forward: str = "auto",
+                    block_every: int = 8, accept_rule: str = "hsd") -> Profile:
     """Measure a ``Profile`` of ``family`` (a ``hsd.models.LoadedFamily``) on this machine.
 
     1) contexts: the target samples ``context_tokens`` tokens after each prompt at the serving
        settings (or use ``contexts``, ready token-id sequences; α is then measured on all but
        their first token);
-    2) acceptance: α[i][j] = E_ctx[Σ_v min(p_i, p_j)] over those positions;
+    2) acceptance: α[i][j] = E_ctx[Σ_v min(p_i, p_j)] over those positions, and by position:
+       blocks of max_n - 1 tokens drafted after every ``block_every``-th of them, verified with
+       ``accept_rule`` (``measure_accept_lengths``; ``block_every=0`` skips it);
     3) overheads (unless ``rule`` is None): sampling per draft token and the verification
        ``rule``'s time per block length, which the engine spends outside the forward passes;
     4) costs: forward over n = 1..max_n new tokens with a warm cache on the longest context,
@@ -211,6 +262,11 @@ def measure_profile(family, *, max_n: int = 17, repeats: int = 15, warmup: int =
     if progress:
         progress(0, 1, "measuring acceptance")
     acceptance, positions = measure_acceptance(levels, ctxs)
+    accept_lengths, starts = None, []
+    if block_every:
+        starts = block_starts(ctxs, block_every)
+        accept_lengths = measure_accept_lengths(levels, starts, settings=settings, max_block=max_n - 1, rule=accept_rule,
+                                                seed=seed, progress=progress)
     # 3) engine overheads outside the forwards (sampling, the verification rule)
     overhead = {}
     if rule is not None:
@@ -233,7 +289,12 @@ def measure_profile(family, *, max_n: int = 17, repeats: int = 15, warmup: int =
             "forward": forward, "levels": [type(lv).__name__ for lv in levels],
             "acceptance": "mean over target-sampled positions of sum_v min(p_i, p_j)",
             "rule": rule}
-    return Profile(models=names, cost_ms=cost_ms, acceptance=acceptance, meta=meta, overhead_ms=overhead)
+    if accept_lengths is not None:
+        meta.update(accept_lengths=f"law of tokens out of one verification by block length, rule "
+                                   f"'{accept_rule}', blocks the drafter sampled after target-sampled prefixes",
+                    accept_rule=accept_rule, block_starts=len(starts), block_every=block_every)
+    return Profile(models=names, cost_ms=cost_ms, acceptance=acceptance, meta=meta, overhead_ms=overhead,
+                   accept_lengths=accept_lengths)
 
 
 # --------------------------------------------------------------------------------------------
@@ -249,7 +310,7 @@ def run(args) -> int:
     profile = measure_profile(family, max_n=args.max_n, repeats=args.repeats, temperature=args.temperature,
                               top_k=args.top_k, top_p=args.top_p, context_tokens=args.context_tokens,
                               seed=args.seed, rule=None if args.rule == "none" else args.rule,
-                              progress=progress_bar(), forward=args.forward)
+                              progress=progress_bar(), forward=args.forward, block_every=args.block_every)
     profile.meta["family"] = args.family
     profile.save(args.out)
     print(f"\nwrote {args.out}: {len(profile.models)} models, costs n=1..{args.max_n}", file=sys.stderr)

@@ -9,7 +9,7 @@ from hsd.plan.optimize import Plan, best_single_draft, optimal_hierarchy
 from hsd.plan.profile import Profile
 
 
-def format_plan(plan: Plan, single: Plan | None = None) -> str:
+def format_plan(plan: Plan, single: Plan | None = None, acceptance: str = "i.i.d. acceptance (one α per pair)") -> str:
     """The plan, its model-predicted speedups, and the ranked runners-up as a table."""
     lines = [f"optimal hierarchy (model-predicted): {plan.label}   [{plan.kind}]",
              f"  expected {plan.expected_ms_per_token:.3f} ms/token, "
@@ -22,8 +22,7 @@ def format_plan(plan: Plan, single: Plan | None = None) -> str:
     for i, p in enumerate(plan.ranking, start=1):
         lines.append(f"{i:>4}  {p.label:<44} {p.kind:<15} {p.expected_ms_per_token:>9.3f} "
                      f"{p.speedup_vs_ar:>6.2f}×")
-    lines.append("(model-predicted under i.i.d. acceptance; our latency derivation — "
-                 "check with `hsd validate`)")
+    lines.append(f"(model-predicted, {acceptance}; our latency derivation — check with `hsd validate`)")
     return "\n".join(lines)
 
 
@@ -51,7 +50,7 @@ def parse_what_if(scale_cost: list[str], alpha: list[str]) -> tuple[dict, dict]:
 
 
 def run(args) -> int:
-    profile = Profile.load(args.profile)
+    profile = Profile.load(args.profile).with_acceptance_model(args.acceptance)
     costs, pairs = parse_what_if(args.scale_cost, args.alpha)
     if costs or pairs:
         profile = profile.what_if(costs, pairs)
@@ -63,9 +62,10 @@ def run(args) -> int:
         d = plan.to_dict()
         d["best_single_draft"] = single.to_dict()
         d["speedup_vs_best_single_draft"] = single.expected_ms_per_token / plan.expected_ms_per_token
+        d["acceptance"] = profile.acceptance_label
         print(json.dumps(d, indent=1))
     else:
-        print(format_plan(plan, single))
+        print(format_plan(plan, single, profile.acceptance_label))
         if profile.overhead_ms:
             print(f"(costs include the engine's sampling and '{profile.meta.get('rule', '?')}' rule "
                   "overhead measured with the profile)")

@@ -5,16 +5,23 @@ autoregressive decoding and the two best deeper alternatives — through the rea
 (``hsd.engine.Hierarchy``), interleaved per prompt so slow drifts of a shared machine hit every
 contender alike, and prints, side by side:
 
-- model-predicted ms/token (``hsd.latency``, OUR derivation) and measured ms/token (wall clock,
-  decode only: from the end of the prompt prefill to the last commit; median over runs);
-- their relative error, model-predicted and measured (wall clock) speedup over AR;
+- model-predicted ms/token (``hsd.latency``, OUR derivation) under BOTH acceptance models --
+  acceptance measured by position (the profile's ``accept_lengths``, the default) and i.i.d. (one
+  α per pair, ``--acceptance iid``) -- and measured ms/token (wall clock, decode only: from the
+  end of the prompt prefill to the last commit; median over runs);
+- each model's relative error, with its spread: the error of each repeat (the median over the
+  prompts of that repeat), min–max over repeats; model-predicted and measured speedup over AR;
+  whether the predicted optimum is the measured best (within how much);
 - predicted vs measured tokens per target call;
 - per edge: the profile's α, the measured i.i.d. estimate (accepted / positions examined) and the
   measured per-position conditional acceptance P(accept position t | positions < t accepted)
   from the traces.  Under the model's i.i.d. assumption the per-position rates are all α; where
   they drift with t, or differ from α, the assumption breaks.
 
-Measured numbers depend on the machine's load; run nothing else at the same time.
+Contenders are picked with the model asked for (``acceptance``), plus the other model's optimum
+when it differs.  ``--fresh-profile`` measures the profile in the same run, just before the
+decodes (the same machine state), instead of reading one.  Measured numbers depend on the
+machine's load; run nothing else at the same time.
 """
 from __future__ import annotations
 
@@ -24,7 +31,8 @@ import statistics
 from typing import Sequence
 
 from hsd.errors import ConfigError
-from hsd.plan.contenders import pick_contenders
+from hsd.plan.contenders import Contender, pick_contenders
+from hsd.plan.optimize import optimal_hierarchy, plan_for
 from hsd.plan.latency import expected_forwards_per_token, expected_ms_per_token, expected_tokens_per_target_call
 from hsd.plan.profile import Profile
 from hsd.tools.paths import profile_path
@@ -77,7 +85,8 @@ def edge_acceptance(traces, verifier_level: int) -> dict:
 
 def validate(family, profile: Profile, *, prompts: Sequence[str] = VALIDATE_PROMPTS, max_new_tokens: int = 64,
              repeats: int = 1, temperature: float | None = None, rule: str = "hsd", max_buffer: int = 16,
-             seed: int = 0, progress: ProgressFn | None = None, forward: str = "auto") -> dict:
+             seed: int = 0, progress: ProgressFn | None = None, forward: str = "auto",
+             acceptance: str = "position") -> dict:
     """Decode every contender on every prompt (interleaved, rotating the order per prompt) and
     return plain data: per contender predicted vs measured; see the module docstring."""
     from hsd.engine import Hierarchy
@@ -89,7 +98,13 @@ def validate(family, profile: Profile, *, prompts: Sequence[str] = VALIDATE_PROM
         raise ConfigError("validate needs at least one prompt")
     if temperature is None:
         temperature = float(profile.meta.get("temperature", 1.0))
+    profile = profile.with_acceptance_model(acceptance)
+    other = profile.with_acceptance_model("iid" if acceptance == "position" else "position")
     contenders = pick_contenders(profile, max_buffer)
+    other_optimum = optimal_hierarchy(other, max_buffer=max_buffer, top=1, with_graph=False)
+    if all((c.plan.chain, c.plan.buffers) != (other_optimum.chain, other_optimum.buffers) for c in contenders):
+        contenders.append(Contender(f"{other.acceptance_model} optimum", plan_for(profile, other_optimum.chain,
+                                                                                   other_optimum.buffers)))
     hierarchies = [Hierarchy.from_family(family, chain=list(c.plan.chain), buffers=list(c.plan.buffers), rules=rule,
                                          forward=forward)
                    for c in contenders]
@@ -98,6 +113,7 @@ def validate(family, profile: Profile, *, prompts: Sequence[str] = VALIDATE_PROM
         h.generate(prompts[0], max_new_tokens=min(8, max_new_tokens), temperature=temperature, seed=seed)
     # 2) interleaved runs
     ms_runs = [[] for _ in contenders]
+    by_repeat = [[[] for _ in range(repeats)] for _ in contenders]
     traces = [[] for _ in contenders]
     total, done = len(prompts) * repeats * len(contenders), 0
     for (p, prompt), r in itertools.product(enumerate(prompts), range(repeats)):
@@ -106,6 +122,7 @@ def validate(family, profile: Profile, *, prompts: Sequence[str] = VALIDATE_PROM
             result = hierarchies[i].generate(prompt, max_new_tokens=max_new_tokens, temperature=temperature,
                                              seed=seed + 1000 * p + r)
             ms_runs[i].append(decode_ms_per_token(result.trace))
+            by_repeat[i][r].append(ms_runs[i][-1])
             traces[i].append(result.trace)
             done += 1
             if progress:
@@ -114,9 +131,12 @@ def validate(family, profile: Profile, *, prompts: Sequence[str] = VALIDATE_PROM
     ar_index = next(i for i, c in enumerate(contenders) if len(c.plan.chain) == 1)
     ar_measured = statistics.median(ms_runs[ar_index])
     rows = []
-    for c, runs, trs in zip(contenders, ms_runs, traces):
+    for c, runs, trs, reps in zip(contenders, ms_runs, traces, by_repeat):
         plan = c.plan
         measured = statistics.median(runs)
+        read = {profile.acceptance_model: profile, other.acceptance_model: other}
+        pos_ms, iid_ms = (expected_ms_per_token(read[m], plan.chain, plan.buffers) for m in ("position", "iid"))
+        per_repeat = [statistics.median(x) for x in reps if x]
         n_tokens = sum(sum(len(e.tokens) for e in t.of_kind("committed")) for t in trs)
         k = len(plan.chain) - 1
         calls = sum(t.summary().target_calls for t in trs)
@@ -141,6 +161,11 @@ def validate(family, profile: Profile, *, prompts: Sequence[str] = VALIDATE_PROM
             "measured_ms_per_token": measured,
             "measured_runs_ms_per_token": runs,
             "relative_error": (measured - plan.expected_ms_per_token) / plan.expected_ms_per_token,
+            "predicted_ms_per_token_position": pos_ms, "predicted_ms_per_token_iid": iid_ms,
+            "relative_error_position": (measured - pos_ms) / pos_ms,
+            "relative_error_iid": (measured - iid_ms) / iid_ms,
+            "relative_error_position_by_repeat": [(m - pos_ms) / pos_ms for m in per_repeat],
+            "relative_error_iid_by_repeat": [(m - iid_ms) / iid_ms for m in per_repeat],
             "predicted_speedup_vs_ar": plan.speedup_vs_ar,
             "measured_speedup_vs_ar": ar_measured / measured,
             "predicted_tokens_per_target_call": expected_tokens_per_target_call(profile, plan.chain, plan.buffers),
@@ -150,12 +175,23 @@ def validate(family, profile: Profile, *, prompts: Sequence[str] = VALIDATE_PROM
             "measured_forwards_per_token": forwards,
             "edges": edges})
     errors = [abs(r["relative_error"]) for r in rows]
-    return {"format": "hsd-validation/1", "models": list(profile.models), "rule": rule,
+    best = min(rows, key=lambda r: r["measured_ms_per_token"])
+    summary = {}
+    for model in ("position", "iid"):
+        errs = [abs(r[f"relative_error_{model}"]) for r in rows]
+        predicted_best = min(rows, key=lambda r: r[f"predicted_ms_per_token_{model}"])
+        summary[model] = {"median_abs_relative_error": statistics.median(errs), "max_abs_relative_error": max(errs),
+                          "predicted_optimum": predicted_best["label"],
+                          "predicted_optimum_measured_over_best":
+                              predicted_best["measured_ms_per_token"] / best["measured_ms_per_token"]}
+    return {"format": "hsd-validation/2", "models": list(profile.models), "rule": rule,
             "temperature": temperature, "max_new_tokens": max_new_tokens, "prompts": len(prompts),
-            "repeats": repeats, "profile_meta": profile.meta, "rows": rows,
-            "median_abs_relative_error": statistics.median(errors),
-            "note": "predicted = our latency derivation under i.i.d. acceptance; measured = wall clock, "
-                    "decode only, median over prompts × repeats"}
+            "repeats": repeats, "profile_meta": profile.meta, "rows": rows, "acceptance": acceptance,
+            "acceptance_label": profile.acceptance_label,
+            "median_abs_relative_error": statistics.median(errors), "by_model": summary,
+            "measured_best": best["label"],
+            "note": f"predicted = our latency derivation ({profile.acceptance_label}; the other model beside it); "
+                    "measured = wall clock, decode only, median over prompts × repeats"}
 
 
 def format_report(report: dict) -> str:
@@ -173,8 +209,25 @@ def format_report(report: dict) -> str:
                                                          r["measured_forwards_per_token"]))
         lines.append(f"{r['label']:<34} {r['predicted_ms_per_token_with_measured_alpha']:>28.3f}   {fw}")
     lines.append(f"median |relative error|: {100 * report['median_abs_relative_error']:.1f}%   "
-                 f"(predicted: model, i.i.d. acceptance; measured: wall clock, decode only, median of "
-                 f"{report['prompts']}×{report['repeats']} runs; rule {report['rule']}, T={report['temperature']})")
+                 f"(predicted: model, {report.get('acceptance_label', 'i.i.d. acceptance')}; measured: wall clock, "
+                 f"decode only, median of {report['prompts']}×{report['repeats']} runs; rule {report['rule']}, "
+                 f"T={report['temperature']})")
+    if "by_model" in report:
+        lines += ["", "both acceptance models side by side: relative error, all runs (min–max over repeats)",
+                  f"{'hierarchy':<34} {'by position':>26} {'i.i.d.':>26}"]
+        for r in report["rows"]:
+            cells = []
+            for model in ("position", "iid"):
+                reps = r[f"relative_error_{model}_by_repeat"]
+                spread = f"({100 * min(reps):+.1f}…{100 * max(reps):+.1f})" if len(reps) > 1 else ""
+                cells.append(f"{100 * r[f'relative_error_{model}']:+6.1f}% {spread:>18}")
+            lines.append(f"{r['label']:<34} {cells[0]:>26} {cells[1]:>26}")
+        for model, name in (("position", "by position"), ("iid", "i.i.d.")):
+            m = report["by_model"][model]
+            lines.append(f"{name}: median |error| {100 * m['median_abs_relative_error']:.1f}%, worst "
+                         f"{100 * m['max_abs_relative_error']:.1f}%; predicted optimum {m['predicted_optimum']} "
+                         f"measured {m['predicted_optimum_measured_over_best']:.3f}× the measured best "
+                         f"({report['measured_best']})")
     prule = report.get("profile_meta", {}).get("rule")
     if prule and prule != report["rule"]:
         lines.append(f"note: the profile's overheads were timed for rule '{prule}', these runs used '{report['rule']}'")
@@ -203,13 +256,23 @@ def run(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    path = profile_path(args.family, args.profile, "validate")
-    profile = Profile.load(path)
     family = load_family(args.family, device=args.device)
+    if args.fresh_profile:
+        from hsd.tools.measure import measure_profile
+
+        temperature = 1.0 if args.temperature is None else args.temperature
+        profile = measure_profile(family, temperature=temperature, seed=args.seed, progress=progress_bar(),
+                                  forward=args.forward, rule=args.rule)
+        path = "measured in this run (--fresh-profile)"
+        if args.save_profile:
+            profile.save(args.save_profile)
+    else:
+        path = profile_path(args.family, args.profile, "validate")
+        profile = Profile.load(path)
     report = validate(family, profile, prompts=args.prompts or VALIDATE_PROMPTS,
                       max_new_tokens=args.max_new_tokens, repeats=args.repeats, temperature=args.temperature,
                       rule=args.rule, max_buffer=args.max_buffer, seed=args.seed, progress=progress_bar(),
-                      forward=args.forward)
+                      forward=args.forward, acceptance=args.acceptance)
     report["profile"] = str(path)
     print(format_report(report))
     if args.json:
