@@ -299,10 +299,12 @@ def test_bad_input_is_an_error_and_the_app_keeps_serving(client, tiny_spec):
 def test_api_optimize_then_compare_runs_every_hierarchy(client, tiny_spec):
     status, fig, table, pick, = client.predict(tiny_spec, "measure now", 4, False, api_name="/optimize")[:4]
     assert "model-predicted" in status and table["data"][0][0] == 1
+    assert "acceptance measured by position in the block" in status    # "measure now" measures it
     out = client.predict("def f(x):\n", list(ui_requests.CONTENDERS), tiny_spec, ["tiny-s", "tiny-l"], 3, 3, "hsd", "hsd",
                          1.0, 1.0, 0, 1, 12, False, api_name="/compare")
     status, fig, table = out[:3]
     assert status.startswith("Done") and len(table["data"]) == 4
+    assert "Model-predicted numbers: acceptance measured by position in the block." in status
     assert {row[0] for row in table["data"]} == set(ui_requests.CONTENDERS)
     assert all(row[5] is not None for row in table["data"])          # model-predicted for all
 

@@ -195,33 +195,34 @@ def validate(family, profile: Profile, *, prompts: Sequence[str] = VALIDATE_PROM
 
 
 def format_report(report: dict) -> str:
-    lines = [f"{'hierarchy':<34} {'role':<19} {'pred ms/tok':>11} {'meas ms/tok':>11} {'rel err':>8} "
+    w = max([34] + [len(r["label"]) for r in report["rows"]])
+    lines = [f"{'hierarchy':<{w}} {'role':<19} {'pred ms/tok':>11} {'meas ms/tok':>11} {'rel err':>8} "
              f"{'pred ×AR':>8} {'meas ×AR':>8} {'pred tok/call':>13} {'meas tok/call':>13}"]
     for r in report["rows"]:
-        lines.append(f"{r['label']:<34} {r['role']:<19} {r['predicted_ms_per_token']:>11.3f} "
+        lines.append(f"{r['label']:<{w}} {r['role']:<19} {r['predicted_ms_per_token']:>11.3f} "
                      f"{r['measured_ms_per_token']:>11.3f} {100 * r['relative_error']:>+7.1f}% "
                      f"{r['predicted_speedup_vs_ar']:>7.2f}× {r['measured_speedup_vs_ar']:>7.2f}× "
                      f"{r['predicted_tokens_per_target_call']:>13.2f} {r['measured_tokens_per_target_call']:>13.2f}")
     lines.append("")
-    lines.append(f"{'hierarchy':<34} {'pred ms/tok with measured α':>28}   forwards/token per level: predicted | measured")
+    lines.append(f"{'hierarchy':<{w}} {'pred ms/tok with measured α':>28}   forwards/token per level: predicted | measured")
     for r in report["rows"]:
         fw = "  ".join(f"{p:.2f}|{m:.2f}" for p, m in zip(r["predicted_forwards_per_token"],
                                                          r["measured_forwards_per_token"]))
-        lines.append(f"{r['label']:<34} {r['predicted_ms_per_token_with_measured_alpha']:>28.3f}   {fw}")
+        lines.append(f"{r['label']:<{w}} {r['predicted_ms_per_token_with_measured_alpha']:>28.3f}   {fw}")
     lines.append(f"median |relative error|: {100 * report['median_abs_relative_error']:.1f}%   "
                  f"(predicted: model, {report.get('acceptance_label', 'i.i.d. acceptance')}; measured: wall clock, "
                  f"decode only, median of {report['prompts']}×{report['repeats']} runs; rule {report['rule']}, "
                  f"T={report['temperature']})")
     if "by_model" in report:
         lines += ["", "both acceptance models side by side: relative error, all runs (min–max over repeats)",
-                  f"{'hierarchy':<34} {'by position':>26} {'i.i.d.':>26}"]
+                  f"{'hierarchy':<{w}} {'by position':>26} {'i.i.d.':>26}"]
         for r in report["rows"]:
             cells = []
             for model in ("position", "iid"):
                 reps = r[f"relative_error_{model}_by_repeat"]
                 spread = f"({100 * min(reps):+.1f}…{100 * max(reps):+.1f})" if len(reps) > 1 else ""
                 cells.append(f"{100 * r[f'relative_error_{model}']:+6.1f}% {spread:>18}")
-            lines.append(f"{r['label']:<34} {cells[0]:>26} {cells[1]:>26}")
+            lines.append(f"{r['label']:<{w}} {cells[0]:>26} {cells[1]:>26}")
         for model, name in (("position", "by position"), ("iid", "i.i.d.")):
             m = report["by_model"][model]
             lines.append(f"{name}: median |error| {100 * m['median_abs_relative_error']:.1f}%, worst "

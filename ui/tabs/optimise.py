@@ -35,7 +35,8 @@ def build(ctx: Context) -> OptimiseTab:
     gr.Markdown("Find the latency-optimal hierarchy for **this machine**: profile the family (forward "
                 "cost by block length, pairwise acceptance α), then solve the generalised shortest "
                 "path over (model, buffer) nodes. All numbers here are **model-predicted** by our "
-                "latency model (i.i.d. acceptance assumed); check them on the Compare tab.")
+                "latency model, with acceptance measured by position in the block where the profile "
+                "has it (the status line says which); check them on the Compare tab.")
     with gr.Row():
         source = gr.Radio(["shipped profile", "measure now"], value="shipped profile", label="Profile",
                           info="measuring takes a minute or more on a small CPU")
@@ -76,11 +77,12 @@ def optimize(ctx: Context, tab: OptimiseTab, spec, source, max_buffer, dark=Fals
         raise session.as_gr_error(exc) from None
     ranking = list(plan.ranking)
     labels = [f"{i + 1}. {p.label}" for i, p in enumerate(ranking)]
-    meta = families.profile(spec, names).meta
+    profile = families.profile(spec, names)
+    meta = profile.meta
     at = f" at temperature {meta['temperature']:g}" if "temperature" in meta else ""
     return {tab.status: f"Optimal: **{plan.label}** · {plan.expected_ms_per_token:.2f} ms/token · "
-                        f"**{plan.speedup_vs_ar:.2f}× vs the target alone** (model-predicted; profile measured "
-                        f"{meta.get('measured_at', '?')}{at}).",
+                        f"**{plan.speedup_vs_ar:.2f}× vs the target alone** (model-predicted, "
+                        f"{profile.acceptance_label}; profile measured {meta.get('measured_at', '?')}{at}).",
             tab.figure: visual.figure_gsp(plan, dark=bool(dark)),
             tab.table: [[i + 1, p.label, p.kind, round(p.expected_ms_per_token, 3), round(p.speedup_vs_ar, 2)]
                         for i, p in enumerate(ranking)],
