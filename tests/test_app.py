@@ -473,3 +473,91 @@ def test_callbacks_that_change_nothing_still_answer_every_output_through_gradio(
     for block_fn, inputs in cases:
         out = asyncio.run(demo.process_api(block_fn=block_fn, inputs=inputs, state=SessionState(demo)))
         assert len(out["data"]) == len(block_fn.outputs)
+
+
+# --------------------------------------------------------------------------------------------
+# the what-if lab on the Optimise tab (costs and acceptances edited live, bring your own profile)
+# --------------------------------------------------------------------------------------------
+@pytest.fixture
+def tiny_profile(families, tiny_spec):
+    """A plain-data profile of the tiny family (acceptance by position included), kept for the
+    spec as 'measure now' would keep one; removed afterwards."""
+    from hsd.plan.profile import Profile
+    from tests._profiles import random_profile
+
+    base = random_profile(3, seed=7, style="deep", positions=True)
+    prof = Profile(models=NAMES, cost_ms={n: base.cost_ms[m] for n, m in zip(NAMES, base.models)},
+                   acceptance=base.acceptance, accept_lengths=base.accept_lengths,
+                   meta={"temperature": 1.0, "measured_at": "test"})
+    families.set_profile(tiny_spec, prof)
+    yield prof
+    families.set_profile(tiny_spec, None)          # drops the cached plans too
+    families._profiles.pop(tiny_spec, None)
+
+
+def _what_if_args(tiny_spec, rows, factors):
+    return (tiny_spec, 6, rows, False, *(list(factors) + [1.0] * (8 - len(factors))))
+
+
+def test_a_what_if_edit_changes_the_optimum_exactly_as_the_cli_flags_do(demo, tiny_spec, tiny_profile, tmp_path):
+    from ui.tabs.optimise import alpha_rows
+
+    rows = alpha_rows(tiny_profile, NAMES)
+    rows[0][3] = 0.97                                   # α(tiny-s, tiny-l)
+    status, fig, table, pick, plans = endpoint(demo, "what_if")(*_what_if_args(tiny_spec, rows, [1.0, 1.0, 4.0]))
+    tiny_profile.save(tmp_path / "p.json")
+    cli = cli_json(["optimize", str(tmp_path / "p.json"), "--scale-cost", "tiny-l=4",
+                    "--alpha", "tiny-s:tiny-l=0.97", "--max-buffer", "6", "--top", "12", "--json"])
+    assert plans[0]["label"] == cli["label"] and [p["label"] for p in plans] == [
+        cli["label"]] + [p["label"] for p in cli["runners_up"]]
+    assert table[0][3] == round(cli["expected_ms_per_token"], 3)
+    assert status.startswith("**What-if (model-predicted, not measured):** cost(tiny-l) ×4; "
+                             "α(tiny-s, tiny-l) = 0.97. Optimal:")
+    untouched = endpoint(demo, "what_if")(*_what_if_args(tiny_spec, alpha_rows(tiny_profile, NAMES), [1.0] * 3))
+    assert untouched[0].startswith("Optimal:") and "What-if" not in untouched[0]
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda rows, f: rows[0].__setitem__(2, 1.5), r"The acceptance α\(tiny-s, tiny-m\) must be a number from 0 to 1, got 1.5"),
+    (lambda rows, f: rows[1].__setitem__(3, "high"), r"The acceptance α\(tiny-m, tiny-l\) must be a number from 0 to 1, got 'high'"),
+    (lambda rows, f: f.__setitem__(1, 0.0), "cost multiplier of tiny-m must be a number from 0.1 to 10"),
+    (lambda rows, f: rows.pop(), "acceptance table must have 3 rows"),
+])
+def test_bad_what_if_edits_get_one_sentence_and_the_next_edit_works(demo, tiny_spec, tiny_profile, edit, message):
+    import gradio as gr
+
+    from ui.tabs.optimise import alpha_rows
+
+    rows, factors = alpha_rows(tiny_profile, NAMES), [1.0, 1.0, 1.0]
+    edit(rows, factors)
+    with pytest.raises(gr.Error, match=message):
+        endpoint(demo, "what_if")(*_what_if_args(tiny_spec, rows, factors))
+    assert endpoint(demo, "what_if")(*_what_if_args(tiny_spec, alpha_rows(tiny_profile, NAMES), [1.0] * 3))[0].startswith("Optimal")
+
+
+def test_an_uploaded_profile_round_trips_and_bad_files_get_one_sentence(demo, families, tiny_spec, tiny_profile, tmp_path):
+    import gradio as gr
+
+    from hsd.plan.profile import Profile
+
+    other = tiny_profile.what_if({"tiny-l": 3.0})
+    other.save(tmp_path / "mine.json")
+    out = endpoint(demo, "upload_profile")(tiny_spec, str(tmp_path / "mine.json"), 6, False)
+    assert out[0].startswith("Optimal:") and families.profile(tiny_spec, NAMES) == Profile.load(tmp_path / "mine.json")
+    path = endpoint(demo, "download_profile")(tiny_spec)
+    assert Profile.load(path) == families.profile(tiny_spec, NAMES)
+    good = json.loads((tmp_path / "mine.json").read_text())
+    bad = {"not-json.json": "{models:", "other-models.json": json.dumps({**good, "models": ["a", "b", "c"],
+                                                                        "cost_ms": {k: v for k, v in zip("abc", good["cost_ms"].values())}}),
+           "alpha.json": json.dumps({**good, "acceptance": [[1, 1.7, 0.5], [1.7, 1, 0.5], [0.5, 0.5, 1]]}),
+           "negative.json": json.dumps({**good, "cost_ms": {**good["cost_ms"], "tiny-s": [-1.0] * 17}})}
+    messages = {"not-json.json": "not valid JSON", "other-models.json": "The profile is for models a, b, c",
+                "alpha.json": r"acceptance\[0\]\[1\] \(tiny-s under tiny-m\) must be in \[0, 1\]",
+                "negative.json": r"cost_ms\['tiny-s'\] must hold positive"}
+    for name, text in bad.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(gr.Error, match=messages[name]):
+            endpoint(demo, "upload_profile")(tiny_spec, str(tmp_path / name), 6, False)
+        assert families.profile(tiny_spec, NAMES) == Profile.load(tmp_path / "mine.json")   # kept
+    back = endpoint(demo, "measured_profile")(tiny_spec, 6, False)
+    assert back[0].startswith("Optimal:")

@@ -228,19 +228,24 @@ _LAST_SWEEP = [0.0]
 
 
 def save_trace(trace_dict: dict) -> str:
-    """Write a trace for the download button; files older than an hour are removed on the way
-    (a long-running public app must not fill its disk)."""
+    """Write a trace for the download button (``save_json``)."""
+    return save_json(trace_dict, "trace")
+
+
+def save_json(data: dict, kind: str) -> str:
+    """Write ``data`` as ``hsd-<kind>-<id>.json`` for a download button; files older than an hour
+    are removed on the way (a long-running public app must not fill its disk)."""
     folder = Path(tempfile.gettempdir()) / "hsd-explorer"
     folder.mkdir(parents=True, exist_ok=True)
     now = time.time()
     if now - _LAST_SWEEP[0] > TRACE_FILES_SWEEP_S:          # not on every run: it lists the folder
         _LAST_SWEEP[0] = now
-        for old in folder.glob("hsd-trace-*.json"):
+        for old in folder.glob("hsd-*.json"):
             try:
                 if old.stat().st_mtime < now - TRACE_FILES_MAX_AGE_S:
                     old.unlink()
             except OSError:
                 pass
-    path = folder / f"hsd-trace-{uuid.uuid4().hex[:10]}.json"
-    path.write_text(json.dumps(trace_dict), encoding="utf-8")
+    path = folder / f"hsd-{kind}-{uuid.uuid4().hex[:10]}.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
     return str(path)

@@ -115,6 +115,29 @@ PLAN = TrainingPlan(
     ),
 )
 
+# A second family, for checking the latency model on models it was not tuned on (issue 16):
+# other shapes (a 4-layer 256-wide target, a 2-layer middle, a 1-layer draft), another seed, a
+# shorter build (about 10 minutes on 2 cores).  Built into an ignored folder, never shipped:
+#   python -m hsd.family train --plan second --out .cache/family-second --work .cache/second-train
+B_S = ModelSpec("hsd-second-s", hidden=128, layers=1, heads=2, ffn=256)
+B_M = ModelSpec("hsd-second-m", hidden=256, layers=2, heads=4, ffn=384)
+B_L = ModelSpec("hsd-second-l", hidden=256, layers=4, heads=4, ffn=768)
+
+SECOND_PLAN = TrainingPlan(
+    vocab_size=4096,
+    context_tokens=256,
+    batch_size=16,
+    stages=(
+        Stage(B_L, steps=900, lr=2e-3),
+        Stage(B_M, steps=450, lr=2e-3, teacher=B_L.name, init_from=B_L.name, init_layers=(0, 3)),
+        Stage(B_S, steps=450, lr=3e-3, teacher=B_M.name, init_from=B_M.name, init_layers=(0,)),
+    ),
+    seed=4321,
+    warmup_steps=40,
+)
+
+PLANS = {"bundled": PLAN, "second": SECOND_PLAN}
+
 TINY_PLAN = TrainingPlan(  # for tests: seconds, not minutes
     vocab_size=320,
     context_tokens=32,

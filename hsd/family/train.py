@@ -57,7 +57,7 @@ import torch
 from hsd.family import distill
 from hsd.family.corpus import eval_windows, prepare_data, sample_batch
 from hsd.family.distill import heldout_loss, precision, stage_loss
-from hsd.family.plan import (CHECKPOINT_EVERY_S, EOS, HELDOUT_EVERY, IMPORTANCE_BATCHES, PLAN, TINY_PLAN,
+from hsd.family.plan import (CHECKPOINT_EVERY_S, EOS, HELDOUT_EVERY, IMPORTANCE_BATCHES, PLANS, TINY_PLAN,
                              TV_WEIGHT, Stage, TrainingPlan, make_config)
 from hsd.family.prune import pruned
 
@@ -340,6 +340,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="scale every stage's step budget (1.0 ≈ 105 min on 2 idle CPU cores "
                          "with native bf16)")
     tr.add_argument("--tiny", action="store_true", help="the seconds-long test plan")
+    tr.add_argument("--plan", default="bundled", choices=sorted(PLANS),
+                    help="which family: the bundled one (default) or the second one the latency model "
+                         "is checked on (hsd.family.plan.SECOND_PLAN)")
     tr.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
                     help="bf16 autocast or fp32; auto = bf16 where the hardware has it "
                          "(CUDA, AVX512-BF16/AMX CPUs), else fp32")
@@ -356,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     if args.command == "train":
-        plan = (TINY_PLAN if args.tiny else PLAN).scaled(args.steps_scale)
+        plan = (TINY_PLAN if args.tiny else PLANS[args.plan]).scaled(args.steps_scale)
 
         def log(msg: str) -> None:
             print(f"{time.strftime('%H:%M:%S')} {msg}", flush=True)

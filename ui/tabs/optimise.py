@@ -1,6 +1,9 @@
 """The Optimise tab: profile the family on this machine (or take the shipped profile), solve the
 generalised shortest path, show the graph and the ranked plans (model-predicted), and send a plan
-to the Generate tab.  ``/optimize`` is its API endpoint."""
+to the Generate tab.  What-if: a cost multiplier per model and an editable acceptance matrix,
+starting from the measured profile; every edit re-solves (``Profile.what_if``, the CLI's
+``--scale-cost`` / ``--alpha``) and is marked *what-if (model-predicted)*.  ``/optimize`` and
+``/what_if`` are its API endpoints."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -14,6 +17,8 @@ from ui.context import Context, bind
 from ui.requests import whole
 from ui.tabs.generate import stack_updates
 
+MAX_WHATIF_MODELS = 8           # cost sliders built (a family's extra ones stay hidden)
+COST_RANGE = (0.1, 10.0)
 PLAN_HEADERS = ["rank", "hierarchy (buffer in brackets)", "kind", "ms/token (model-predicted)",
                 "speedup vs target alone (model-predicted)"]
 
@@ -29,6 +34,11 @@ class OptimiseTab:
     pick: gr.Dropdown
     send: gr.Button
     plans: gr.State                 # the ranked plans shown, plain dicts
+    costs: list                     # MAX_WHATIF_MODELS gr.Slider: cost multiplier per model
+    alphas: gr.Dataframe            # the acceptance matrix (drafter row, verifier column)
+    reset: gr.Button
+    upload: gr.File                 # bring your own profile (JSON)
+    download: gr.DownloadButton     # the family's current profile
 
 
 def build(ctx: Context) -> OptimiseTab:
@@ -50,7 +60,48 @@ def build(ctx: Context) -> OptimiseTab:
     with gr.Row():
         pick = gr.Dropdown([], label="Plan to use", scale=3)
         send = gr.Button("Use this plan on the Generate tab", scale=1)
-    return OptimiseTab(source, max_buffer, button, status, figure, table, pick, send, gr.State([]))
+    costs, alphas, reset = build_what_if(ctx)
+    with gr.Row():
+        upload = gr.File(label="Bring your own profile (JSON from `hsd profile`, e.g. measured on a GPU)",
+                         file_types=[".json"], type="filepath", elem_id="profile-upload", scale=3)
+        download = gr.DownloadButton("Download the current profile", elem_id="profile-download", scale=1)
+    return OptimiseTab(source, max_buffer, button, status, figure, table, pick, send, gr.State([]),
+                       costs, alphas, reset, upload, download)
+
+
+def build_what_if(ctx: Context):
+    """The what-if controls, filled from the default family's profile (when it has one)."""
+    names = ctx.families.names(ctx.limits.family)
+    profile = ctx.families.profile(ctx.limits.family, names)
+    with gr.Accordion("What-if: change costs and acceptances (model-predicted)", open=True):
+        gr.Markdown("Multiply a model's measured forward cost, or type another acceptance α above the "
+                    "diagonal: the optimiser re-solves at once. Everything changed is *what-if "
+                    "(model-predicted)*, not measured; a pair whose α you set is read as i.i.d. "
+                    "acceptance. Send a what-if plan to the Generate tab to measure it for real.")
+        with gr.Row():
+            costs = [gr.Slider(*COST_RANGE, value=1.0, step=0.1, label=f"cost × {_name(names, i)}",
+                               visible=i < len(names), elem_id=f"whatif-cost-{i}", min_width=120)
+                     for i in range(MAX_WHATIF_MODELS)]
+        alphas = gr.Dataframe(value=alpha_rows(profile, names), headers=alpha_headers(names), type="array",
+                              interactive=True, label="acceptance α: drafter (row) under verifier (column)",
+                              elem_id="whatif-alpha")
+        reset = gr.Button("Back to the measured profile", elem_id="whatif-reset")
+    return costs, alphas, reset
+
+
+def _name(names, i: int) -> str:
+    return names[i] if i < len(names) else f"model {i}"
+
+
+def alpha_headers(names) -> list[str]:
+    return ["drafter ↓ · verifier →"] + list(names)
+
+
+def alpha_rows(profile, names) -> list[list]:
+    """The profile's α matrix as table rows, the drafter's name first ("" without a profile)."""
+    n = len(names)
+    return [[names[i]] + [round(float(profile.alpha(i, j)), 4) if profile is not None and i != j else
+                          (1.0 if i == j else "") for j in range(n)] for i in range(n)]
 
 
 def wire(ctx: Context, tab: OptimiseTab) -> None:
@@ -60,6 +111,20 @@ def wire(ctx: Context, tab: OptimiseTab) -> None:
                      concurrency_id="decode", concurrency_limit=ctx.limits.concurrency)
     tab.send.click(bind(send_plan, ctx, tab), [gen.family, tab.pick, tab.plans],
                    [gen.models] + gen.buffer_sliders + [ctx.tabs], api_visibility="private")
+    solved = [tab.status, tab.figure, tab.table, tab.pick, tab.plans]
+    inputs = [gen.family, tab.max_buffer, tab.alphas, ctx.dark] + tab.costs
+    what = bind(what_if, ctx, tab, names=["family", "max_buffer", "alphas", "dark"] +
+                [f"cost_{i}" for i in range(MAX_WHATIF_MODELS)])
+    tab.alphas.input(what, inputs, solved, api_name="what_if", trigger_mode="always_last", show_progress="hidden")
+    for slider in tab.costs:
+        slider.release(what, inputs, solved, api_visibility="private", trigger_mode="always_last",
+                       show_progress="hidden")
+    tab.reset.click(bind(measured_again, ctx, tab), [gen.family, tab.max_buffer, ctx.dark],
+                    solved + tab.costs + [tab.alphas], api_name="measured_profile")
+    tab.button.click(bind(fill_what_if, ctx, tab), [gen.family], tab.costs + [tab.alphas], api_visibility="private")
+    tab.upload.upload(bind(upload_profile, ctx, tab), [gen.family, tab.upload, tab.max_buffer, ctx.dark],
+                      solved + tab.costs + [tab.alphas], api_name="upload_profile")
+    tab.download.click(bind(download_profile, ctx), [gen.family], [tab.download], api_name="download_profile")
 
 
 def optimize(ctx: Context, tab: OptimiseTab, spec, source, max_buffer, dark=False, progress=gr.Progress()):
@@ -75,19 +140,135 @@ def optimize(ctx: Context, tab: OptimiseTab, spec, source, max_buffer, dark=Fals
         plan = families.plan(spec, names, whole(max_buffer, "The largest buffer", 1, ctx.limits.max_buffer))
     except Exception as exc:
         raise session.as_gr_error(exc) from None
+    return solved_outputs(tab, families.profile(spec, names), plan, max_buffer, dark)
+
+
+def what_if_profile(profile, names, matrix, factors):
+    """The measured ``profile`` with the edits: ``factors[i]`` multiplies model i's costs,
+    ``matrix[i][j + 1]`` (i < j) replaces α(i, j) where it differs.  One sentence on bad input."""
+    cost_scale, acceptance = {}, {}
+    for i, name in enumerate(names):
+        f = factors[i] if i < len(factors) else 1.0
+        if not isinstance(f, (int, float)) or isinstance(f, bool) or not COST_RANGE[0] <= f <= COST_RANGE[1]:
+            raise ConfigError(f"the cost multiplier of {name} must be a number from {COST_RANGE[0]:g} to "
+                              f"{COST_RANGE[1]:g}, got {f!r}")
+        if f != 1.0:
+            cost_scale[name] = float(f)
+    rows = list(matrix) if matrix is not None else []
+    if len(rows) != len(names) or any(len(r) != len(names) + 1 for r in rows):
+        raise ConfigError(f"the acceptance table must have {len(names)} rows of {len(names)} values, one per model")
+    for i in range(len(names)):
+        for j in range(i + 1, len(names)):
+            cell = rows[i][j + 1]
+            try:
+                a = float(cell)
+            except (TypeError, ValueError):
+                a = float("nan")
+            if not 0.0 <= a <= 1.0:
+                raise ConfigError(f"the acceptance α({names[i]}, {names[j]}) must be a number from 0 to 1, got {cell!r}")
+            if abs(a - profile.alpha(i, j)) > 5e-5:         # the table shows α to 4 decimals
+                acceptance[names[i], names[j]] = a
+    return profile.what_if(cost_scale, acceptance) if cost_scale or acceptance else profile
+
+
+def solved_outputs(tab: OptimiseTab, profile, plan, max_buffer: int, dark: bool, prefix: str = "") -> dict:
+    """The status line, the GSP graph, the ranked table and the plan picker for ``plan``."""
+    from hsd.plan.optimize import best_single_draft
+
     ranking = list(plan.ranking)
     labels = [f"{i + 1}. {p.label}" for i, p in enumerate(ranking)]
-    profile = families.profile(spec, names)
+    single = best_single_draft(profile, int(max_buffer))
+    vs_single = single.expected_ms_per_token / plan.expected_ms_per_token
     meta = profile.meta
     at = f" at temperature {meta['temperature']:g}" if "temperature" in meta else ""
-    return {tab.status: f"Optimal: **{plan.label}** · {plan.expected_ms_per_token:.2f} ms/token · "
-                        f"**{plan.speedup_vs_ar:.2f}× vs the target alone** (model-predicted, "
-                        f"{profile.acceptance_label}; profile measured {meta.get('measured_at', '?')}{at}).",
+    return {tab.status: f"{prefix}Optimal: **{plan.label}** · {plan.expected_ms_per_token:.2f} ms/token · "
+                        f"**{plan.speedup_vs_ar:.2f}× vs the target alone**, {vs_single:.2f}× vs the best single "
+                        f"draft (model-predicted, {profile.acceptance_label}; profile measured "
+                        f"{meta.get('measured_at', '?')}{at}).",
             tab.figure: visual.figure_gsp(plan, dark=bool(dark)),
             tab.table: [[i + 1, p.label, p.kind, round(p.expected_ms_per_token, 3), round(p.speedup_vs_ar, 2)]
                         for i, p in enumerate(ranking)],
             tab.pick: gr.update(choices=labels, value=labels[0]),
             tab.plans: [p.to_dict() for p in ranking]}
+
+
+def what_if(ctx: Context, tab: OptimiseTab, spec, max_buffer, matrix, dark, *factors):
+    """Re-solve on the measured profile with the edits (model-predicted, not measured)."""
+    from hsd.plan.optimize import optimal_hierarchy
+
+    try:
+        spec = ctx.families.check_allowed(spec)
+        names = ctx.families.names(spec)
+        profile = ctx.families.profile(spec, names)
+        if profile is None:
+            raise ConfigError("There is no profile of this family yet: press Optimise with 'measure now' first.")
+        edited = what_if_profile(profile, names, matrix, list(factors))
+        plan = optimal_hierarchy(edited, max_buffer=whole(max_buffer, "The largest buffer", 1, ctx.limits.max_buffer),
+                                 top=12)
+    except Exception as exc:
+        raise session.as_gr_error(exc) from None
+    changes = edited.meta.get("what_if", []) if edited is not profile else []
+    prefix = f"**What-if (model-predicted, not measured):** {'; '.join(changes)}. " if changes else ""
+    return solved_outputs(tab, edited, plan, max_buffer, dark, prefix)
+
+
+def fill_what_if(ctx: Context, tab: OptimiseTab, spec):
+    """The what-if controls reset to the family's measured profile (after Optimise)."""
+    try:
+        names = ctx.families.names(ctx.families.check_allowed(spec))
+    except Exception:
+        return {}.fromkeys(tab.costs + [tab.alphas], gr.skip())
+    profile = ctx.families.profile(spec, names)
+    out = {s: gr.update(value=1.0, visible=i < len(names), label=f"cost × {_name(names, i)}")
+           for i, s in enumerate(tab.costs)}
+    out[tab.alphas] = gr.update(value=alpha_rows(profile, names), headers=alpha_headers(names))
+    return out
+
+
+def measured_again(ctx: Context, tab: OptimiseTab, spec, max_buffer, dark=False):
+    """One click back: the what-if controls and the plans of the measured profile."""
+    try:
+        spec = ctx.families.check_allowed(spec)
+        names = ctx.families.names(spec)
+        plan = ctx.families.plan(spec, names, whole(max_buffer, "The largest buffer", 1, ctx.limits.max_buffer))
+        if plan is None:
+            raise ConfigError("There is no profile of this family yet: press Optimise with 'measure now' first.")
+    except Exception as exc:
+        raise session.as_gr_error(exc) from None
+    return {**solved_outputs(tab, ctx.families.profile(spec, names), plan, max_buffer, dark),
+            **fill_what_if(ctx, tab, spec)}
+
+
+def upload_profile(ctx: Context, tab: OptimiseTab, spec, path, max_buffer, dark=False):
+    """A profile file the user brings: checked (one sentence on what is wrong), kept for this
+    family, solved, and the what-if controls reset to it."""
+    from hsd.plan.profile import Profile
+
+    try:
+        spec = ctx.families.check_allowed(spec)
+        names = ctx.families.names(spec)
+        if not path:
+            raise ConfigError("Choose a profile JSON file to upload.")
+        profile = Profile.load(path)
+        if list(profile.models) != list(names):
+            raise ConfigError(f"The profile is for models {', '.join(profile.models)}, but this family has "
+                              f"{', '.join(names)}: measure one of this family with `hsd profile`.")
+        ctx.families.set_profile(spec, profile)
+    except Exception as exc:
+        raise session.as_gr_error(exc) from None
+    return measured_again(ctx, tab, spec, max_buffer, dark)
+
+
+def download_profile(ctx: Context, spec):
+    """The family's current profile (measured here, uploaded or shipped) as a JSON file."""
+    try:
+        spec = ctx.families.check_allowed(spec)
+        profile = ctx.families.profile(spec, ctx.families.names(spec))
+        if profile is None:
+            raise ConfigError("There is no profile of this family yet: press Optimise with 'measure now' first.")
+    except Exception as exc:
+        raise session.as_gr_error(exc) from None
+    return session.save_json(profile.to_dict(), "profile")
 
 
 def send_plan(ctx: Context, tab: OptimiseTab, spec, pick, plans):
