@@ -561,3 +561,16 @@ def test_an_uploaded_profile_round_trips_and_bad_files_get_one_sentence(demo, fa
         assert families.profile(tiny_spec, NAMES) == Profile.load(tmp_path / "mine.json")   # kept
     back = endpoint(demo, "measured_profile")(tiny_spec, 6, False)
     assert back[0].startswith("Optimal:")
+
+
+def test_the_regime_map_endpoint_draws_the_optimisers_values_and_refuses_bad_axes(demo, tiny_spec, tiny_profile):
+    import gradio as gr
+
+    from hsd.plan.regime import regime_map
+
+    fig = endpoint(demo, "regime_map")(tiny_spec, "draft costs ×", "α to the target", 6, False)
+    expect = regime_map(tiny_profile, "draft costs ×", "α to the target", max_buffer=6)
+    assert [list(r) for r in fig.data[0].z] == expect.gain
+    with pytest.raises(gr.Error, match="two different axes"):
+        endpoint(demo, "regime_map")(tiny_spec, "adjacent α", "adjacent α", 6, False)
+    assert endpoint(demo, "regime_map")(tiny_spec, "target cost ×", "adjacent α", 6, True).data

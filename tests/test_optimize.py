@@ -200,3 +200,36 @@ def test_what_if_flags_parse_and_bad_text_is_a_config_error():
     for costs, alphas in ((["l"], []), (["l=x"], []), ([], ["s=0.9"]), ([], ["s:=0.9"])):
         with pytest.raises(ConfigError, match="expects"):
             parse_what_if(costs, alphas)
+
+
+def test_every_regime_map_cell_is_the_optimiser_on_that_what_if():
+    from hsd.plan.optimize import autoregressive
+    from hsd.plan.regime import regime_map
+
+    prof = random_profile(4, seed=3, style="deep", positions=True)
+    rmap = regime_map(prof, "target cost ×", "adjacent α", max_buffer=5)
+    names = prof.models
+    for iy, y in enumerate(rmap.ys):
+        for ix, x in enumerate(rmap.xs):
+            acceptance = {(names[i], names[j]): y if j == i + 1 else min(prof.alpha(i, j), y)
+                          for i in range(3) for j in range(i + 1, 4)}
+            w = prof.what_if({"m3": x}, acceptance)
+            best = optimal_hierarchy(w, max_buffer=5, top=1, with_graph=False)
+            flat = min(best_single_draft(w, 5).expected_ms_per_token, autoregressive(w).expected_ms_per_token)
+            assert rmap.gain[iy][ix] == pytest.approx(flat / best.expected_ms_per_token, rel=1e-12)
+            assert rmap.labels[iy][ix] == best.label and rmap.depth[iy][ix] == len(best.chain) - 1
+    gains = [g for row in rmap.gain for g in row]
+    assert min(gains) == pytest.approx(1.0) and max(gains) > 1.05          # both regimes on the map
+    assert rmap.here == (1.0, pytest.approx(sum(prof.alpha(i, i + 1) for i in range(3)) / 3))
+
+
+def test_the_regime_map_refuses_bad_axes_and_families_without_a_middle_model():
+    from hsd.plan.regime import regime_map
+
+    prof = random_profile(4, seed=3)
+    with pytest.raises(ConfigError, match="unknown regime-map axis 'speed'"):
+        regime_map(prof, "speed", "adjacent α")
+    with pytest.raises(ConfigError, match="two different axes"):
+        regime_map(prof, "adjacent α", "adjacent α")
+    with pytest.raises(ConfigError, match="at least three models"):
+        regime_map(random_profile(2, seed=1), "target cost ×", "adjacent α")

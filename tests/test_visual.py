@@ -721,7 +721,29 @@ def example_figures(dark: bool) -> dict:
         "gsp_handmade": visual.figure_gsp(make_handmade_plan(), dark=dark),
         "exactness": visual.figure_exactness(make_lab(), dark=dark),
         "compare": visual.figure_compare(COMPARE, dark=dark),
+        "regime": visual.figure_regime(make_regime(), dark=dark),
     }
+
+
+def make_regime():
+    """The regime map of a deep random profile (stacks pay in part of it)."""
+    from hsd.plan.regime import regime_map
+    from tests._profiles import random_profile
+
+    return regime_map(random_profile(4, seed=3, style="deep", positions=True), "target cost ×", "adjacent α",
+                      max_buffer=5)
+
+
+def test_the_regime_map_writes_each_cells_gain_and_depth_marks_the_profile_and_draws_where_stacks_pay():
+    rmap = make_regime()
+    fig = visual.figure_regime(rmap)
+    heat, contour, star = fig.data
+    assert [list(r) for r in heat.z] == rmap.gain and heat.zmin == 1.0
+    assert heat.text[0][0].startswith(f"{rmap.gain[0][0]:.2f}×")
+    assert contour.contours.start == contour.contours.end == 1.01
+    assert star.name == "this profile (measured)" and 0 <= star.x[0] <= len(rmap.xs) - 1
+    assert list(fig.layout.xaxis.ticktext) == [f"×{x:g}" for x in rmap.xs]
+    assert "When does a stack pay?" in fig.layout.title.text
 
 
 def write_artifacts(out: pathlib.Path = ROOT / "artifacts" / "visual") -> list[pathlib.Path]:

@@ -38,7 +38,7 @@ MARGIN = dict(l=70, r=24, t=100, b=56)   # t is recomputed by apply() from the t
 
 HEIGHT = {  # px; fixed so the app layout does not jump while streaming
     "empty": 300, "timeline": 380, "accept_map": 440, "mass_balance": 700,
-    "gsp": 580, "exactness": 440, "compare": 420,
+    "gsp": 580, "exactness": 440, "compare": 420, "regime": 600,
 }
 
 

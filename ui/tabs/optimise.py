@@ -39,6 +39,10 @@ class OptimiseTab:
     reset: gr.Button
     upload: gr.File                 # bring your own profile (JSON)
     download: gr.DownloadButton     # the family's current profile
+    regime_x: gr.Dropdown
+    regime_y: gr.Dropdown
+    regime_button: gr.Button
+    regime: gr.Plot                 # where a stack pays (hsd.plan.regime)
 
 
 def build(ctx: Context) -> OptimiseTab:
@@ -65,8 +69,28 @@ def build(ctx: Context) -> OptimiseTab:
         upload = gr.File(label="Bring your own profile (JSON from `hsd profile`, e.g. measured on a GPU)",
                          file_types=[".json"], type="filepath", elem_id="profile-upload", scale=3)
         download = gr.DownloadButton("Download the current profile", elem_id="profile-download", scale=1)
+    regime_x, regime_y, regime_button, regime = build_regime(ctx)
     return OptimiseTab(source, max_buffer, button, status, figure, table, pick, send, gr.State([]),
-                       costs, alphas, reset, upload, download)
+                       costs, alphas, reset, upload, download, regime_x, regime_y, regime_button, regime)
+
+
+def build_regime(ctx: Context):
+    from hsd.plan.regime import AXES
+
+    with gr.Accordion("When does a stack pay? The regime map (model-predicted)", open=True):
+        gr.Markdown("Each cell re-solves the measured profile with two things changed, and shows how much "
+                    "faster the optimum is than the best single draft or the target alone (1.00×: no "
+                    "stack pays). The dashed line is where a stack starts to pay; the star is the measured "
+                    "profile. Paper A reports stacks \"up to 1.2×\" faster than the best single draft: "
+                    "this map shows what a family needs for that.")
+        with gr.Row():
+            axes = list(AXES)
+            regime_x = gr.Dropdown(axes, value="target cost ×", label="x axis", scale=2)
+            regime_y = gr.Dropdown(axes, value="adjacent α", label="y axis", scale=2)
+            regime_button = gr.Button("Draw the regime map", scale=1, elem_id="regime-btn")
+        regime = ctx.placeholder(gr.Plot(visual.figure_empty("Press Draw the regime map."), show_label=False,
+                                         elem_id="opt-regime"), "Press Draw the regime map.")
+    return regime_x, regime_y, regime_button, regime
 
 
 def build_what_if(ctx: Context):
@@ -125,6 +149,8 @@ def wire(ctx: Context, tab: OptimiseTab) -> None:
     tab.upload.upload(bind(upload_profile, ctx, tab), [gen.family, tab.upload, tab.max_buffer, ctx.dark],
                       solved + tab.costs + [tab.alphas], api_name="upload_profile")
     tab.download.click(bind(download_profile, ctx), [gen.family], [tab.download], api_name="download_profile")
+    tab.regime_button.click(bind(regime_map, ctx), [gen.family, tab.regime_x, tab.regime_y, tab.max_buffer, ctx.dark],
+                            [tab.regime], api_name="regime_map")
 
 
 def optimize(ctx: Context, tab: OptimiseTab, spec, source, max_buffer, dark=False, progress=gr.Progress()):
@@ -269,6 +295,22 @@ def download_profile(ctx: Context, spec):
     except Exception as exc:
         raise session.as_gr_error(exc) from None
     return session.save_json(profile.to_dict(), "profile")
+
+
+def regime_map(ctx: Context, spec, x_axis, y_axis, max_buffer, dark=False):
+    """The regime map of the family's measured profile over the two chosen axes."""
+    from hsd.plan import regime
+
+    try:
+        spec = ctx.families.check_allowed(spec)
+        profile = ctx.families.profile(spec, ctx.families.names(spec))
+        if profile is None:
+            raise ConfigError("There is no profile of this family yet: press Optimise with 'measure now' first.")
+        rmap = regime.regime_map(profile, x_axis, y_axis,
+                                 max_buffer=min(whole(max_buffer, "The largest buffer", 1, ctx.limits.max_buffer), 8))
+    except Exception as exc:
+        raise session.as_gr_error(exc) from None
+    return visual.figure_regime(rmap, dark=bool(dark))
 
 
 def send_plan(ctx: Context, tab: OptimiseTab, spec, pick, plans):
