@@ -574,3 +574,55 @@ def test_the_regime_map_endpoint_draws_the_optimisers_values_and_refuses_bad_axe
     with pytest.raises(gr.Error, match="two different axes"):
         endpoint(demo, "regime_map")(tiny_spec, "adjacent α", "adjacent α", 6, False)
     assert endpoint(demo, "regime_map")(tiny_spec, "target cost ×", "adjacent α", 6, True).data
+
+
+def _by_component(demo, name, out):
+    """An endpoint's positional outputs keyed by the components' elem_id (where they have one)."""
+    fns = demo.fns.values() if isinstance(demo.fns, dict) else demo.fns
+    block = next(f for f in fns if f.api_name == name)
+    return {getattr(c, "elem_id", None) or i: v for i, (c, v) in enumerate(zip(block.outputs, out))}
+
+
+@pytest.mark.parametrize("key,model,factor", [("cheap", "tiny-s", 0.1), ("dear", "tiny-l", 4.0)])
+def test_a_cost_scenario_sets_its_what_if_and_answers_with_the_optimisers_numbers(demo, tiny_spec, tiny_profile,
+                                                                                  key, model, factor):
+    from hsd.plan.optimize import optimal_hierarchy
+
+    out = _by_component(demo, f"scenario_{key}", endpoint(demo, f"scenario_{key}")(tiny_spec, 6, False))
+    expect = optimal_hierarchy(tiny_profile.what_if({model: factor}), max_buffer=6, top=1, with_graph=False)
+    measured = optimal_hierarchy(tiny_profile, max_buffer=6, top=1, with_graph=False)
+    answer = out["opt-scenario"]
+    assert f"With {model}'s forward cost ×{factor:g} the optimum" in answer
+    assert f"**{expect.label}** ({expect.kind}, {expect.speedup_vs_ar:.2f}×)" in answer
+    assert f"from **{measured.label}**" in answer
+    assert out[f"whatif-cost-{NAMES.index(model)}"]["value"] == factor
+    assert "The answer is on the Optimise tab" in out["scenario-answer"]
+
+
+def test_the_middle_model_scenario_explains_from_the_profile_and_draws_the_regime_map(demo, tiny_spec, tiny_profile):
+    out = _by_component(demo, "scenario_middle", endpoint(demo, "scenario_middle")(tiny_spec, 6, False))
+    answer = out["opt-scenario"]
+    assert f"tiny-m accepts under tiny-l with α = {tiny_profile.alpha(1, 2):.2f}" in answer
+    assert f"against {tiny_profile.alpha(0, 2):.2f} for tiny-s" in answer
+    assert "When does a stack pay?" in out["opt-regime"].layout.title.text
+
+
+def test_the_uncapped_scenario_shows_the_exact_toy_enumeration(demo, tiny_spec):
+    from hsd.plan.exactness import exactness_lab
+
+    out = endpoint(demo, "scenario_uncapped")(tiny_spec, 6, False)
+    answer = next(v for v in out if isinstance(v, str) and v.startswith("**Why is hsd-uncapped wrong?**"))
+    lab = exactness_lab("toy", gamma=2)
+    assert f"total variation {lab['rules']['hsd-uncapped']['tv']:.4f}" in answer
+    bad, target = lab["rules"]["hsd-uncapped"]["probs"], lab["target"]
+    worst = max(range(len(target)), key=lambda i: bad[i] - target[i])
+    assert f"“{lab['sequences'][worst]}” with probability {bad[worst]:.4f} where the target's is {target[worst]:.4f}" in answer
+    assert bad[worst] > target[worst] + 0.05
+
+
+def test_a_scenario_without_a_profile_says_what_to_do(demo, tiny_spec, families):
+    import gradio as gr
+
+    families._profiles.pop(tiny_spec, None)
+    with pytest.raises(gr.Error, match="press Optimise with 'measure now' first"):
+        endpoint(demo, "scenario_cheap")(tiny_spec, 6, False)

@@ -13,7 +13,7 @@ import visual
 from ui.context import Context, unchanged
 from ui.registry import Families, load_prompts
 from ui.settings import CSS_PATH, Limits
-from ui.tabs import compare, generate, learn, optimise
+from ui.tabs import compare, generate, learn, optimise, scenarios
 
 PAPER_HSD = "https://arxiv.org/abs/2510.19705"
 PAPER_BRANCH = "https://arxiv.org/abs/2601.05724"
@@ -54,6 +54,7 @@ def build_demo(limits: Limits | None = None, families: Families | None = None) -
         compare.wire(ctx, cmp)
         learn.wire(ctx, lrn)
         optimise.wire(ctx, opt)
+        scenarios.wire(ctx, lrn.scenario_buttons, lrn.scenario_note, lrn, opt)
         plots = [p for p, _ in ctx.placeholders]                                 # 4)
         demo.load(None, None, ctx.dark, js="() => document.body.classList.contains('dark')",
                   api_visibility="private").then(

@@ -14,6 +14,7 @@ from hsd.plan.exactness import exactness_lab, lab_table
 from hsd.trace import Trace
 from ui import registry, session, views
 from ui.context import Context, bind, unchanged
+from ui.tabs import scenarios
 
 LAST_RUN = "last run (Generate tab)"
 NO_TRACE = "Load a trace."
@@ -43,6 +44,8 @@ class LearnTab:
     lab_btn: gr.Button
     lab_fig: gr.Plot
     lab_df: gr.Dataframe
+    scenario_buttons: dict          # key -> gr.Button (ui.tabs.scenarios)
+    scenario_note: gr.Markdown
 
     def views(self) -> list:
         return [self.explain, self.tokens, self.timeline, self.accept, self.mass]
@@ -53,6 +56,7 @@ class LearnTab:
 
 def build(ctx: Context, tab: gr.Tab) -> LearnTab:
     w = {"tab": tab, "state": gr.State(None, time_to_live=7200)}
+    w["scenario_buttons"], w["scenario_note"] = scenarios.build(ctx)
     gr.Markdown("### Step through a recorded decode\nEach step is one engine event: **draft** (the "
                 "smallest model samples a block) → **verify** (a larger model scores the block in one "
                 "pass) → **accept / replace** → **crop** (rejected drafts are forgotten) → **commit**.")

@@ -43,6 +43,7 @@ class OptimiseTab:
     regime_y: gr.Dropdown
     regime_button: gr.Button
     regime: gr.Plot                 # where a stack pays (hsd.plan.regime)
+    scenario: gr.Markdown           # a guided question's answer (ui.tabs.scenarios), else empty
 
 
 def build(ctx: Context) -> OptimiseTab:
@@ -57,6 +58,7 @@ def build(ctx: Context) -> OptimiseTab:
         max_buffer = gr.Slider(1, ctx.limits.max_buffer, value=min(12, ctx.limits.max_buffer), step=1,
                                label="Largest buffer considered")
         button = gr.Button("Optimise", variant="primary", elem_id="optimise-btn")
+    scenario = gr.Markdown("", elem_id="opt-scenario")
     status = gr.Markdown("")
     figure = ctx.placeholder(gr.Plot(visual.figure_empty("Press Optimise."), show_label=False, elem_id="opt-gsp"),
                              "Press Optimise.")
@@ -71,7 +73,7 @@ def build(ctx: Context) -> OptimiseTab:
         download = gr.DownloadButton("Download the current profile", elem_id="profile-download", scale=1)
     regime_x, regime_y, regime_button, regime = build_regime(ctx)
     return OptimiseTab(source, max_buffer, button, status, figure, table, pick, send, gr.State([]),
-                       costs, alphas, reset, upload, download, regime_x, regime_y, regime_button, regime)
+                       costs, alphas, reset, upload, download, regime_x, regime_y, regime_button, regime, scenario)
 
 
 def build_regime(ctx: Context):
@@ -139,10 +141,11 @@ def wire(ctx: Context, tab: OptimiseTab) -> None:
     inputs = [gen.family, tab.max_buffer, tab.alphas, ctx.dark] + tab.costs
     what = bind(what_if, ctx, tab, names=["family", "max_buffer", "alphas", "dark"] +
                 [f"cost_{i}" for i in range(MAX_WHATIF_MODELS)])
-    tab.alphas.input(what, inputs, solved, api_name="what_if", trigger_mode="always_last", show_progress="hidden")
-    for slider in tab.costs:
-        slider.release(what, inputs, solved, api_visibility="private", trigger_mode="always_last",
-                       show_progress="hidden")
+    tab.alphas.input(what, inputs, solved, api_name="what_if", trigger_mode="always_last", show_progress="hidden",
+                      queue=False)
+    for slider in tab.costs:            # while dragging too: "always_last" drops the stale edits
+        slider.input(what, inputs, solved, api_visibility="private", trigger_mode="always_last",
+                     show_progress="hidden", queue=False)
     tab.reset.click(bind(measured_again, ctx, tab), [gen.family, tab.max_buffer, ctx.dark],
                     solved + tab.costs + [tab.alphas], api_name="measured_profile")
     tab.button.click(bind(fill_what_if, ctx, tab), [gen.family], tab.costs + [tab.alphas], api_visibility="private")
