@@ -173,3 +173,44 @@ def test_every_tab_renders_and_the_exactness_lab_computes(browser, server):
         assert not outside and not errors
     finally:
         context.close()
+
+
+def _gsp_title(page) -> str:
+    return page.evaluate("() => { const el = document.querySelector('#opt-gsp .js-plotly-plot');"
+                         " return el && el.layout && el.layout.title ? el.layout.title.text : '' }")
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_a_what_if_edit_redraws_the_gsp_panel_the_regime_map_renders_and_a_scenario_sets_its_what_if(
+        browser, server, theme):
+    context, page, outside, errors = open_page(browser, server, theme)
+    try:
+        page.get_by_role("tab", name="Optimise").click()
+        page.get_by_label("measure now").check()
+        page.click("#optimise-btn")
+        page.wait_for_function("() => document.body.innerText.includes('Optimal:')", timeout=300_000)
+        page.wait_for_function("() => { const el = document.querySelector('#opt-gsp .js-plotly-plot');"
+                               " return el && el.data && el.data.length > 0 }", timeout=60_000)
+        before = _gsp_title(page)
+        page.wait_for_timeout(2000)         # the what-if controls are filled from the new profile just after
+        box = page.locator("#whatif-cost-2 input[type=number]")
+        box.fill("5")
+        box.press("Enter")
+        page.wait_for_function("() => document.body.innerText.includes('What-if (model-predicted, not measured)')",
+                               timeout=60_000)
+        page.wait_for_function(f"() => {{ const el = document.querySelector('#opt-gsp .js-plotly-plot');"
+                               f" return el && el.layout.title.text !== {before!r} }}", timeout=60_000)
+        assert "ms/token model-predicted" in _gsp_title(page)
+        page.click("#regime-btn")
+        page.wait_for_function("() => { const el = document.querySelector('#opt-regime .js-plotly-plot');"
+                               " return el && el.data && el.data.length > 0 && el.data[0].type === 'heatmap' }", timeout=120_000)
+        page.locator("#opt-regime").screenshot(path=str(ARTIFACTS / f"browser-regime-{theme}.png"))
+        page.get_by_role("tab", name="Learn").click()
+        page.click("#scenario-cheap")
+        page.wait_for_function("() => document.querySelector('#opt-scenario').innerText.includes('forward cost ×0.1')",
+                               timeout=60_000)
+        assert page.locator("#whatif-cost-0 input[type=number]").input_value() == "0.1"
+        page.screenshot(path=str(ARTIFACTS / f"browser-optimise-{theme}.png"), full_page=True)
+        assert not outside and not errors
+    finally:
+        context.close()

@@ -132,9 +132,9 @@ def alpha_rows(profile, names) -> list[list]:
 
 def wire(ctx: Context, tab: OptimiseTab) -> None:
     gen = ctx.generate
-    tab.button.click(bind(optimize, ctx, tab), [gen.family, tab.source, tab.max_buffer, ctx.dark],
-                     [tab.status, tab.figure, tab.table, tab.pick, tab.plans], api_name="optimize",
-                     concurrency_id="decode", concurrency_limit=ctx.limits.concurrency)
+    solving = tab.button.click(bind(optimize, ctx, tab), [gen.family, tab.source, tab.max_buffer, ctx.dark],
+                               [tab.status, tab.figure, tab.table, tab.pick, tab.plans], api_name="optimize",
+                               concurrency_id="decode", concurrency_limit=ctx.limits.concurrency)
     tab.send.click(bind(send_plan, ctx, tab), [gen.family, tab.pick, tab.plans],
                    [gen.models] + gen.buffer_sliders + [ctx.tabs], api_visibility="private")
     solved = [tab.status, tab.figure, tab.table, tab.pick, tab.plans]
@@ -148,7 +148,8 @@ def wire(ctx: Context, tab: OptimiseTab) -> None:
                      show_progress="hidden", queue=False)
     tab.reset.click(bind(measured_again, ctx, tab), [gen.family, tab.max_buffer, ctx.dark],
                     solved + tab.costs + [tab.alphas], api_name="measured_profile")
-    tab.button.click(bind(fill_what_if, ctx, tab), [gen.family], tab.costs + [tab.alphas], api_visibility="private")
+    # once the profile is solved (measured now, perhaps): the what-if controls start from it
+    solving.success(bind(fill_what_if, ctx, tab), [gen.family], tab.costs + [tab.alphas], api_visibility="private")
     tab.upload.upload(bind(upload_profile, ctx, tab), [gen.family, tab.upload, tab.max_buffer, ctx.dark],
                       solved + tab.costs + [tab.alphas], api_name="upload_profile")
     tab.download.click(bind(download_profile, ctx), [gen.family], [tab.download], api_name="download_profile")
