@@ -7,11 +7,12 @@ from hsd.plan.profile import Profile
 
 
 def random_profile(n_models: int, seed: int, max_n: int = 17, style: str = "mixed",
-                   overhead: bool = False, positions: bool = False) -> Profile:
+                   overhead: bool = False, positions: bool = False, first_call: bool = False) -> Profile:
     """``mixed``: costs anywhere in 0.3–20 ms, α in [0.2, 0.97] falling with the size gap — single
     drafts or AR usually win.  ``deep``: each model 3–6× the cost of the one below, cheap
     verification, high neighbour α decaying with the gap — deep stacks usually win.
     ``overhead``: also engine overheads (sampling per draft token, rule time growing with γ).
+    ``first_call``: also a first-call cost per model (``first_call_ms``).
     ``positions``: also acceptance by position (``accept_lengths`` for blocks 1..max_n-2, so the
     optimiser's buffers up to max_n-1 also read the extension past B): conditional acceptance
     rising along the block from below α, as measured, and a different law for each γ."""
@@ -35,7 +36,9 @@ def random_profile(n_models: int, seed: int, max_n: int = 17, style: str = "mixe
             else:
                 a = min(0.97, max(0.2, rng.uniform(0.5, 0.95) - 0.04 * (j - i)))
             acc[i][j] = acc[j][i] = a
-    over = {}
+    over, first = {}, {}
+    if first_call:
+        first = {name: b * rng.uniform(0.0, 0.6) for name, b in zip(names, base)}
     if overhead:
         over = {"draft_token": rng.uniform(0.0, 0.2) * base[0],
                 "verify": sorted(rng.uniform(0.05, 0.5) * base[0] * g ** rng.uniform(0.5, 1.5)
@@ -47,7 +50,7 @@ def random_profile(n_models: int, seed: int, max_n: int = 17, style: str = "mixe
             for j in range(i + 1, n_models):
                 lengths[i][j] = [position_law(acc[i][j], gamma, rng) for gamma in range(1, max_n - 1)]
     return Profile(models=names, cost_ms=cost_ms, acceptance=acc, meta={"seed": seed, "style": style},
-                   overhead_ms=over, accept_lengths=lengths)
+                   overhead_ms=over, accept_lengths=lengths, first_call_ms=first)
 
 
 def position_law(alpha: float, gamma: int, rng: random.Random) -> list[float]:

@@ -224,3 +224,19 @@ def test_a_what_if_alpha_reads_that_pair_iid_and_keeps_the_other_pairs_measured(
     assert w.accept_lengths[0][2] is None and w.accept_lengths[0][1] == prof.accept_lengths[0][1]
     assert w.output_distribution(0, 2, 3) == pytest.approx(output_distribution(3, 0.5))
     assert w.output_distribution(0, 1, 3) == prof.output_distribution(0, 1, 3)
+
+
+def test_a_draft_level_pays_its_first_call_once_per_call():
+    """cost_ms[m][0] is the steady drafting step; the first call after another model pays
+    first_call_ms once, so one draft of γ costs γ·c_0(1) + f_0 + c_1(γ+1) per round."""
+    prof = random_profile(3, seed=12)
+    first = Profile(prof.models, prof.cost_ms, prof.acceptance, first_call_ms={"m0": 0.7, "m1": 0.3})
+    gamma, c0, c2 = 4, prof.cost_ms["m0"], prof.cost_ms["m2"]
+    expect = (gamma * c0[0] + 0.7 + c2[gamma]) / expected_output(gamma, prof.alpha(0, 2))
+    assert expected_ms_per_token(first, [0, 2], [gamma]) == pytest.approx(expect, rel=1e-12)
+    assert expected_ms_per_token(first, [2], []) == expected_ms_per_token(prof, [2], [])   # AR: no switch
+    assert simulate(first, [0, 1, 2], [2, 5], n_tokens=60000, seed=3) == pytest.approx(
+        expected_ms_per_token(first, [0, 1, 2], [2, 5]), rel=0.02)
+    assert first.what_if({"m0": 2.0}).first_call_ms["m0"] == pytest.approx(1.4)
+    with pytest.raises(ConfigError, match="first_call_ms"):
+        Profile(prof.models, prof.cost_ms, prof.acceptance, first_call_ms={"m0": -1.0})

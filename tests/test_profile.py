@@ -17,7 +17,7 @@ from hsd.family.tiny import tiny_family
 
 @pytest.mark.parametrize("overhead", [False, True])
 def test_profile_json_round_trip(tmp_path, overhead):
-    prof = random_profile(4, seed=3, overhead=overhead, positions=overhead)
+    prof = random_profile(4, seed=3, overhead=overhead, positions=overhead, first_call=overhead)
     path = tmp_path / "p.json"
     prof.save(path)
     back = Profile.load(path)
@@ -120,6 +120,7 @@ def test_measured_profile_has_positive_costs_for_every_block_length_and_round_tr
     assert prof.models == fam.names
     assert all(len(prof.cost_ms[m]) == 5 and min(prof.cost_ms[m]) > 0 for m in prof.models)
     assert 0.0 <= prof.acceptance[0][2] <= 1.0 and prof.meta["contexts"] == 2
+    assert set(prof.first_call_ms) == set(fam.names) and min(prof.first_call_ms.values()) >= 0.0
     assert calls and calls[-1][0] == calls[-1][1]
     prof.save(tmp_path / "p.json")
     assert Profile.load(tmp_path / "p.json") == prof

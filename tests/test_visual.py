@@ -512,6 +512,7 @@ def test_gsp_title_says_model_predicted():
     fig = visual.figure_gsp(plan)
     assert "model-predicted" in fig.layout.title.text
     assert fig.layout.title.subtitle.text.startswith("optimal: " + plan.label)
+    assert fig.layout.title.subtitle.text.endswith(" · i.i.d. acceptance (one α per pair)")   # which model
 
 
 def test_gsp_without_a_plan_is_a_message():

@@ -184,4 +184,6 @@ def _title(plan) -> tuple[str, str]:
         title += f" · {sp:.2f}× vs AR"
     parts = [f"{theme.short_name(n, 14)}[{b}]" for n, b in zip(names, buffers)]
     chain = " → ".join(parts + [theme.short_name(names[-1], 14)]) if names else ""
-    return title, ("optimal: " + chain + " (buffer in brackets)") if chain else ""
+    acceptance = _attr(plan, "acceptance", "") or ""
+    subtitle = ("optimal: " + chain + " (buffer in brackets)") if chain else ""
+    return title, subtitle + (f" · {acceptance}" if subtitle and acceptance else "")

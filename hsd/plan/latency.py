@@ -29,7 +29,7 @@ whatever the levels below it did.
 
 Write ``C_i`` for the expected cost (ms) of one call of level i (producing ``T_i`` tokens):
 
-    C_0 = T_0 · c_0(1)
+    C_0 = T_0 · c_0(1) + f_0                                (f_0: the first call's extra cost)
     C_i = E[N_i] · (C_{i-1} + c_i(T_{i-1}+1))              (Wald's identity)
 
 where ``N_i`` is the number of rounds until the running sum of O's reaches ``T_i`` (a renewal
@@ -137,6 +137,12 @@ def draft_step_cost(profile, model: int) -> float:
     return model_cost(profile, model, 1) + profile.draft_overhead_ms()
 
 
+def leaf_cost(profile, model: int, buffer: int) -> float:
+    """ms of one call of the bottom level: ``buffer`` drafting steps, plus the first call's extra
+    cost after another model ran (``Profile.first_call_ms``; 0 when not measured)."""
+    return buffer * draft_step_cost(profile, model) + profile.first_call(model)
+
+
 def verify_cost(profile, model: int, gamma: int) -> float:
     """ms of one verification of γ drafts: c(γ+1) + the profile's rule overhead v(γ) (if any)."""
     return model_cost(profile, model, gamma + 1) + profile.verify_overhead_ms(gamma)
@@ -169,7 +175,7 @@ def level_costs_ms(profile, chain: Sequence[int], buffers: Sequence[int]) -> lis
     costs: list[float] = []
     for i in range(len(buffers)):
         if i == 0:
-            costs.append(buffers[0] * draft_step_cost(profile, chain[0]))
+            costs.append(leaf_cost(profile, chain[0], buffers[0]))
             continue
         law = pair_output(profile, chain[i - 1], chain[i], buffers[i - 1])
         rounds = renewal_rounds(buffers[i], law)[buffers[i]]
@@ -242,7 +248,7 @@ def simulate_counts(profile, chain: Sequence[int], buffers: Sequence[int], n_tok
     laws = [pair_output(profile, chain[i - 1], chain[i], buffers[i - 1]) for i in range(1, k + 1)]
     cumulative = [list(itertools.accumulate(law)) for law in laws]
     verify_ms = [verify_cost(profile, chain[i], buffers[i - 1]) for i in range(1, k + 1)]
-    draft_ms = draft_step_cost(profile, chain[0])
+    leaf_ms = leaf_cost(profile, chain[0], buffers[0])
     forwards = [0] * (k + 1)
 
     def round_output(level: int) -> int:    # tokens out of one verification by `level`
@@ -253,7 +259,7 @@ def simulate_counts(profile, chain: Sequence[int], buffers: Sequence[int], n_tok
     def produce(level: int) -> float:       # ms for level `level` to hand up buffers[level]
         if level == 0:
             forwards[0] += buffers[0]
-            return buffers[0] * draft_ms
+            return leaf_ms
         held, spent = 0, 0.0
         while held < buffers[level]:
             spent += produce(level - 1) + verify_ms[level - 1]

@@ -38,7 +38,7 @@ from typing import Sequence
 import networkx as nx
 
 from hsd.errors import ConfigError
-from hsd.plan.latency import (draft_step_cost, expected_ms_per_token, mean_output, pair_output,
+from hsd.plan.latency import (draft_step_cost, expected_ms_per_token, leaf_cost, mean_output, pair_output,
                               renewal_rounds, verify_cost)
 from hsd.plan.profile import Profile
 
@@ -55,6 +55,7 @@ class Plan:
     runners_up: tuple["Plan", ...] = field(default=(), compare=False, repr=False)
     graph: nx.DiGraph | None = field(default=None, compare=False, repr=False)
     path: tuple = field(default=(), compare=False, repr=False)
+    acceptance: str = field(default="", compare=False)        # the latency model's acceptance, in words
 
     @property
     def kind(self) -> str:
@@ -78,7 +79,7 @@ class Plan:
         return {"chain": list(self.chain), "names": list(self.names), "buffers": list(self.buffers),
                 "label": self.label, "kind": self.kind,
                 "expected_ms_per_token": self.expected_ms_per_token,
-                "speedup_vs_ar": self.speedup_vs_ar,
+                "speedup_vs_ar": self.speedup_vs_ar, "acceptance": self.acceptance,
                 "path": [list(n) for n in self.path],
                 "runners_up": [p.to_dict() for p in self.runners_up]}
 
@@ -118,7 +119,7 @@ def best_for_chain(profile: Profile, chain: Sequence[int], max_buffer: int = 16)
     plan_for(profile, chain, [1] * (len(chain) - 1))                 # validates the chain
     b_max = max_buffer
     # level 0: C(T) = T·c(1); back-pointers hold the buffers chosen below
-    best = {t: (t * draft_step_cost(profile, chain[0]), (t,)) for t in range(1, b_max + 1)}
+    best = {t: (leaf_cost(profile, chain[0], t), (t,)) for t in range(1, b_max + 1)}
     for lo, hi in zip(chain[:-2], chain[1:-1]):
         tables = {t_lo: renewal_rounds(b_max, pair_output(profile, lo, hi, t_lo)) for t_lo in range(1, b_max + 1)}
         best = {t: min(((tables[t_lo][t] * (c + verify_cost(profile, hi, t_lo)), bufs + (t,))
@@ -173,7 +174,7 @@ def optimal_hierarchy(profile: Profile, max_buffer: int = 16, top: int = 8,
             gains[lo, m] = [[]] + [renewal_rounds(b_max, pair_output(profile, lo, m, t_lo))
                                    for t_lo in range(1, b_max + 1)]
         for t in range(1, b_max + 1):
-            cands = [(t * step[m], None)]
+            cands = [(leaf_cost(profile, m, t), None)]
             for lo in range(m):
                 for t_lo in range(1, b_max + 1):
                     g, arc = gains[lo, m][t_lo][t], cost[m][t_lo]
@@ -215,7 +216,8 @@ def optimal_hierarchy(profile: Profile, max_buffer: int = 16, top: int = 8,
     path = tuple(_node(profile, c, b) for c, b in zip(winner.chain, winner.buffers)) + (("target", k),)
     graph = _build_graph(profile, b_max, step, cost, gains, best, ranked[0][0], path) if with_graph else None
     return Plan(winner.chain, winner.names, winner.buffers, winner.expected_ms_per_token,
-                winner.speedup_vs_ar, runners_up=tuple(plans[1:]), graph=graph, path=path)
+                winner.speedup_vs_ar, runners_up=tuple(plans[1:]), graph=graph, path=path,
+                acceptance=profile.acceptance_label)
 
 
 def _node(profile: Profile, model: int, buffer: int | None):
@@ -232,7 +234,7 @@ def _build_graph(profile, b_max, step, cost, gains, best, best_ms, path) -> nx.D
         for t in range(1, b_max + 1):
             n = ("draft", m, t)
             g.add_node(n, model=m, name=profile.models[m], buffer=t, best_cost_ms=best[m][t][0][0],
-                       leaf_cost_ms=t * step[m], on_optimal=n in on_path)
+                       leaf_cost_ms=leaf_cost(profile, m, t), on_optimal=n in on_path)
     tgt = ("target", k)
     g.add_node(tgt, model=k, name=profile.models[k], buffer=None, best_cost_ms=best_ms,
                leaf_cost_ms=None, on_optimal=True)

@@ -17,6 +17,9 @@
   rule's exact row weights averaged over blocks).  Acceptance rises along a block and an n-gram
   drafter is bursty, which one α per pair cannot say.  ``None`` where not measured (and below the
   diagonal);
+- ``first_call_ms[name]`` (optional): how much more a one-token call costs when it comes right
+  after another model's call (caches cold) than the next drafting step does; ``cost_ms[name][0]``
+  is then the steady drafting step.  A draft level pays it once per call (``hsd.plan.latency``);
 - ``meta``: how it was measured (device, temperature, context length, repeats, torch threads).
 
 Which acceptance model the latency model reads (``acceptance_model``, chosen at run time, not
@@ -50,6 +53,7 @@ class Profile:
     #   "verify": ms per verification by block length γ = 1..N (the rule + stacking draft rows)
     overhead_ms: dict = field(default_factory=dict)
     accept_lengths: list | None = None
+    first_call_ms: dict = field(default_factory=dict)
     acceptance_model: str = "position"          # run-time choice, not stored (see the module doc)
 
     def __post_init__(self):
@@ -93,6 +97,10 @@ class Profile:
             raise ConfigError(f"acceptance model must be one of {', '.join(ACCEPTANCE_MODELS)}, "
                               f"got {self.acceptance_model!r}")
         self._validate_accept_lengths()
+        first = self.first_call_ms
+        if not isinstance(first, dict) or set(first) - set(models) or any(
+                not _finite_number(x) or x < 0 for x in first.values()):
+            raise ConfigError("profile: 'first_call_ms' must map model names to finite ms ≥ 0")
         over = self.overhead_ms
         if not isinstance(over, dict) or set(over) - {"draft_token", "verify"}:
             raise ConfigError("profile: 'overhead_ms' may only hold 'draft_token' (ms) and 'verify' (ms by block length)")
@@ -171,6 +179,10 @@ class Profile:
             return [float(x) for x in curves[gamma - 1]]
         return _extended(curves[-1], gamma)
 
+    def first_call(self, model: int) -> float:
+        """ms a draft level's call pays once beyond its steady drafting steps (0 when not measured)."""
+        return float(self.first_call_ms.get(self.models[model], 0.0))
+
     def draft_overhead_ms(self) -> float:
         """Engine time per sampled draft token beyond the forward pass (0 when not measured)."""
         return float(self.overhead_ms.get("draft_token", 0.0))
@@ -210,8 +222,9 @@ class Profile:
             if lengths is not None:
                 i, j = sorted((index[a], index[b]))
                 lengths[i][j] = None
+        first = {m: x * cost_scale.get(m, 1.0) for m, x in self.first_call_ms.items()}
         return Profile(models=list(self.models), cost_ms=cost, acceptance=acc, meta=meta,
-                       overhead_ms=dict(self.overhead_ms), accept_lengths=lengths,
+                       overhead_ms=dict(self.overhead_ms), accept_lengths=lengths, first_call_ms=first,
                        acceptance_model=self.acceptance_model)
 
     # -- JSON ------------------------------------------------------------------------------
@@ -220,6 +233,7 @@ class Profile:
                 "cost_ms": {m: [float(c) for c in self.cost_ms[m]] for m in self.models},
                 "acceptance": [[float(a) for a in row] for row in self.acceptance],
                 "overhead_ms": _plain(self.overhead_ms),
+                **({"first_call_ms": {m: float(x) for m, x in self.first_call_ms.items()}} if self.first_call_ms else {}),
                 **({} if self.accept_lengths is None else {"accept_lengths": [
                     [None if c is None else [[float(x) for x in d] for d in c] for c in row]
                     for row in self.accept_lengths]}),
@@ -243,7 +257,8 @@ class Profile:
                    if isinstance(d["acceptance"], (list, tuple)) else d["acceptance"],
                    meta=dict(d.get("meta") or {}),
                    overhead_ms=d.get("overhead_ms") if d.get("overhead_ms") is not None else {},
-                   accept_lengths=d.get("accept_lengths"))
+                   accept_lengths=d.get("accept_lengths"),
+                   first_call_ms=d.get("first_call_ms") if d.get("first_call_ms") is not None else {})
 
     def to_json(self, indent: int | None = 1) -> str:
         return json.dumps(self.to_dict(), indent=indent)

@@ -136,17 +136,23 @@ def measure_accept_lengths(levels, prefixes: Sequence[list[int]], *, settings, m
 
 
 def measure_costs(levels, context: list[int], *, max_n: int, repeats: int, warmup: int, seed: int = 0,
-                  progress: ProgressFn | None = None) -> dict[str, list[float]]:
-    """cost_ms[name][n-1]: median wall ms of ``LevelModel.probs_after(context + n new tokens, n)``
+                  progress: ProgressFn | None = None) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """(cost_ms, first_call_ms).  cost_ms[name][n-1]: median wall ms of ``LevelModel.probs_after(context + n new tokens, n)``
     with the cache warm on ``context`` — exactly the call the engine makes to verify a block of
     n-1 drafts (n = 1: one drafting step).  The cache crop back to ``context`` is included, as in
     the engine.  Every round times every (model, n) once in a fresh random order, so slow drifts and
-    model-switch effects hit all of them alike; the first ``warmup`` rounds are discarded."""
+    model-switch effects hit all of them alike; the first ``warmup`` rounds are discarded.
+
+    One-token calls are what a drafter makes γ times in a row, and only the first of them comes
+    after another model ran (its caches cold): cost_ms[name][0] is the median of a one-token call
+    made right after one of the same model (the drafting step), and first_call_ms[name] how much
+    more the first one after a switch costs (median difference, ≥ 0)."""
     import torch
 
     generator = torch.Generator().manual_seed(int(seed))
     vocab = levels[0].vocab_size
     samples = {lm.name: [[] for _ in range(max_n)] for lm in levels}
+    warm = {lm.name: [] for lm in levels}
     for lm in levels:
         lm.reset()
         lm.probs_after(context, 1)                                               # warm cache
@@ -162,12 +168,24 @@ def measure_costs(levels, context: list[int], *, max_n: int, repeats: int, warmu
             t0 = time.perf_counter()
             lm.probs_after(context + new, n)
             ms = (time.perf_counter() - t0) * 1000.0
+            if n == 1:                                   # the next drafting step: same model again
+                t0 = time.perf_counter()
+                lm.probs_after(context + new + [int(torch.randint(vocab, (), generator=generator))], 1)
+                again = (time.perf_counter() - t0) * 1000.0
+                if r >= warmup:
+                    warm[lm.name].append(again)
             if r >= warmup:
                 samples[lm.name][n - 1].append(ms)
             done += 1
         if progress:
             progress(done, total, "timing forwards")
-    return {name: [statistics.median(s) for s in per_n] for name, per_n in samples.items()}
+    costs = {name: [statistics.median(s) for s in per_n] for name, per_n in samples.items()}
+    first = {}
+    for name, per_n in costs.items():
+        steady = statistics.median(warm[name])
+        first[name] = max(0.0, per_n[0] - steady)
+        per_n[0] = steady
+    return costs, first
 
 
 def measure_overheads(drafter, verifier, context: tuple[list[int], int], *, rule: str, max_gamma: int,
@@ -277,7 +295,7 @@ def measure_profile(family, *, max_n: int = 17, repeats: int = 15, warmup: int =
                                      repeats=repeats, seed=seed)
     # 4) costs on the longest context (cache length like a real decode)
     timing_ctx = max((c for c, _ in ctxs), key=len)
-    cost_ms = measure_costs(levels, timing_ctx, max_n=max_n, repeats=repeats, warmup=warmup,
+    cost_ms, first_call_ms = measure_costs(levels, timing_ctx, max_n=max_n, repeats=repeats, warmup=warmup,
                             seed=seed, progress=progress)
     device = str(getattr(family, "device", getattr(levels[-1], "device", "cpu")))
     meta = {"device": device, "torch_threads": torch.get_num_threads(), "temperature": float(temperature),
@@ -293,8 +311,9 @@ def measure_profile(family, *, max_n: int = 17, repeats: int = 15, warmup: int =
         meta.update(accept_lengths=f"law of tokens out of one verification by block length, rule "
                                    f"'{accept_rule}', blocks the drafter sampled after target-sampled prefixes",
                     accept_rule=accept_rule, block_starts=len(starts), block_every=block_every)
+    meta["first_call"] = "a one-token call right after another model's, above the drafting step's cost"
     return Profile(models=names, cost_ms=cost_ms, acceptance=acceptance, meta=meta, overhead_ms=overhead,
-                   accept_lengths=accept_lengths)
+                   accept_lengths=accept_lengths, first_call_ms=first_call_ms)
 
 
 # --------------------------------------------------------------------------------------------
