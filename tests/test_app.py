@@ -47,7 +47,7 @@ def tiny_spec(tmp_path_factory) -> str:
 def limits(tiny_spec) -> settings.Limits:
     return settings.Limits(family=tiny_spec, max_new_tokens=100, max_buffer=6, max_levels=3, max_prompt_chars=500,
                       panel_interval_s=0.0, ui_share=1.0, token_interval_s=0.0,
-                      allow_custom_models=False)
+                      allow_custom_models=False, shapes_scale=0.06)
 
 
 @pytest.fixture(scope="session")
@@ -455,7 +455,7 @@ def test_the_served_app_logs_one_line_per_refused_request(tiny_spec, tmp_path):
 
 def test_callbacks_that_change_nothing_still_answer_every_output_through_gradio(demo):
     """Run through Gradio's own pre/post-processing (``Blocks.process_api``), as the page does: the
-    light-theme placeholder redraw (ten plots), opening the Learn tab with nothing to load, and
+    light-theme placeholder redraw (every empty plot), opening the Learn tab with nothing to load, and
     stepping with no trace.  An empty update dict would fail there ("didn't return enough output
     values") and print a traceback in the server log."""
     import asyncio
@@ -466,7 +466,9 @@ def test_callbacks_that_change_nothing_still_answer_every_output_through_gradio(
     by_name = {}
     for f in fns:
         by_name.setdefault(getattr(f.fn, "__name__", ""), f)
-    placeholders = next(f for f in fns if len(f.outputs) == 10 and all(type(o).__name__ == "Plot" for o in f.outputs))
+    placeholders = max((f for f in fns if f.outputs and all(type(o).__name__ == "Plot" for o in f.outputs)),
+                       key=lambda f: len(f.outputs))
+    assert len(placeholders.outputs) == 13           # every panel drawn empty before its first use
     cases = [(placeholders, [False]),
              (by_name["learn_auto"], [None, learn.LAST_RUN, None, False]),
              (by_name["step_forward"], [None, 0])]
@@ -500,7 +502,7 @@ def _what_if_args(tiny_spec, rows, factors):
 
 
 def test_a_what_if_edit_changes_the_optimum_exactly_as_the_cli_flags_do(demo, tiny_spec, tiny_profile, tmp_path):
-    from ui.tabs.optimise import alpha_rows
+    from ui.views import alpha_rows
 
     rows = alpha_rows(tiny_profile, NAMES)
     rows[0][3] = 0.97                                   # α(tiny-s, tiny-l)
@@ -526,7 +528,7 @@ def test_a_what_if_edit_changes_the_optimum_exactly_as_the_cli_flags_do(demo, ti
 def test_bad_what_if_edits_get_one_sentence_and_the_next_edit_works(demo, tiny_spec, tiny_profile, edit, message):
     import gradio as gr
 
-    from ui.tabs.optimise import alpha_rows
+    from ui.views import alpha_rows
 
     rows, factors = alpha_rows(tiny_profile, NAMES), [1.0, 1.0, 1.0]
     edit(rows, factors)
@@ -626,3 +628,29 @@ def test_a_scenario_without_a_profile_says_what_to_do(demo, tiny_spec, families)
     families._profiles.pop(tiny_spec, None)
     with pytest.raises(gr.Error, match="press Optimise with 'measure now' first"):
         endpoint(demo, "scenario_cheap")(tiny_spec, 6, False)
+
+
+
+def test_real_shapes_are_timed_with_random_weights_labelled_assumed_and_resolved_with_typed_acceptances(demo):
+    import gradio as gr
+
+    from hsd.plan.profile import Profile
+
+    out = _by_component(demo, "measure_shapes", endpoint(demo, "measure_shapes")("smollm2", "close", "fp32", False))
+    status = out["shapes-status"]
+    assert status.startswith("**costs measured with random weights on this machine; acceptance assumed.**")
+    assert "SmolLM2-135M" in status and "Optimal:" in status and "α 0.85 between neighbours" in status
+    saved = Profile.load(out["shapes-download"])
+    assert saved.models == ["SmolLM2-135M", "SmolLM2-360M", "SmolLM2-1.7B"]
+    assert saved.meta["costs"].startswith("measured with random weights") and saved.meta["scale"] == 0.06
+    state = out[5]
+    rows = [list(r) for r in out["shapes-alpha"]["value"]]
+    rows[0][3] = 0.95
+    again = _by_component(demo, "shapes_resolve", endpoint(demo, "shapes_resolve")(state, rows, False))
+    assert "Acceptance: assumed, not measured: set by the user" in again["shapes-status"]
+    assert Profile.from_dict(again[5]).alpha(0, 2) == 0.95 and Profile.from_dict(again[5]).cost_ms == saved.cost_ms
+    rows[1][3] = "x"
+    with pytest.raises(gr.Error, match=r"The acceptance α\(SmolLM2-360M, SmolLM2-1.7B\) must be a number"):
+        endpoint(demo, "shapes_resolve")(state, rows, False)
+    with pytest.raises(gr.Error, match="Measure the costs first"):
+        endpoint(demo, "shapes_resolve")(None, rows, False)

@@ -153,7 +153,7 @@ def test_acceptance_by_position_is_the_rules_law_averaged_over_drafted_blocks():
         assert law == pytest.approx([0.0] * gamma + [1.0], abs=1e-6)
     fam = _family(2)
     prof = measure_profile(fam, max_n=4, repeats=1, warmup=0, temperature=0.0, context_tokens=9, prompts=["x = (y)"],
-                           block_every=3)
+                           block_every=3, accept_source="blocks")
     from hsd.tools.measure import block_starts, sample_contexts
     from hsd.levels import SamplingSettings, build_level
     target = build_level(fam.models[1], name="t", vocab_size=fam.vocab_size, settings=SamplingSettings(0.0))
@@ -174,3 +174,66 @@ def test_acceptance_by_position_is_the_rules_law_averaged_over_drafted_blocks():
     assert prof.uses_positions and Profile.from_json(prof.to_json()) == prof
     assert measure_profile(fam, max_n=3, repeats=1, warmup=0, context_tokens=4, prompts=["ab"],
                            block_every=0).accept_lengths is None
+
+
+# --------------------------------------------------------------------------------------------
+# real model shapes with random weights (hsd shapes)
+# --------------------------------------------------------------------------------------------
+def test_the_shipped_shapes_have_the_published_parameter_counts():
+    from hsd.tools.shapes import load_shapes, param_count, shape_families
+
+    assert shape_families() == ["qwen2.5", "smollm2"]
+    counts = {m["name"]: param_count(m["config"]) for f in shape_families() for m in load_shapes(f)["models"]}
+    assert round(counts["SmolLM2-135M"] / 1e6, 1) == 134.5 and round(counts["SmolLM2-360M"] / 1e6, 1) == 361.8
+    assert round(counts["SmolLM2-1.7B"] / 1e9, 2) == 1.71 and round(counts["Qwen2.5-0.5B"] / 1e6) == 494
+    assert round(counts["Qwen2.5-1.5B"] / 1e9, 2) == 1.54 and round(counts["Qwen2.5-3B"] / 1e9, 2) == 3.09
+
+
+@pytest.mark.parametrize("family", ["smollm2", "qwen2.5"])
+def test_random_weight_models_of_scaled_down_shapes_are_timed_and_labelled_assumed(family):
+    from hsd.tools.shapes import build_random, load_shapes, measure_shapes, param_count, scaled
+
+    config = scaled(load_shapes(family)["models"][0]["config"], 0.06)
+    model = build_random(config, "fp32")
+    assert sum(p.numel() for p in model.parameters()) == param_count(config)
+    with torch.no_grad():
+        assert torch.isfinite(model(torch.tensor([[1, 2, 3]])).logits).all()
+    calls = []
+    prof = measure_shapes(family, scale=0.06, max_n=3, repeats=1, context_tokens=6,
+                          progress=lambda d, t, w: calls.append(w))
+    assert len(prof.models) == 3 and all(len(c) == 3 and min(c) > 0 for c in prof.cost_ms.values())
+    assert prof.meta["costs"].startswith("measured with random weights") and prof.meta["acceptance"].startswith("assumed")
+    assert prof.acceptance[0][1] == 0.85 and prof.acceptance[0][2] == 0.75 and calls[-1] == "done"
+
+
+def test_a_shape_that_does_not_fit_in_memory_is_refused_before_it_is_built():
+    from hsd.tools.shapes import check_fits
+
+    huge = {"model_type": "llama", "vocab_size": 10 ** 6, "hidden_size": 65536, "intermediate_size": 262144,
+            "num_hidden_layers": 200, "num_attention_heads": 512, "num_key_value_heads": 512}
+    with pytest.raises(ConfigError, match=r"needs about .* GiB in bf16 with random weights, but .* GiB is available"):
+        check_fits("huge", huge, "bf16")
+
+
+def test_greedy_acceptance_by_position_comes_from_real_single_draft_decodes():
+    """Greedy, rounds start where the previous one failed: the laws are counted from the engine's
+    own decodes of every pair (full blocks only), so they equal a decode's verification outcomes."""
+    from hsd.engine import Hierarchy
+
+    fam = _family(3)
+    prof = measure_profile(fam, max_n=4, repeats=1, warmup=0, temperature=0.0, context_tokens=10,
+                           prompts=["ab c", "x = (y)"])
+    assert prof.meta["accept_source"] == "traces" and prof.uses_positions
+    prompt_ids = [list(fam.tokenizer(p, add_special_tokens=False)["input_ids"]) for p in ["ab c", "x = (y)"]]
+    h = Hierarchy([fam.models[0], fam.models[2]], tokenizer=fam.tokenizer, buffers=[3], rules="hsd")
+    counts = [0] * 4
+    for p, ids in enumerate(prompt_ids):
+        for e in h.stream(fam.tokenizer.decode(ids), max_new_tokens=16, temperature=0.0, seed=p, stop_at_eos=False):
+            if e.kind == "verified" and len(e.proposed) == 3:
+                counts[e.n_accepted] += 1
+    assert prof.accept_lengths[0][2][2] == [c / sum(counts) for c in counts]
+    blocks = measure_profile(fam, max_n=3, repeats=1, warmup=0, temperature=0.0, context_tokens=6,
+                             prompts=["ab c"], accept_source="blocks")
+    assert blocks.meta["accept_source"] == "blocks"
+    with pytest.raises(ConfigError, match="accept source"):
+        measure_profile(fam, max_n=3, repeats=1, warmup=0, context_tokens=4, prompts=["ab"], accept_source="x")

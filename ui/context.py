@@ -24,6 +24,7 @@ class Context:
     trace_state: gr.State = None             # the latest Generate trace, a plain dict
     tabs: gr.Tabs = None
     generate: Any = None                     # ui.tabs.generate.GenerateTab: the stack widgets live there
+    shapes: Any = None                       # ui.tabs.shapes.ShapesTab (on the Optimise tab)
     placeholders: list = field(default_factory=list)    # (plot, message) redrawn in the dark theme
     prompts: list = field(default_factory=list)         # (label, prompt) examples, read once
 

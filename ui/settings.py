@@ -76,6 +76,7 @@ class Limits:
     token_interval_s: float = 0.1       # HSD_TOKEN_INTERVAL_S: at most one token update per this
     torch_threads: int = 0              # HSD_TORCH_THREADS (0 = all CPU cores but one)
     forward: str = "auto"               # HSD_FORWARD: auto (lean where it applies), lean or hf
+    shapes_scale: float = 1.0           # HSD_SHAPES_SCALE: real shapes scaled down (tests; 1.0 = as published)
 
     @classmethod
     def from_env(cls, env=None) -> "Limits":
@@ -96,6 +97,7 @@ class Limits:
             token_interval_s=_env_float(env, "HSD_TOKEN_INTERVAL_S", cls.token_interval_s),
             torch_threads=_env_int(env, "HSD_TORCH_THREADS", 0, 0, 256),
             forward=_env_choice(env, "HSD_FORWARD", cls.forward, ("auto", "lean", "hf")),
+            shapes_scale=_env_float(env, "HSD_SHAPES_SCALE", cls.shapes_scale),
         )
 
 

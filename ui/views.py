@@ -71,3 +71,14 @@ def predicted_speedup(families: Families, req: Request, names) -> float | None:
         return plan_for(prof, list(req.chain), list(req.buffers)).speedup_vs_ar
     except HSDError:
         return None
+
+
+def alpha_headers(names) -> list[str]:
+    return ["drafter ↓ · verifier →"] + list(names)
+
+
+def alpha_rows(profile, names) -> list[list]:
+    """The profile's α matrix as table rows, the drafter's name first ("" without a profile)."""
+    n = len(names)
+    return [[names[i]] + [round(float(profile.alpha(i, j)), 4) if profile is not None and i != j else
+                          (1.0 if i == j else "") for j in range(n)] for i in range(n)]

@@ -28,7 +28,9 @@ COMMANDS = {
     "optimize": "hsd.tools.optimize:run",
     "validate": "hsd.tools.validate:run",
     "bench": "hsd.tools.bench.command:run",
+    "shapes": "hsd.tools.shapes:run",
 }
+SHAPE_PRESETS = ("close", "distant")        # = hsd.tools.shapes.ACCEPTANCE_PRESETS (tested)
 
 
 class Parser(argparse.ArgumentParser):
@@ -257,6 +259,20 @@ def add_bench(sub) -> None:
                         f"{BENCH_QUICK['max_new_tokens']} tokens (one repeat: no spread worth quoting)")
 
 
+def add_shapes(sub) -> None:
+    p = sub.add_parser("shapes", help="forward costs of real model shapes (random weights), acceptance assumed",
+                       description="Build models of a real family's published shapes with random weights, "
+                                   "time their forwards on this machine, and write a profile whose "
+                                   "acceptances are an assumed preset (edit them in the app's what-if lab).")
+    p.add_argument("--family", required=True, help="shapes in assets/shapes/ (smollm2, qwen2.5)")
+    p.add_argument("--out", required=True, help="where to write the profile JSON")
+    p.add_argument("--preset", choices=SHAPE_PRESETS, default="close", help="assumed acceptances (default close)")
+    p.add_argument("--dtype", choices=["bf16", "fp32"], default="bf16", help="weights' dtype (default bf16)")
+    p.add_argument("--max-n", type=whole(2), default=9, help="longest forward timed, in new tokens (default 9)")
+    p.add_argument("--repeats", type=whole(1), default=5, help="timed repeats per block length (default 5)")
+    add_machine(p)
+
+
 def add_stress(sub) -> None:
     sub.add_parser("stress", help="reliability of the running app (runs `python -m ui.stress`)",
                    description="The app's load and fault test lives with the app: this runs "
@@ -268,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="hsd", description="Hierarchical speculative decoding: generate, profile, "
                                              "optimise, validate, benchmark.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for add in (add_generate, add_profile, add_optimize, add_validate, add_bench, add_stress):
+    for add in (add_generate, add_profile, add_optimize, add_validate, add_bench, add_shapes, add_stress):
         add(sub)
     return parser
 

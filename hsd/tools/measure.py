@@ -135,6 +135,41 @@ def measure_accept_lengths(levels, prefixes: Sequence[list[int]], *, settings, m
     return [[None if c is None else [[x / len(prefixes) for x in d] for d in c] for c in row] for row in sums]
 
 
+def measure_trace_lengths(family, names: Sequence[str], prompts_ids: Sequence[list[int]], *, settings,
+                          max_block: int, rule: str, new_tokens: int, seed: int = 0, forward: str = "auto",
+                          progress: ProgressFn | None = None) -> list[list]:
+    """``accept_lengths`` from real decodes: for every pair (i < j) and block γ = 1..max_block,
+    the single-draft hierarchy i[γ] → j decodes ``new_tokens`` after each prompt, and the law is
+    the share of its verifications (full blocks only) that output 1..γ+1 tokens.  Used where
+    blocks drafted at evenly spaced positions mislead: greedy decoding, where a round starts
+    right where the previous one failed (hard text) and runs of easy text span several rounds;
+    what the traces count is where rounds really start."""
+    from hsd.engine import Hierarchy
+
+    n = len(names)
+    pairs = [(i, j) for i in range(n - 1) for j in range(i + 1, n)]
+    out = [[None] * n for _ in range(n)]
+    text = [family.tokenizer.decode(ids) for ids in prompts_ids]
+    for done, (i, j) in enumerate(pairs):
+        laws = []
+        for gamma in range(1, max_block + 1):
+            h = Hierarchy([family.models[i], family.models[j]], tokenizer=family.tokenizer, names=[names[i], names[j]],
+                          vocab_size=family.vocab_size, buffers=[gamma], rules=rule, forward=forward)
+            counts = [0] * (gamma + 1)
+            for p, prompt in enumerate(text):
+                events = h.stream(prompt, max_new_tokens=new_tokens, temperature=settings.temperature,
+                                  top_k=settings.top_k, top_p=settings.top_p, seed=seed + p, stop_at_eos=False)
+                for e in events:
+                    if e.kind == "verified" and len(e.proposed) == gamma:
+                        counts[e.n_accepted] += 1
+            total = sum(counts)
+            laws.append([c / total for c in counts] if total else [0.0] * gamma + [1.0])
+        out[i][j] = laws
+        if progress:
+            progress(done + 1, len(pairs), "measuring acceptance from decodes")
+    return out
+
+
 def measure_costs(levels, context: list[int], *, max_n: int, repeats: int, warmup: int, seed: int = 0,
                   progress: ProgressFn | None = None) -> tuple[dict[str, list[float]], dict[str, float]]:
     """(cost_ms, first_call_ms).  cost_ms[name][n-1]: median wall ms of ``LevelModel.probs_after(context + n new tokens, n)``
@@ -230,7 +265,7 @@ def measure_profile(family, *, max_n: int = 17, repeats: int = 15, warmup: int =
                     prompts: Sequence[str] = DEFAULT_PROMPTS, contexts: Sequence[Sequence[int]] | None = None,
                     context_tokens: int = 64, seed: int = 0, rule: str | None = "hsd",
                     progress: ProgressFn | None = None, forward: str = "auto",
-                    block_every: int = 8, accept_rule: str = "hsd") -> Profile:
+                    block_every: int = 8, accept_rule: str = "hsd", accept_source: str = "auto") -> Profile:
     """Measure a ``Profile`` of ``family`` (a ``hsd.models.LoadedFamily``) on this machine.
 
     1) contexts: the target samples ``context_tokens`` tokens after each prompt at the serving
@@ -238,7 +273,9 @@ def measure_profile(family, *, max_n: int = 17, repeats: int = 15, warmup: int =
        their first token);
     2) acceptance: α[i][j] = E_ctx[Σ_v min(p_i, p_j)] over those positions, and by position:
        blocks of max_n - 1 tokens drafted after every ``block_every``-th of them, verified with
-       ``accept_rule`` (``measure_accept_lengths``; ``block_every=0`` skips it);
+       ``accept_rule`` (``measure_accept_lengths``; ``block_every=0`` skips it); greedy
+       (``accept_source="auto"``) or with ``accept_source="traces"``, from real single-draft
+       decodes of every pair instead (``measure_trace_lengths``);
     3) overheads (unless ``rule`` is None): sampling per draft token and the verification
        ``rule``'s time per block length, which the engine spends outside the forward passes;
     4) costs: forward over n = 1..max_n new tokens with a warm cache on the longest context,
@@ -281,7 +318,15 @@ def measure_profile(family, *, max_n: int = 17, repeats: int = 15, warmup: int =
         progress(0, 1, "measuring acceptance")
     acceptance, positions = measure_acceptance(levels, ctxs)
     accept_lengths, starts = None, []
-    if block_every:
+    if accept_source not in ("auto", "blocks", "traces"):
+        raise ConfigError(f"accept source must be auto, blocks or traces, got {accept_source!r}")
+    source = ("traces" if settings.greedy else "blocks") if accept_source == "auto" else accept_source
+    if block_every and source == "traces":
+        starts = [seq[:prompt_len] for seq, prompt_len in ctxs]
+        accept_lengths = measure_trace_lengths(family, names, starts, settings=settings, max_block=max_n - 1,
+                                               rule=accept_rule, new_tokens=max(context_tokens, 16), seed=seed,
+                                               forward=forward, progress=progress)
+    elif block_every:
         starts = block_starts(ctxs, block_every)
         accept_lengths = measure_accept_lengths(levels, starts, settings=settings, max_block=max_n - 1, rule=accept_rule,
                                                 seed=seed, progress=progress)
@@ -308,9 +353,11 @@ def measure_profile(family, *, max_n: int = 17, repeats: int = 15, warmup: int =
             "acceptance": "mean over target-sampled positions of sum_v min(p_i, p_j)",
             "rule": rule}
     if accept_lengths is not None:
+        how = ("single-draft decodes of every pair after each prompt" if source == "traces" else
+               "blocks the drafter sampled after target-sampled prefixes")
         meta.update(accept_lengths=f"law of tokens out of one verification by block length, rule "
-                                   f"'{accept_rule}', blocks the drafter sampled after target-sampled prefixes",
-                    accept_rule=accept_rule, block_starts=len(starts), block_every=block_every)
+                                   f"'{accept_rule}', {how}",
+                    accept_rule=accept_rule, accept_source=source, block_starts=len(starts), block_every=block_every)
     meta["first_call"] = "a one-token call right after another model's, above the drafting step's cost"
     return Profile(models=names, cost_ms=cost_ms, acceptance=acceptance, meta=meta, overhead_ms=overhead,
                    accept_lengths=accept_lengths, first_call_ms=first_call_ms)

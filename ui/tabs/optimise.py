@@ -15,6 +15,8 @@ from hsd.errors import ConfigError
 from ui import session
 from ui.context import Context, bind
 from ui.requests import whole
+from ui.tabs import shapes
+from ui.views import alpha_headers, alpha_rows
 from ui.tabs.generate import stack_updates
 
 MAX_WHATIF_MODELS = 8           # cost sliders built (a family's extra ones stay hidden)
@@ -72,6 +74,7 @@ def build(ctx: Context) -> OptimiseTab:
                          file_types=[".json"], type="filepath", elem_id="profile-upload", scale=3)
         download = gr.DownloadButton("Download the current profile", elem_id="profile-download", scale=1)
     regime_x, regime_y, regime_button, regime = build_regime(ctx)
+    ctx.shapes = shapes.build(ctx)
     return OptimiseTab(source, max_buffer, button, status, figure, table, pick, send, gr.State([]),
                        costs, alphas, reset, upload, download, regime_x, regime_y, regime_button, regime, scenario)
 
@@ -119,17 +122,6 @@ def _name(names, i: int) -> str:
     return names[i] if i < len(names) else f"model {i}"
 
 
-def alpha_headers(names) -> list[str]:
-    return ["drafter ↓ · verifier →"] + list(names)
-
-
-def alpha_rows(profile, names) -> list[list]:
-    """The profile's α matrix as table rows, the drafter's name first ("" without a profile)."""
-    n = len(names)
-    return [[names[i]] + [round(float(profile.alpha(i, j)), 4) if profile is not None and i != j else
-                          (1.0 if i == j else "") for j in range(n)] for i in range(n)]
-
-
 def wire(ctx: Context, tab: OptimiseTab) -> None:
     gen = ctx.generate
     solving = tab.button.click(bind(optimize, ctx, tab), [gen.family, tab.source, tab.max_buffer, ctx.dark],
@@ -153,6 +145,7 @@ def wire(ctx: Context, tab: OptimiseTab) -> None:
     tab.upload.upload(bind(upload_profile, ctx, tab), [gen.family, tab.upload, tab.max_buffer, ctx.dark],
                       solved + tab.costs + [tab.alphas], api_name="upload_profile")
     tab.download.click(bind(download_profile, ctx), [gen.family], [tab.download], api_name="download_profile")
+    shapes.wire(ctx, ctx.shapes)
     tab.regime_button.click(bind(regime_map, ctx), [gen.family, tab.regime_x, tab.regime_y, tab.max_buffer, ctx.dark],
                             [tab.regime], api_name="regime_map")
 

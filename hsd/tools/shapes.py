@@ -1,0 +1,198 @@
+"""Costs of real model shapes on this machine: build models of a real family's published shapes
+with random weights (cost depends on shape, not on weight values), time their forwards through
+the engine's level, and write a profile whose acceptances are ASSUMED (a documented preset, or
+the user's own):
+
+    hsd shapes --family smollm2 --out profile.json [--preset close] [--dtype bf16] [--max-n 9]
+
+The shapes are ``assets/shapes/<family>.json`` (the published config.json numbers: layers, widths,
+heads, vocabulary; no weights).  Each model is built, timed and freed in turn (one in memory at a
+time), after a check that it fits in the memory available.  The profile says what it is:
+``meta["costs"]`` = measured with random weights, ``meta["acceptance"]`` = assumed.  A one-token
+call's extra cost after another model (``first_call_ms``) is not measured here (models are timed
+one at a time).
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from hsd.errors import ConfigError
+from hsd.plan.profile import Profile
+from hsd.tools.paths import ASSETS
+from hsd.tools.progress import ProgressFn
+
+SHAPES_DIR = ASSETS / "shapes"
+FORMAT = "hsd-shapes/1"
+# Assumed, not measured: neighbours in size (2-5× apart) and models two sizes apart.  Greedy
+# agreement of same-family siblings is typically 0.7-0.9; these bracket it.
+ACCEPTANCE_PRESETS = {
+    "close": {"adjacent": 0.85, "apart": 0.75,
+              "about": "siblings that agree often: α 0.85 between neighbours, 0.75 two sizes apart"},
+    "distant": {"adjacent": 0.70, "apart": 0.60,
+                "about": "siblings that agree less: α 0.70 between neighbours, 0.60 two sizes apart"},
+}
+BYTES = {"fp32": 4, "bf16": 2}
+MEMORY_MARGIN = 1.25            # weights + activations, KV tensors and the allocator's slack
+
+
+def shape_families() -> list[str]:
+    return sorted(p.stem for p in SHAPES_DIR.glob("*.json"))
+
+
+def load_shapes(family: str) -> dict:
+    path = SHAPES_DIR / f"{family}.json"
+    if not path.exists():
+        raise ConfigError(f"no shapes named {family!r}; shipped: {', '.join(shape_families())}")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if data.get("format") != FORMAT or not data.get("models"):
+        raise ConfigError(f"{path} is not an {FORMAT} file with models")
+    return data
+
+
+def param_count(config: dict) -> int:
+    """Parameters of a Llama/Qwen2-style decoder with these numbers (embeddings tied or not)."""
+    d, f, v = config["hidden_size"], config["intermediate_size"], config["vocab_size"]
+    heads, kv = config["num_attention_heads"], config["num_key_value_heads"]
+    head_dim = config.get("head_dim") or d // heads
+    attn = d * heads * head_dim * 2 + d * kv * head_dim * 2
+    if config.get("model_type") == "qwen2":
+        attn += heads * head_dim + 2 * kv * head_dim                  # q/k/v biases
+    layer = attn + 3 * d * f + 2 * d
+    embed = v * d * (1 if config.get("tie_word_embeddings", True) else 2)
+    return config["num_hidden_layers"] * layer + embed + d
+
+
+def available_bytes() -> int:
+    """Memory the OS says is available (Linux /proc/meminfo; else os.sysconf)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import os
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def check_fits(name: str, config: dict, dtype: str) -> None:
+    need = param_count(config) * BYTES[dtype] * MEMORY_MARGIN
+    have = available_bytes()
+    if need > have:
+        raise ConfigError(f"{name} needs about {need / 2**30:.1f} GiB in {dtype} with random weights, but "
+                          f"{have / 2**30:.1f} GiB is available: try --dtype bf16 or a smaller family")
+
+
+def scaled(config: dict, scale: float) -> dict:
+    """A scaled-down copy (layers and widths × ``scale``, heads kept dividing the width): for tests."""
+    if scale == 1.0:
+        return dict(config)
+    c = dict(config)
+    heads = max(1, round(c["num_attention_heads"] * scale))
+    kv = max(1, min(heads, round(c["num_key_value_heads"] * scale)))
+    while heads % kv:
+        kv -= 1
+    head_dim = max(8, (c["hidden_size"] // c["num_attention_heads"]))
+    c.update(num_attention_heads=heads, num_key_value_heads=kv, hidden_size=heads * head_dim,
+             intermediate_size=max(16, round(c["intermediate_size"] * scale)),
+             num_hidden_layers=max(1, round(c["num_hidden_layers"] * scale)),
+             vocab_size=max(64, round(c["vocab_size"] * scale)))
+    return c
+
+
+def build_random(config: dict, dtype: str = "bf16", seed: int = 0):
+    """A model of this shape with random N(0, 0.02) weights, built without the slow per-module
+    initialisation (allocated empty, then filled)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    fields = {k: v for k, v in config.items() if k != "model_type"}
+    cfg = AutoConfig.for_model(config["model_type"], **fields)
+    torch_dtype = torch.bfloat16 if dtype == "bf16" else torch.float32
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(cfg, dtype=torch_dtype)
+    model = model.to_empty(device="cpu")
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight") or "layernorm" in name:
+                p.fill_(1.0)
+            else:
+                p.copy_(torch.randn(p.shape, generator=generator) * 0.02)
+        model.model.rotary_emb.__init__(cfg)                         # its tables, not meta leftovers
+    model.tie_weights()
+    return model.eval()
+
+
+def measure_shapes(family: str, *, preset: str = "close", acceptance: Sequence[Sequence[float]] | None = None,
+                   dtype: str = "bf16", max_n: int = 9, repeats: int = 5, context_tokens: int = 64,
+                   scale: float = 1.0, progress: ProgressFn | None = None, forward: str = "auto") -> Profile:
+    """The profile (see the module docstring); ``acceptance``: the user's matrix, else ``preset``."""
+    import gc
+
+    import torch
+
+    from hsd.levels import SamplingSettings, build_level
+    from hsd.tools.measure import measure_costs
+
+    if dtype not in BYTES:
+        raise ConfigError(f"dtype must be one of {', '.join(BYTES)}, got {dtype!r}")
+    if acceptance is None and preset not in ACCEPTANCE_PRESETS:
+        raise ConfigError(f"unknown acceptance preset {preset!r}; presets: {', '.join(ACCEPTANCE_PRESETS)}")
+    shapes = load_shapes(family)
+    models = shapes["models"]
+    names = [m["name"] for m in models]
+    configs = [scaled(m["config"], scale) for m in models]
+    cost_ms: dict[str, list[float]] = {}
+    for i, (name, config) in enumerate(zip(names, configs)):
+        check_fits(name, config, dtype)
+        if progress:
+            progress(i, len(models), f"building {name} with random weights")
+        model = build_random(config, dtype, seed=i)
+        level = build_level(model, name=name, vocab_size=config["vocab_size"], settings=SamplingSettings(),
+                            forward=forward)
+        context = torch.randint(config["vocab_size"], (context_tokens,),
+                                generator=torch.Generator().manual_seed(i)).tolist()
+        if progress:
+            progress(i, len(models), f"timing {name}")
+        costs, _ = measure_costs([level], context, max_n=max_n, repeats=repeats, warmup=1, seed=i)
+        cost_ms[name] = costs[name]
+        del level, model
+        gc.collect()
+    if progress:
+        progress(len(models), len(models), "done")
+    matrix = assumed_acceptance(len(names), preset) if acceptance is None else [list(r) for r in acceptance]
+    about = ACCEPTANCE_PRESETS[preset]["about"] if acceptance is None else "set by the user"
+    meta = {"shapes": family, "source": shapes["source"], "dtype": dtype, "scale": scale,
+            "torch_threads": torch.get_num_threads(), "repeats": repeats, "max_n": max_n,
+            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "temperature": 1.0,
+            "costs": "measured with random weights on this machine (cost depends on shape, not weights)",
+            "acceptance": f"assumed, not measured: {about}", "hub_ids": [m["hub_id"] for m in models]}
+    return Profile(models=names, cost_ms=cost_ms, acceptance=matrix, meta=meta)
+
+
+def assumed_acceptance(n: int, preset: str) -> list[list[float]]:
+    p = ACCEPTANCE_PRESETS[preset]
+    return [[1.0 if i == j else p["adjacent"] if abs(i - j) == 1 else p["apart"] for j in range(n)] for i in range(n)]
+
+
+def run(args) -> int:
+    import torch
+
+    from hsd.tools.progress import progress_bar
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    profile = measure_shapes(args.family, preset=args.preset, dtype=args.dtype, max_n=args.max_n,
+                             repeats=args.repeats, progress=progress_bar(), forward=args.forward)
+    profile.save(args.out)
+    print(f"\nwrote {args.out}", file=sys.stderr)
+    print(f"costs measured with random weights ({args.dtype}, {torch.get_num_threads()} threads); "
+          f"acceptance assumed ({args.preset})")
+    for m in profile.models:
+        c = profile.cost_ms[m]
+        print(f"{m:<16} c(1) {c[0]:9.2f} ms   c({len(c)}) {c[-1]:9.2f} ms")
+    return 0
