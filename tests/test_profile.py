@@ -148,7 +148,8 @@ def test_acceptance_by_position_is_the_rules_law_averaged_over_drafted_blocks():
     distribution of the argmax match length, computed here directly from full forwards."""
     fam = _family(2)
     fam.models = [fam.models[1], fam.models[1]]
-    prof = measure_profile(fam, max_n=4, repeats=1, warmup=0, temperature=1.0, context_tokens=6, prompts=["ab c"])
+    prof = measure_profile(fam, max_n=4, repeats=1, warmup=0, temperature=1.0, context_tokens=6, prompts=["ab c"],
+                           accept_source="blocks")
     for gamma, law in enumerate(prof.accept_lengths[0][1], start=1):
         assert law == pytest.approx([0.0] * gamma + [1.0], abs=1e-6)
     fam = _family(2)
@@ -216,8 +217,9 @@ def test_a_shape_that_does_not_fit_in_memory_is_refused_before_it_is_built():
 
 
 def test_greedy_acceptance_by_position_comes_from_real_single_draft_decodes():
-    """Greedy, rounds start where the previous one failed: the laws are counted from the engine's
-    own decodes of every pair (full blocks only), so they equal a decode's verification outcomes."""
+    """Rounds start where the previous one failed: the laws come from the engine's own decodes of
+    every pair at every block length (full blocks only), the conditional acceptance by position
+    pooled over them."""
     from hsd.engine import Hierarchy
 
     fam = _family(3)
@@ -225,13 +227,19 @@ def test_greedy_acceptance_by_position_comes_from_real_single_draft_decodes():
                            prompts=["ab c", "x = (y)"])
     assert prof.meta["accept_source"] == "traces" and prof.uses_positions
     prompt_ids = [list(fam.tokenizer(p, add_special_tokens=False)["input_ids"]) for p in ["ab c", "x = (y)"]]
-    h = Hierarchy([fam.models[0], fam.models[2]], tokenizer=fam.tokenizer, buffers=[3], rules="hsd")
-    counts = [0] * 4
-    for p, ids in enumerate(prompt_ids):
-        for e in h.stream(fam.tokenizer.decode(ids), max_new_tokens=16, temperature=0.0, seed=p, stop_at_eos=False):
-            if e.kind == "verified" and len(e.proposed) == 3:
-                counts[e.n_accepted] += 1
-    assert prof.accept_lengths[0][2][2] == [c / sum(counts) for c in counts]
+    reached, kept = [0] * 3, [0] * 3
+    for gamma in (1, 2, 3):
+        h = Hierarchy([fam.models[0], fam.models[2]], tokenizer=fam.tokenizer, buffers=[gamma], rules="hsd")
+        for p, ids in enumerate(prompt_ids):
+            for e in h.stream(fam.tokenizer.decode(ids), max_new_tokens=16, temperature=0.0, seed=p, stop_at_eos=False):
+                if e.kind == "verified" and len(e.proposed) == gamma:
+                    for t in range(min(e.n_accepted + 1, gamma)):
+                        reached[t] += 1
+                        kept[t] += t < e.n_accepted
+    a = [k / r if r else 1.0 for k, r in zip(kept, reached)]      # pooled over every block length
+    expect = [1 - a[0], a[0] * (1 - a[1]), a[0] * a[1] * (1 - a[2]), a[0] * a[1] * a[2]]
+    assert prof.accept_lengths[0][2][2] == pytest.approx(expect, abs=1e-12)
+    assert prof.accept_lengths[0][2][0] == pytest.approx([1 - a[0], a[0]], abs=1e-12)
     blocks = measure_profile(fam, max_n=3, repeats=1, warmup=0, temperature=0.0, context_tokens=6,
                              prompts=["ab c"], accept_source="blocks")
     assert blocks.meta["accept_source"] == "blocks"

@@ -188,6 +188,9 @@ def add_profile(sub) -> None:
     p.add_argument("--block-every", type=whole(0), default=8,
                    help="draft a block after every N-th target-sampled position to measure acceptance by "
                         "position (default 8; 0 skips it: the profile then has one α per pair only)")
+    p.add_argument("--accept-source", choices=["traces", "blocks"], default="traces",
+                   help="acceptance by position from real single-draft decodes of every pair (default) or "
+                        "from blocks drafted at evenly spaced positions (faster; it overstates acceptance)")
     add_machine(p)
 
 

@@ -139,11 +139,14 @@ def measure_trace_lengths(family, names: Sequence[str], prompts_ids: Sequence[li
                           max_block: int, rule: str, new_tokens: int, seed: int = 0, forward: str = "auto",
                           progress: ProgressFn | None = None) -> list[list]:
     """``accept_lengths`` from real decodes: for every pair (i < j) and block γ = 1..max_block,
-    the single-draft hierarchy i[γ] → j decodes ``new_tokens`` after each prompt, and the law is
-    the share of its verifications (full blocks only) that output 1..γ+1 tokens.  Used where
-    blocks drafted at evenly spaced positions mislead: greedy decoding, where a round starts
-    right where the previous one failed (hard text) and runs of easy text span several rounds;
-    what the traces count is where rounds really start."""
+    the single-draft hierarchy i[γ] → j decodes ``new_tokens`` after each prompt.  A round starts
+    right where the previous one ended -- often after a rejection, in hard text -- which blocks
+    drafted at evenly spaced positions miss.  From the verifications (full blocks only) of all
+    the γ's together, the conditional acceptance a_t = P(position t kept | positions < t kept) is
+    pooled (every block that reached position t counts), and each γ's law is built from it:
+    P(O = k+1) = a_1…a_k (1 - a_{k+1}), P(O = γ+1) = a_1…a_γ.  Pooling keeps the laws smooth in
+    γ; laws counted per γ alone are noisy, and the optimiser would pick the γ whose noise flatters
+    it."""
     from hsd.engine import Hierarchy
 
     n = len(names)
@@ -151,23 +154,32 @@ def measure_trace_lengths(family, names: Sequence[str], prompts_ids: Sequence[li
     out = [[None] * n for _ in range(n)]
     text = [family.tokenizer.decode(ids) for ids in prompts_ids]
     for done, (i, j) in enumerate(pairs):
-        laws = []
+        reached, kept = [0] * max_block, [0] * max_block
         for gamma in range(1, max_block + 1):
             h = Hierarchy([family.models[i], family.models[j]], tokenizer=family.tokenizer, names=[names[i], names[j]],
                           vocab_size=family.vocab_size, buffers=[gamma], rules=rule, forward=forward)
-            counts = [0] * (gamma + 1)
             for p, prompt in enumerate(text):
                 events = h.stream(prompt, max_new_tokens=new_tokens, temperature=settings.temperature,
                                   top_k=settings.top_k, top_p=settings.top_p, seed=seed + p, stop_at_eos=False)
                 for e in events:
                     if e.kind == "verified" and len(e.proposed) == gamma:
-                        counts[e.n_accepted] += 1
-            total = sum(counts)
-            laws.append([c / total for c in counts] if total else [0.0] * gamma + [1.0])
-        out[i][j] = laws
+                        for t in range(min(e.n_accepted + 1, gamma)):
+                            reached[t] += 1
+                            kept[t] += t < e.n_accepted
+        cond = [k / r if r else 1.0 for k, r in zip(kept, reached)]
+        out[i][j] = [_law(cond[:gamma]) for gamma in range(1, max_block + 1)]
         if progress:
             progress(done + 1, len(pairs), "measuring acceptance from decodes")
     return out
+
+
+def _law(cond: Sequence[float]) -> list[float]:
+    """[P(O = 1..γ+1)] from conditional acceptances a_1..a_γ."""
+    out, reach = [], 1.0
+    for a in cond:
+        out.append(reach * (1.0 - a))
+        reach *= a
+    return out + [reach]
 
 
 def measure_costs(levels, context: list[int], *, max_n: int, repeats: int, warmup: int, seed: int = 0,
@@ -265,7 +277,7 @@ def measure_profile(family, *, max_n: int = 17, repeats: int = 15, warmup: int =
                     prompts: Sequence[str] = DEFAULT_PROMPTS, contexts: Sequence[Sequence[int]] | None = None,
                     context_tokens: int = 64, seed: int = 0, rule: str | None = "hsd",
                     progress: ProgressFn | None = None, forward: str = "auto",
-                    block_every: int = 8, accept_rule: str = "hsd", accept_source: str = "auto") -> Profile:
+                    block_every: int = 8, accept_rule: str = "hsd", accept_source: str = "traces") -> Profile:
     """Measure a ``Profile`` of ``family`` (a ``hsd.models.LoadedFamily``) on this machine.
 
     1) contexts: the target samples ``context_tokens`` tokens after each prompt at the serving
@@ -273,9 +285,11 @@ def measure_profile(family, *, max_n: int = 17, repeats: int = 15, warmup: int =
        their first token);
     2) acceptance: α[i][j] = E_ctx[Σ_v min(p_i, p_j)] over those positions, and by position:
        blocks of max_n - 1 tokens drafted after every ``block_every``-th of them, verified with
-       ``accept_rule`` (``measure_accept_lengths``; ``block_every=0`` skips it); greedy
-       (``accept_source="auto"``) or with ``accept_source="traces"``, from real single-draft
-       decodes of every pair instead (``measure_trace_lengths``);
+       ``accept_rule``, from real single-draft decodes of every pair (``accept_source="traces"``,
+       the default: ``measure_trace_lengths``) or from blocks drafted after evenly spaced
+       positions of the contexts (``"blocks"``: ``measure_accept_lengths``, faster, but it
+       overstates acceptance: rounds start where the previous one failed); ``block_every=0``
+       skips both;
     3) overheads (unless ``rule`` is None): sampling per draft token and the verification
        ``rule``'s time per block length, which the engine spends outside the forward passes;
     4) costs: forward over n = 1..max_n new tokens with a warm cache on the longest context,
@@ -318,9 +332,9 @@ def measure_profile(family, *, max_n: int = 17, repeats: int = 15, warmup: int =
         progress(0, 1, "measuring acceptance")
     acceptance, positions = measure_acceptance(levels, ctxs)
     accept_lengths, starts = None, []
-    if accept_source not in ("auto", "blocks", "traces"):
-        raise ConfigError(f"accept source must be auto, blocks or traces, got {accept_source!r}")
-    source = ("traces" if settings.greedy else "blocks") if accept_source == "auto" else accept_source
+    if accept_source not in ("blocks", "traces"):
+        raise ConfigError(f"accept source must be blocks or traces, got {accept_source!r}")
+    source = accept_source
     if block_every and source == "traces":
         starts = [seq[:prompt_len] for seq, prompt_len in ctxs]
         accept_lengths = measure_trace_lengths(family, names, starts, settings=settings, max_block=max_n - 1,
@@ -376,7 +390,8 @@ def run(args) -> int:
     profile = measure_profile(family, max_n=args.max_n, repeats=args.repeats, temperature=args.temperature,
                               top_k=args.top_k, top_p=args.top_p, context_tokens=args.context_tokens,
                               seed=args.seed, rule=None if args.rule == "none" else args.rule,
-                              progress=progress_bar(), forward=args.forward, block_every=args.block_every)
+                              progress=progress_bar(), forward=args.forward, block_every=args.block_every,
+                              accept_source=args.accept_source)
     profile.meta["family"] = args.family
     profile.save(args.out)
     print(f"\nwrote {args.out}: {len(profile.models)} models, costs n=1..{args.max_n}", file=sys.stderr)
