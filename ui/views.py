@@ -82,3 +82,25 @@ def alpha_rows(profile, names) -> list[list]:
     n = len(names)
     return [[names[i]] + [round(float(profile.alpha(i, j)), 4) if profile is not None and i != j else
                           (1.0 if i == j else "") for j in range(n)] for i in range(n)]
+
+
+def alpha_table(names, matrix) -> dict[tuple[int, int], float]:
+    """{(i, j): α} read above the diagonal of an α table (``alpha_rows``' layout: the drafter's
+    name first); a ConfigError naming the first cell that is not a number from 0 to 1."""
+    from hsd.errors import ConfigError
+
+    rows = list(matrix) if matrix is not None else []
+    if len(rows) != len(names) or any(len(r) != len(names) + 1 for r in rows):
+        raise ConfigError(f"the acceptance table must have {len(names)} rows of {len(names)} values, one per model")
+    out = {}
+    for i in range(len(names)):
+        for j in range(i + 1, len(names)):
+            cell = rows[i][j + 1]
+            try:
+                a = float(cell)
+            except (TypeError, ValueError):
+                a = float("nan")
+            if not 0.0 <= a <= 1.0:
+                raise ConfigError(f"the acceptance α({names[i]}, {names[j]}) must be a number from 0 to 1, got {cell!r}")
+            out[i, j] = a
+    return out

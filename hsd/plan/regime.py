@@ -107,11 +107,6 @@ def regime_map(profile: Profile, x_axis: str, y_axis: str, max_buffer: int = 8) 
     return RegimeMap(x_axis, y_axis, list(xs), list(ys), gains, depths, labels, here)
 
 
-def log_axis(axis: str) -> bool:
-    """Cost axes are multiplicative: drawn on a log scale."""
-    return axis.endswith("×")
-
-
 def nearest(values: list[float], x: float, log: bool) -> int:
     f = (lambda v: math.log(v)) if log else (lambda v: v)
     return min(range(len(values)), key=lambda i: abs(f(values[i]) - f(x)))

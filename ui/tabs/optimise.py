@@ -16,7 +16,7 @@ from ui import session
 from ui.context import Context, bind
 from ui.requests import whole
 from ui.tabs import shapes
-from ui.views import alpha_headers, alpha_rows
+from ui.views import alpha_headers, alpha_rows, alpha_table
 from ui.tabs.generate import stack_updates
 
 MAX_WHATIF_MODELS = 8           # cost sliders built (a family's extra ones stay hidden)
@@ -177,20 +177,9 @@ def what_if_profile(profile, names, matrix, factors):
                               f"{COST_RANGE[1]:g}, got {f!r}")
         if f != 1.0:
             cost_scale[name] = float(f)
-    rows = list(matrix) if matrix is not None else []
-    if len(rows) != len(names) or any(len(r) != len(names) + 1 for r in rows):
-        raise ConfigError(f"the acceptance table must have {len(names)} rows of {len(names)} values, one per model")
-    for i in range(len(names)):
-        for j in range(i + 1, len(names)):
-            cell = rows[i][j + 1]
-            try:
-                a = float(cell)
-            except (TypeError, ValueError):
-                a = float("nan")
-            if not 0.0 <= a <= 1.0:
-                raise ConfigError(f"the acceptance α({names[i]}, {names[j]}) must be a number from 0 to 1, got {cell!r}")
-            if abs(a - profile.alpha(i, j)) > 5e-5:         # the table shows α to 4 decimals
-                acceptance[names[i], names[j]] = a
+    for (i, j), a in alpha_table(names, matrix).items():
+        if abs(a - profile.alpha(i, j)) > 5e-5:             # the table shows α to 4 decimals
+            acceptance[names[i], names[j]] = a
     return profile.what_if(cost_scale, acceptance) if cost_scale or acceptance else profile
 
 
@@ -215,16 +204,22 @@ def solved_outputs(tab: OptimiseTab, profile, plan, max_buffer: int, dark: bool,
             tab.plans: [p.to_dict() for p in ranking]}
 
 
+def measured_profile(ctx: Context, spec):
+    """(spec, names, profile) of the family asked for; a ConfigError when it has no profile yet."""
+    spec = ctx.families.check_allowed(spec)
+    names = ctx.families.names(spec)
+    profile = ctx.families.profile(spec, names)
+    if profile is None:
+        raise ConfigError("There is no profile of this family yet: press Optimise with 'measure now' first.")
+    return spec, names, profile
+
+
 def what_if(ctx: Context, tab: OptimiseTab, spec, max_buffer, matrix, dark, *factors):
     """Re-solve on the measured profile with the edits (model-predicted, not measured)."""
     from hsd.plan.optimize import optimal_hierarchy
 
     try:
-        spec = ctx.families.check_allowed(spec)
-        names = ctx.families.names(spec)
-        profile = ctx.families.profile(spec, names)
-        if profile is None:
-            raise ConfigError("There is no profile of this family yet: press Optimise with 'measure now' first.")
+        spec, names, profile = measured_profile(ctx, spec)
         edited = what_if_profile(profile, names, matrix, list(factors))
         plan = optimal_hierarchy(edited, max_buffer=whole(max_buffer, "The largest buffer", 1, ctx.limits.max_buffer),
                                  top=12)
@@ -285,10 +280,7 @@ def upload_profile(ctx: Context, tab: OptimiseTab, spec, path, max_buffer, dark=
 def download_profile(ctx: Context, spec):
     """The family's current profile (measured here, uploaded or shipped) as a JSON file."""
     try:
-        spec = ctx.families.check_allowed(spec)
-        profile = ctx.families.profile(spec, ctx.families.names(spec))
-        if profile is None:
-            raise ConfigError("There is no profile of this family yet: press Optimise with 'measure now' first.")
+        spec, _, profile = measured_profile(ctx, spec)
     except Exception as exc:
         raise session.as_gr_error(exc) from None
     return session.save_json(profile.to_dict(), "profile")
@@ -299,10 +291,7 @@ def regime_map(ctx: Context, spec, x_axis, y_axis, max_buffer, dark=False):
     from hsd.plan import regime
 
     try:
-        spec = ctx.families.check_allowed(spec)
-        profile = ctx.families.profile(spec, ctx.families.names(spec))
-        if profile is None:
-            raise ConfigError("There is no profile of this family yet: press Optimise with 'measure now' first.")
+        spec, _, profile = measured_profile(ctx, spec)
         rmap = regime.regime_map(profile, x_axis, y_axis,
                                  max_buffer=min(whole(max_buffer, "The largest buffer", 1, ctx.limits.max_buffer), 8))
     except Exception as exc:

@@ -57,17 +57,13 @@ def run_scenario(ctx: Context, opt, learn_tab, note, key: str, spec, max_buffer,
     if key == "uncapped":
         return uncapped(learn_tab, note, dark)
     try:
-        spec = ctx.families.check_allowed(spec)
-        names = ctx.families.names(spec)
-        profile = ctx.families.profile(spec, names)
-        if profile is None:
-            raise ConfigError("There is no profile of this family yet: press Optimise with 'measure now' first.")
+        spec, names, profile = optimise.measured_profile(ctx, spec)
         if profile.target < 2 and key == "middle":
             raise ConfigError("This family has no middle model: it needs at least two drafts and a target.")
         mb = whole(max_buffer, "The largest buffer", 1, ctx.limits.max_buffer)
     except Exception as exc:
         raise session.as_gr_error(exc) from None
-    measured = optimal_hierarchy(profile, max_buffer=mb, top=12)
+    measured = ctx.families.plan(spec, names, mb)                 # solved once per family and buffer
     out = optimise.fill_what_if(ctx, opt, spec)
     if key == "middle":
         out.update(optimise.solved_outputs(opt, profile, measured, mb, dark))

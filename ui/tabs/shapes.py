@@ -10,10 +10,9 @@ from dataclasses import dataclass
 import gradio as gr
 
 import visual
-from hsd.errors import ConfigError
 from ui import session
 from ui.context import Context, bind
-from ui.views import alpha_headers, alpha_rows
+from ui.views import alpha_headers, alpha_rows, alpha_table
 
 LABEL = "costs measured with random weights on this machine; acceptance assumed"
 MAX_N = 9                       # block lengths timed (the optimiser looks at buffers up to 8)
@@ -93,20 +92,9 @@ def resolve(ctx: Context, tab: ShapesTab, state, matrix, dark=False):
     try:
         base = Profile.from_dict(state)
         names = base.models
-        rows = list(matrix or [])
-        if len(rows) != len(names) or any(len(r) != len(names) + 1 for r in rows):
-            raise ConfigError(f"the acceptance table must have {len(names)} rows of {len(names)} values, one per model")
         acc = [[1.0] * len(names) for _ in names]
-        for i in range(len(names)):
-            for j in range(i + 1, len(names)):
-                try:
-                    a = float(rows[i][j + 1])
-                except (TypeError, ValueError):
-                    a = float("nan")
-                if not 0.0 <= a <= 1.0:
-                    raise ConfigError(f"the acceptance α({names[i]}, {names[j]}) must be a number from 0 to 1, "
-                                      f"got {rows[i][j + 1]!r}")
-                acc[i][j] = acc[j][i] = a
+        for (i, j), a in alpha_table(names, matrix).items():
+            acc[i][j] = acc[j][i] = a
         meta = dict(base.meta, acceptance="assumed, not measured: set by the user")
         profile = Profile(models=names, cost_ms=base.cost_ms, acceptance=acc, meta=meta)
     except Exception as exc:
