@@ -7,12 +7,15 @@ from hsd.plan.profile import Profile
 
 
 def random_profile(n_models: int, seed: int, max_n: int = 17, style: str = "mixed",
-                   overhead: bool = False, positions: bool = False, first_call: bool = False) -> Profile:
+                   overhead: bool = False, positions: bool = False, first_call: bool = False,
+                   engine: bool = False) -> Profile:
     """``mixed``: costs anywhere in 0.3–20 ms, α in [0.2, 0.97] falling with the size gap — single
     drafts or AR usually win.  ``deep``: each model 3–6× the cost of the one below, cheap
     verification, high neighbour α decaying with the gap — deep stacks usually win.
     ``overhead``: also engine overheads (sampling per draft token, rule time growing with γ).
     ``first_call``: also a first-call cost per model (``first_call_ms``).
+    ``engine``: also the engine's own time per drafting step, verification and committed token
+    (drawn from a separate stream, so the rest of the profile is the same with or without it).
     ``positions``: also acceptance by position (``accept_lengths`` for blocks 1..max_n-2, so the
     optimiser's buffers up to max_n-1 also read the extension past B): conditional acceptance
     rising along the block from below α, as measured, and a different law for each γ."""
@@ -49,6 +52,10 @@ def random_profile(n_models: int, seed: int, max_n: int = 17, style: str = "mixe
         for i in range(n_models):
             for j in range(i + 1, n_models):
                 lengths[i][j] = [position_law(acc[i][j], gamma, rng) for gamma in range(1, max_n - 1)]
+    if engine:
+        erng = random.Random(seed + 7919)
+        over = {**over, "step": erng.uniform(0.0, 0.3) * base[0], "round": erng.uniform(0.0, 0.5) * base[0],
+                "token": erng.uniform(0.0, 0.3) * base[0]}
     return Profile(models=names, cost_ms=cost_ms, acceptance=acc, meta={"seed": seed, "style": style},
                    overhead_ms=over, accept_lengths=lengths, first_call_ms=first)
 

@@ -240,3 +240,27 @@ def test_a_draft_level_pays_its_first_call_once_per_call():
     assert first.what_if({"m0": 2.0}).first_call_ms["m0"] == pytest.approx(1.4)
     with pytest.raises(ConfigError, match="first_call_ms"):
         Profile(prof.models, prof.cost_ms, prof.acceptance, first_call_ms={"m0": -1.0})
+
+
+def test_the_engines_own_time_enters_per_drafting_step_per_verification_and_per_token():
+    """Fitted engine terms e_step, e_round, e_token: a drafting step costs c(1)+s+e_step, a
+    verification c(γ+1)+v(γ)+e_round, and every committed token e_token more; the simulation,
+    the optimiser and the AR baseline read the same terms."""
+    prof = random_profile(3, seed=9, overhead=True, engine=True)
+    o = prof.overhead_ms
+    assert min(o["step"], o["round"], o["token"]) > 0
+    s_ms = o["draft_token"] + o["step"]
+    assert expected_ms_per_token(prof, [2], []) == pytest.approx(prof.cost_ms["m2"][0] + s_ms + o["token"])
+    for gamma in (1, 5, 16, 20):
+        a = prof.alpha(0, 2)
+        v = cost_at(o["verify"], gamma) + o["round"]
+        expected = (gamma * (prof.cost_ms["m0"][0] + s_ms) + cost_at(prof.cost_ms["m2"], gamma + 1) + v) \
+            * (1 - a) / (1 - a ** (gamma + 1)) + o["token"]
+        assert expected_ms_per_token(prof, [0, 2], [gamma]) == pytest.approx(expected, rel=1e-12)
+    for chain, buffers in (([2], []), ([0, 2], [4]), ([0, 1, 2], [2, 5])):
+        assert simulate(prof, chain, buffers, n_tokens=60000, seed=3) == \
+            pytest.approx(expected_ms_per_token(prof, chain, buffers), rel=0.02)
+    from hsd.plan.optimize import autoregressive, optimal_hierarchy
+    plan = optimal_hierarchy(prof, max_buffer=6, with_graph=False)
+    assert autoregressive(prof).expected_ms_per_token == pytest.approx(expected_ms_per_token(prof, [2], []))
+    assert plan.speedup_vs_ar == pytest.approx(expected_ms_per_token(prof, [2], []) / plan.expected_ms_per_token)

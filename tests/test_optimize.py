@@ -22,7 +22,7 @@ def _profile(n_models, seed, style):
     """'overhead': a deep-style profile that also carries engine overheads; 'positions': acceptance
     measured by position (a law per block length, read past the measured blocks too)."""
     if style == "overhead":
-        return random_profile(n_models, seed, style="deep", overhead=True, first_call=True)
+        return random_profile(n_models, seed, style="deep", overhead=True, first_call=True, engine=seed % 2 == 1)
     if style == "positions":
         return random_profile(n_models, seed, style="deep" if seed % 2 else "mixed", positions=True, max_n=5)
     return random_profile(n_models, seed, style=style)

@@ -17,7 +17,7 @@ from hsd.family.tiny import tiny_family
 
 @pytest.mark.parametrize("overhead", [False, True])
 def test_profile_json_round_trip(tmp_path, overhead):
-    prof = random_profile(4, seed=3, overhead=overhead, positions=overhead, first_call=overhead)
+    prof = random_profile(4, seed=3, overhead=overhead, positions=overhead, first_call=overhead, engine=overhead)
     path = tmp_path / "p.json"
     prof.save(path)
     back = Profile.load(path)
@@ -44,6 +44,7 @@ def _good() -> dict:
     (lambda d: d.update(overhead_ms={"verify": [0.1, -0.2]}), "verify"),
     (lambda d: d.update(overhead_ms={"draft_token": "x"}), "draft_token"),
     (lambda d: d.update(overhead_ms={"other": 1}), "may only hold"),
+    (lambda d: d.update(overhead_ms={"round": -0.1}), r"overhead_ms\['round'\] must be a finite number ≥ 0"),
     (lambda d: d.update(accept_lengths=[[None]]), r"'accept_lengths' must be a 2×2 matrix"),
     (lambda d: d.update(accept_lengths=[[None, [[0.3, 0.6]]], [None, None]]), r"\(a under b\) for block 1 sums to 0.9"),
     (lambda d: d.update(accept_lengths=[[None, [[0.3, 0.3, 0.4]]], [None, None]]), "for block 1 must hold 2"),
@@ -245,3 +246,54 @@ def test_greedy_acceptance_by_position_comes_from_real_single_draft_decodes():
     assert blocks.meta["accept_source"] == "blocks"
     with pytest.raises(ConfigError, match="accept source"):
         measure_profile(fam, max_n=3, repeats=1, warmup=0, context_tokens=4, prompts=["ab"], accept_source="x")
+
+
+def test_the_engine_fit_recovers_known_per_step_round_and_token_times():
+    """Decodes whose wall clock is what the profile's costs say plus known engine terms (and a
+    little noise) give those terms back; terms that would come out negative are held at 0."""
+    import random
+
+    from hsd.tools.measure import fit_engine_overhead
+
+    prof = Profile(["a", "b", "c"], {"a": [1.0, 1.2, 1.4, 1.6, 1.8], "b": [3.0, 3.2, 3.5, 3.7, 4.0],
+                                     "c": [9.0, 9.3, 9.6, 9.9, 10.2]},
+                   [[1, .8, .6], [.8, 1, .85], [.6, .85, 1]], first_call_ms={"a": 0.3, "b": 0.2},
+                   overhead_ms={"draft_token": 0.05, "verify": [0.1, 0.12, 0.14, 0.16]})
+    rng, records = random.Random(0), []
+
+    def wall(chain, steps, calls, verifies, tokens, step, rnd, tok):
+        base = steps * (prof.cost_ms[prof.models[chain[0]]][0] + 0.05)
+        base += calls * prof.first_call(chain[0]) if len(chain) > 1 else 0.0
+        base += sum(prof.cost_ms[prof.models[m]][g] + prof.verify_overhead_ms(g) for m, g in verifies)
+        return base + step * steps + rnd * len(verifies) + tok * tokens + rng.gauss(0, 0.05)
+
+    for step, rnd, tok in ((0.2, 0.4, 0.1), (0.2, 0.0, 0.1)):
+        records.clear()
+        for drafter, verifier in ((0, 1), (0, 2), (1, 2)):
+            for gamma in range(1, 5):
+                rounds = rng.randint(10, 30)
+                tokens = rounds * rng.randint(1, gamma + 1)
+                verifies = [(verifier, gamma)] * rounds
+                records.append({"chain": [drafter, verifier], "steps": rounds * gamma, "calls": rounds,
+                                "verifies": verifies, "tokens": tokens,
+                                "wall_ms": wall([drafter, verifier], rounds * gamma, rounds, verifies, tokens,
+                                                step, rnd, tok)})
+        for _ in range(4):
+            records.append({"chain": [2], "steps": 32, "calls": 32, "verifies": [], "tokens": 32,
+                            "wall_ms": wall([2], 32, 32, [], 32, step, rnd, tok)})
+        fit = fit_engine_overhead(records, prof)
+        assert fit["n"] == 16 and fit["rms_after_ms_per_token"] < fit["rms_before_ms_per_token"]
+        assert (fit["step"], fit["round"], fit["token"]) == pytest.approx((step, rnd, tok), abs=0.02)
+    assert fit_engine_overhead(records[:2], prof) == {}
+
+
+def test_a_measured_profile_fits_the_engines_own_time_to_its_decodes():
+    fam = _family(3)
+    prof = measure_profile(fam, max_n=4, repeats=2, warmup=0, context_tokens=8, prompts=["abc", "de"])
+    fit = prof.meta["engine_overhead"]
+    assert fit["n"] == 3 * 3 * 2 + 2                # 3 pairs × γ 1..3 × 2 prompts, and the target alone
+    assert all(prof.overhead_ms[k] >= 0.0 for k in ("step", "round", "token"))
+    assert fit["rms_after_ms_per_token"] <= fit["rms_before_ms_per_token"]
+    blocks = measure_profile(fam, max_n=3, repeats=1, warmup=0, context_tokens=4, prompts=["abc"],
+                             accept_source="blocks")
+    assert "engine_overhead" not in blocks.meta and "step" not in blocks.overhead_ms

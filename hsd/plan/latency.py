@@ -48,7 +48,11 @@ linearly from the last two measured points (a forward's cost grows ~linearly in 
 per-call overhead is paid); never below the last measured value.  When the profile also holds
 engine overheads (``Profile.overhead_ms``: the rule's time per verification of γ drafts ``v(γ)``,
 the sampling time per draft token ``s``), a drafting step costs ``c(1) + s`` and a verification
-``c(γ+1) + v(γ)``; without them (the default) the formulas above hold verbatim.
+``c(γ+1) + v(γ)``; without them (the default) the formulas above hold verbatim.  The engine's own
+time, fitted to real decodes by ``hsd profile`` (``overhead_ms`` "step", "round", "token": per
+drafting step, per verification at any level, per committed token), adds to the same terms:
+``c(1) + s + e_step``, ``c(γ+1) + v(γ) + e_round``, and ``e_token`` to the ms per committed token
+(a constant: it moves no argmin).
 
 This module knows nothing of models or tensors; it reads a ``Profile``.
 """
@@ -187,11 +191,11 @@ def expected_ms_per_token(profile, chain: Sequence[int], buffers: Sequence[int])
     """Model-predicted expected ms per committed token of the hierarchy (OUR derivation)."""
     chain, buffers = check_hierarchy(profile, chain, buffers)
     if len(chain) == 1:
-        return draft_step_cost(profile, chain[0])
+        return draft_step_cost(profile, chain[0]) + profile.token_overhead_ms()
     below = level_costs_ms(profile, chain, buffers)[-1]
     gamma = buffers[-1]
     round_ms = below + verify_cost(profile, chain[-1], gamma)
-    return round_ms / mean_output(pair_output(profile, chain[-2], chain[-1], gamma))
+    return round_ms / mean_output(pair_output(profile, chain[-2], chain[-1], gamma)) + profile.token_overhead_ms()
 
 
 def expected_tokens_per_target_call(profile, chain: Sequence[int], buffers: Sequence[int]) -> float:
@@ -243,7 +247,8 @@ def simulate_counts(profile, chain: Sequence[int], buffers: Sequence[int], n_tok
     rng = random.Random(seed)
     k = len(chain) - 1
     if k == 0:
-        return {"ms_per_token": draft_step_cost(profile, chain[0]), "tokens_per_target_call": 1.0,
+        return {"ms_per_token": draft_step_cost(profile, chain[0]) + profile.token_overhead_ms(),
+                "tokens_per_target_call": 1.0,
                 "forwards_per_token": [1.0]}
     laws = [pair_output(profile, chain[i - 1], chain[i], buffers[i - 1]) for i in range(1, k + 1)]
     cumulative = [list(itertools.accumulate(law)) for law in laws]
@@ -270,5 +275,6 @@ def simulate_counts(profile, chain: Sequence[int], buffers: Sequence[int], n_tok
     while committed < n_tokens:
         spent += produce(k - 1) + verify_ms[k - 1]
         committed += round_output(k)
-    return {"ms_per_token": spent / committed, "tokens_per_target_call": committed / forwards[k],
+    return {"ms_per_token": spent / committed + profile.token_overhead_ms(),
+            "tokens_per_target_call": committed / forwards[k],
             "forwards_per_token": [f / committed for f in forwards]}

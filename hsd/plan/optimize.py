@@ -90,7 +90,7 @@ class Plan:
 def plan_for(profile: Profile, chain: Sequence[int], buffers: Sequence[int]) -> Plan:
     """A ``Plan`` (no graph, no runners-up) for a given hierarchy."""
     ms = expected_ms_per_token(profile, chain, buffers)
-    ar = draft_step_cost(profile, chain[-1])
+    ar = draft_step_cost(profile, chain[-1]) + profile.token_overhead_ms()
     return Plan(chain=tuple(int(c) for c in chain), names=tuple(profile.models[c] for c in chain),
                 buffers=tuple(int(b) for b in buffers), expected_ms_per_token=ms, speedup_vs_ar=ar / ms)
 
@@ -126,7 +126,7 @@ def best_for_chain(profile: Profile, chain: Sequence[int], max_buffer: int = 16)
                         for t_lo, (c, bufs) in best.items()), key=lambda x: x[0])
                 for t in range(1, b_max + 1)}
     ms, buffers = min((((c + verify_cost(profile, chain[-1], t))
-                        / mean_output(pair_output(profile, chain[-2], chain[-1], t)), bufs)
+                        / mean_output(pair_output(profile, chain[-2], chain[-1], t)) + profile.token_overhead_ms(), bufs)
                        for t, (c, bufs) in best.items()), key=lambda x: x[0])
     plan = plan_for(profile, chain, buffers)
     return plan
@@ -184,11 +184,12 @@ def optimal_hierarchy(profile: Profile, max_buffer: int = 16, top: int = 8,
         best.append(per_t)
 
     # 2) the target: AR, or one block of T' from any draft node per round
-    cands = [(step[k], None)]
+    per_token = profile.token_overhead_ms()          # a constant per committed token
+    cands = [(step[k] + per_token, None)]
     for lo in range(k):
         for t_lo in range(1, b_max + 1):
             eo = mean_output(pair_output(profile, lo, k, t_lo))
-            cands.extend(((c_lo + cost[k][t_lo]) / eo, (lo, t_lo, r))
+            cands.extend(((c_lo + cost[k][t_lo]) / eo + per_token, (lo, t_lo, r))
                          for r, (c_lo, _) in enumerate(best[lo][t_lo]))
     ranked = heapq.nsmallest(top, cands, key=lambda x: x[0])
 
@@ -202,7 +203,7 @@ def optimal_hierarchy(profile: Profile, max_buffer: int = 16, top: int = 8,
             back = best[lo][t_lo][r][1]
         return chain[::-1] + [k], buffers[::-1]
 
-    ar_ms = step[k]
+    ar_ms = step[k] + per_token
     plans = []
     for ms, back in ranked:
         chain, buffers = unwind(back)

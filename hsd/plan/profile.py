@@ -40,6 +40,7 @@ from hsd.errors import ConfigError
 
 FORMAT = "hsd-profile/1"
 ACCEPTANCE_MODELS = ("position", "iid")
+ENGINE_TERMS = ("step", "round", "token")   # overhead_ms keys fitted to real decodes (hsd.tools.measure)
 SUM_TOLERANCE = 1e-6
 
 @dataclass
@@ -51,6 +52,8 @@ class Profile:
     # optional engine overhead outside the forward passes (absent = 0, the pure DESIGN model):
     #   "draft_token": ms per sampled draft token (sampling from the row)
     #   "verify": ms per verification by block length γ = 1..N (the rule + stacking draft rows)
+    #   "step", "round", "token": the engine's own time per drafting step, per verification (any
+    #   level) and per committed token, fitted to real decodes' wall clock beyond the above
     overhead_ms: dict = field(default_factory=dict)
     accept_lengths: list | None = None
     first_call_ms: dict = field(default_factory=dict)
@@ -102,11 +105,13 @@ class Profile:
                 not _finite_number(x) or x < 0 for x in first.values()):
             raise ConfigError("profile: 'first_call_ms' must map model names to finite ms ≥ 0")
         over = self.overhead_ms
-        if not isinstance(over, dict) or set(over) - {"draft_token", "verify"}:
-            raise ConfigError("profile: 'overhead_ms' may only hold 'draft_token' (ms) and 'verify' (ms by block length)")
-        d = over.get("draft_token", 0.0)
-        if not _finite_number(d) or d < 0:
-            raise ConfigError(f"profile: overhead_ms['draft_token'] must be a finite number ≥ 0, got {d!r}")
+        if not isinstance(over, dict) or set(over) - {"draft_token", "verify", *ENGINE_TERMS}:
+            raise ConfigError("profile: 'overhead_ms' may only hold 'draft_token' (ms), 'verify' (ms by block "
+                              "length) and the engine's 'step', 'round' and 'token' (ms)")
+        for key in ("draft_token", *ENGINE_TERMS):
+            d = over.get(key, 0.0)
+            if not _finite_number(d) or d < 0:
+                raise ConfigError(f"profile: overhead_ms[{key!r}] must be a finite number ≥ 0, got {d!r}")
         v = over.get("verify", [0.0])
         if (not isinstance(v, (list, tuple)) or not v
                 or any(not _finite_number(x) or x < 0 for x in v)):
@@ -184,15 +189,21 @@ class Profile:
         return float(self.first_call_ms.get(self.models[model], 0.0))
 
     def draft_overhead_ms(self) -> float:
-        """Engine time per sampled draft token beyond the forward pass (0 when not measured)."""
-        return float(self.overhead_ms.get("draft_token", 0.0))
+        """Engine time per sampled draft token beyond the forward pass: sampling, plus the engine's
+        fitted time per drafting step (0 when not measured)."""
+        return float(self.overhead_ms.get("draft_token", 0.0)) + float(self.overhead_ms.get("step", 0.0))
 
     def verify_overhead_ms(self, gamma: int) -> float:
-        """Engine time per verification of γ drafts beyond the forward pass (0 when not measured);
-        linear extrapolation past the measured block lengths, as for costs."""
+        """Engine time per verification of γ drafts beyond the forward pass: the rule (linear
+        extrapolation past the measured block lengths, as for costs), plus the engine's fitted time
+        per verification (0 when not measured)."""
         from hsd.plan.latency import cost_at
         v = self.overhead_ms.get("verify")
-        return cost_at(v, gamma) if v else 0.0
+        return (cost_at(v, gamma) if v else 0.0) + float(self.overhead_ms.get("round", 0.0))
+
+    def token_overhead_ms(self) -> float:
+        """The engine's fitted time per committed token (0 when not measured)."""
+        return float(self.overhead_ms.get("token", 0.0))
 
     # -- what-if ---------------------------------------------------------------------------
     def what_if(self, cost_scale: dict[str, float] | None = None,
@@ -308,6 +319,9 @@ def _plain(overhead: dict) -> dict:
         out["draft_token"] = float(overhead["draft_token"])
     if "verify" in overhead:
         out["verify"] = [float(x) for x in overhead["verify"]]
+    for key in ENGINE_TERMS:
+        if key in overhead:
+            out[key] = float(overhead[key])
     return out
 
 

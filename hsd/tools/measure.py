@@ -2,18 +2,20 @@
 
 1) contexts the TARGET samples at the serving settings; 2) pairwise acceptance α on them;
 3) the engine's overheads outside the forwards (sampling, the verification rule); 4) forward cost
-by block length with a warm cache, exactly as the engine calls ``LevelModel.probs_after``.
+by block length with a warm cache, exactly as the engine calls ``LevelModel.probs_after``; 5) the
+engine's own time per step, round and token, fitted to the real decodes of 2).
 ``hsd profile --family bundled --out profile.json`` is the command (``run``).
 """
 from __future__ import annotations
 
+import math
 import statistics
 import sys
 import time
 from typing import Sequence
 
 from hsd.errors import ConfigError
-from hsd.plan.profile import Profile
+from hsd.plan.profile import ENGINE_TERMS, Profile
 from hsd.tools.progress import ProgressFn, progress_bar
 
 DEFAULT_PROMPTS = (
@@ -137,7 +139,7 @@ def measure_accept_lengths(levels, prefixes: Sequence[list[int]], *, settings, m
 
 def measure_trace_lengths(family, names: Sequence[str], prompts_ids: Sequence[list[int]], *, settings,
                           max_block: int, rule: str, new_tokens: int, seed: int = 0, forward: str = "auto",
-                          progress: ProgressFn | None = None) -> list[list]:
+                          progress: ProgressFn | None = None, records: list | None = None) -> list[list]:
     """``accept_lengths`` from real decodes: for every pair (i < j) and block γ = 1..max_block,
     the single-draft hierarchy i[γ] → j decodes ``new_tokens`` after each prompt.  A round starts
     right where the previous one ended -- often after a rejection, in hard text -- which blocks
@@ -146,7 +148,9 @@ def measure_trace_lengths(family, names: Sequence[str], prompts_ids: Sequence[li
     pooled (every block that reached position t counts), and each γ's law is built from it:
     P(O = k+1) = a_1…a_k (1 - a_{k+1}), P(O = γ+1) = a_1…a_γ.  Pooling keeps the laws smooth in
     γ; laws counted per γ alone are noisy, and the optimiser would pick the γ whose noise flatters
-    it."""
+    it.  With ``records`` (a list), each decode's counts and wall clock are appended to it
+    (``decode_record``), and the target decodes alone after each prompt too: what
+    ``fit_engine_overhead`` needs."""
     from hsd.engine import Hierarchy
 
     n = len(names)
@@ -161,16 +165,84 @@ def measure_trace_lengths(family, names: Sequence[str], prompts_ids: Sequence[li
             for p, prompt in enumerate(text):
                 events = h.stream(prompt, max_new_tokens=new_tokens, temperature=settings.temperature,
                                   top_k=settings.top_k, top_p=settings.top_p, seed=seed + p, stop_at_eos=False)
+                seen = []
                 for e in events:
+                    seen.append(e)
                     if e.kind == "verified" and len(e.proposed) == gamma:
                         for t in range(min(e.n_accepted + 1, gamma)):
                             reached[t] += 1
                             kept[t] += t < e.n_accepted
+                if records is not None:
+                    records.append(decode_record(seen, (i, j)))
         cond = [k / r if r else 1.0 for k, r in zip(kept, reached)]
         out[i][j] = [_law(cond[:gamma]) for gamma in range(1, max_block + 1)]
         if progress:
             progress(done + 1, len(pairs), "measuring acceptance from decodes")
+    if records is not None:                                  # the target alone: steps, no rounds
+        h = Hierarchy([family.models[-1]], tokenizer=family.tokenizer, names=[names[-1]],
+                      vocab_size=family.vocab_size, buffers=[], forward=forward)
+        for p, prompt in enumerate(text):
+            records.append(decode_record(list(h.stream(prompt, max_new_tokens=new_tokens, temperature=settings.temperature,
+                                                       top_k=settings.top_k, top_p=settings.top_p, seed=seed + p,
+                                                       stop_at_eos=False)), (n - 1,)))
     return out
+
+
+def decode_record(events, chain: Sequence[int]) -> dict:
+    """What one decode did and how long it took: ``chain`` (model indices, target last), the wall
+    ms of the decode (prefill excluded), committed ``tokens``, drafting ``steps`` and ``calls`` of
+    the bottom level, and each verification as (verifier's model index, block length)."""
+    prefill_end = max((e.t_ms + e.dur_ms for e in events if e.kind == "prefill"), default=0.0)
+    finished = [e for e in events if e.kind == "finished"]
+    drafted = [e for e in events if e.kind == "drafted"]
+    return {"chain": list(chain), "wall_ms": (finished[-1].t_ms if finished else float("nan")) - prefill_end,
+            "tokens": sum(len(e.tokens) for e in events if e.kind == "committed"),
+            "steps": sum(e.forward_passes for e in drafted), "calls": len(drafted),
+            "verifies": [(chain[e.level], len(e.proposed)) for e in events if e.kind == "verified"]}
+
+
+def fit_engine_overhead(records: Sequence[dict], profile: Profile) -> dict:
+    """The engine's own time per drafting step, per verification and per committed token
+    (``Profile.overhead_ms`` "step", "round", "token"): a least-squares fit, with every term ≥ 0,
+    of what real decodes took beyond what ``profile`` (its forward costs, first calls, sampling
+    and rule times) says their forwards and rule cost.  Returns the three terms and the fit's
+    facts (``n``, the residual's RMS in ms per token, before and after)."""
+    import itertools
+
+    import numpy as np
+
+    from hsd.plan.latency import model_cost
+
+    rows, ys, tokens = [], [], []
+    for r in records:
+        if not r["tokens"] or not math.isfinite(r["wall_ms"]):
+            continue
+        bottom = r["chain"][0]
+        base = r["steps"] * (model_cost(profile, bottom, 1) + profile.draft_overhead_ms())
+        if len(r["chain"]) > 1:
+            base += r["calls"] * profile.first_call(bottom)
+        base += sum(model_cost(profile, m, g + 1) + profile.verify_overhead_ms(g) for m, g in r["verifies"])
+        rows.append([r["steps"], len(r["verifies"]), r["tokens"]])
+        ys.append(r["wall_ms"] - base)
+        tokens.append(r["tokens"])
+    if len(rows) < 3:
+        return {}
+    x, y, w = np.array(rows, float), np.array(ys, float), 1.0 / np.array(tokens, float)
+    xw, yw = x * w[:, None], y * w                      # per committed token: long decodes don't dominate
+    best = (float(np.sum(yw ** 2)), np.zeros(3))
+    for k in range(1, 4):                               # exact non-negative least squares over 3 terms
+        for cols in itertools.combinations(range(3), k):
+            coef, *_ = np.linalg.lstsq(xw[:, cols], yw, rcond=None)
+            if (coef < 0).any():
+                continue
+            full = np.zeros(3)
+            full[list(cols)] = coef
+            err = float(np.sum((yw - xw @ full) ** 2))
+            if err < best[0]:
+                best = (err, full)
+    terms = {key: round(float(v), 4) for key, v in zip(("step", "round", "token"), best[1])}
+    return {**terms, "n": len(rows), "rms_before_ms_per_token": float(np.sqrt(np.mean(yw ** 2))),
+            "rms_after_ms_per_token": float(np.sqrt(best[0] / len(rows)))}
 
 
 def _law(cond: Sequence[float]) -> list[float]:
@@ -293,7 +365,9 @@ def measure_profile(family, *, max_n: int = 17, repeats: int = 15, warmup: int =
     3) overheads (unless ``rule`` is None): sampling per draft token and the verification
        ``rule``'s time per block length, which the engine spends outside the forward passes;
     4) costs: forward over n = 1..max_n new tokens with a warm cache on the longest context,
-       median of ``repeats`` after ``warmup`` discarded rounds.
+       median of ``repeats`` after ``warmup`` discarded rounds;
+    5) with decodes from 2) and a ``rule``: the engine's own time per drafting step, verification
+       and committed token (``fit_engine_overhead``), which the latency model adds to the above.
     """
     import torch
     from hsd.levels import SamplingSettings, build_level
@@ -335,11 +409,12 @@ def measure_profile(family, *, max_n: int = 17, repeats: int = 15, warmup: int =
     if accept_source not in ("blocks", "traces"):
         raise ConfigError(f"accept source must be blocks or traces, got {accept_source!r}")
     source = accept_source
+    records: list[dict] = []
     if block_every and source == "traces":
         starts = [seq[:prompt_len] for seq, prompt_len in ctxs]
         accept_lengths = measure_trace_lengths(family, names, starts, settings=settings, max_block=max_n - 1,
                                                rule=accept_rule, new_tokens=max(context_tokens, 16), seed=seed,
-                                               forward=forward, progress=progress)
+                                               forward=forward, progress=progress, records=records)
     elif block_every:
         starts = block_starts(ctxs, block_every)
         accept_lengths = measure_accept_lengths(levels, starts, settings=settings, max_block=max_n - 1, rule=accept_rule,
@@ -373,8 +448,17 @@ def measure_profile(family, *, max_n: int = 17, repeats: int = 15, warmup: int =
                                    f"'{accept_rule}', {how}",
                     accept_rule=accept_rule, accept_source=source, block_starts=len(starts), block_every=block_every)
     meta["first_call"] = "a one-token call right after another model's, above the drafting step's cost"
-    return Profile(models=names, cost_ms=cost_ms, acceptance=acceptance, meta=meta, overhead_ms=overhead,
-                   accept_lengths=accept_lengths, first_call_ms=first_call_ms)
+    profile = Profile(models=names, cost_ms=cost_ms, acceptance=acceptance, meta=meta, overhead_ms=overhead,
+                      accept_lengths=accept_lengths, first_call_ms=first_call_ms)
+    # 5) the engine's own time, fitted to the decodes of 2) (rule overheads measured: same engine)
+    fit = fit_engine_overhead(records, profile) if rule is not None else {}
+    if fit:
+        profile.overhead_ms.update({k: fit[k] for k in ENGINE_TERMS})
+        meta["engine_overhead"] = {
+            "how": "non-negative least squares of the decodes' wall clock beyond their forwards, first calls, "
+                   "sampling and rule (per committed token)",
+            **{k: v for k, v in fit.items() if k not in ENGINE_TERMS}}
+    return profile
 
 
 # --------------------------------------------------------------------------------------------
@@ -404,4 +488,10 @@ def run(args) -> int:
         v = profile.overhead_ms["verify"]
         print(f"overhead: sampling {profile.overhead_ms['draft_token']:.3f} ms/token; rule '{args.rule}' "
               f"{v[0]:.3f} ms (γ=1) … {v[-1]:.3f} ms (γ={len(v)})")
+    fit = profile.meta.get("engine_overhead")
+    if fit:
+        o = profile.overhead_ms
+        print(f"engine's own time (fitted to {fit['n']} decodes): {o['step']:.3f} ms a drafting step, "
+              f"{o['round']:.3f} ms a verification, {o['token']:.3f} ms a committed token "
+              f"(residual {fit['rms_before_ms_per_token']:.3f} → {fit['rms_after_ms_per_token']:.3f} ms/token RMS)")
     return 0
