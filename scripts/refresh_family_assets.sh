@@ -14,6 +14,8 @@ if [[ $# -ge 1 ]]; then
   rm -rf assets/family && mv assets/family.new assets/family
 fi
 du -sh assets/family
+$PY -m hsd.family ngram --family assets/family                            # the n-gram level's fallback table
+$LOCK $PY -m hsd.family design --json assets/family/design-study.json     # shapes' costs (the card prints it)
 $LOCK $PY -m hsd.family card --family assets/family                       # card + card.json
 $LOCK $PY -m hsd profile --family bundled --out assets/profile-bundled.json --threads 2
 $PY -m hsd optimize assets/profile-bundled.json | tee assets/plan-bundled.txt

@@ -328,3 +328,64 @@ def test_the_card_says_which_stages_were_reused_and_in_what_precision(built, tmp
     assert f"of which {target['train_seconds'] / 60:.0f} min are stages reused" in text
     assert "(`--reuse`: tiny-b)" in text
     assert "fp32 (tiny-a) and bf16 autocast (tiny-b)" in text
+
+
+def test_a_grown_model_computes_exactly_what_its_source_does_and_cuts_back_to_it():
+    src = _source(layers=2)
+    deep = hf.grown(src, hf.ModelSpec("deep", hidden=32, layers=6, heads=2, ffn=64), hf.TINY_PLAN,
+                    at=(0, 3)).eval()
+    ids = torch.randint(0, hf.TINY_PLAN.vocab_size, (2, 12))
+    with torch.no_grad():
+        assert torch.equal(deep(ids).logits, src(ids).logits)
+        back = hf.pruned(deep, hf.ModelSpec("back", hidden=32, layers=2, heads=2, ffn=64), hf.TINY_PLAN,
+                         layers=(0, 3)).eval()
+        assert torch.equal(back(ids).logits, src(ids).logits)
+    inserted = deep.model.layers[1]                   # a copy of layer 0 whose outputs are zeroed
+    assert torch.equal(inserted.self_attn.q_proj.weight, src.model.layers[0].self_attn.q_proj.weight)
+    assert not inserted.self_attn.o_proj.weight.any() and not inserted.mlp.down_proj.weight.any()
+    assert deep.model.layers[3].mlp.down_proj.weight.any()             # source layer 1, intact
+
+
+def test_growing_refuses_what_it_cannot_grow():
+    src = _source(layers=2)
+    with pytest.raises(ValueError, match=r"positions \[0, 9\] must be 2 increasing indices from 0, below 6"):
+        hf.grown(src, hf.ModelSpec("deep", hidden=32, layers=6, heads=2, ffn=64), hf.TINY_PLAN, at=(0, 9))
+    with pytest.raises(ValueError, match="width, heads and FFN must be the source's"):
+        hf.grown(src, hf.ModelSpec("deep", hidden=64, layers=6, heads=2, ffn=64), hf.TINY_PLAN, at=(0, 3))
+
+
+def test_a_grown_target_build_exports_each_model_once_with_its_phases_summed(tmp_path):
+    big = hf.ModelSpec("tiny-b", hidden=32, layers=4, heads=2, ffn=64)
+    base = hf.ModelSpec("tiny-mid", hidden=32, layers=2, heads=2, ffn=64)
+    plan = hf.replace(hf.TINY_PLAN, stages=(
+        hf.Stage(base, steps=3, lr=3e-3, key="tiny-b-base", part_of="tiny-b"),
+        hf.Stage(big, steps=2, lr=1e-3, init_from="tiny-b-base", grow_at=(0, 2)),
+        hf.Stage(base, steps=2, lr=1e-3, teacher="tiny-b", init_from="tiny-b", init_layers=(0, 2)),
+    ))
+    assert plan.names == ["tiny-mid", "tiny-b"]
+    logs: list[str] = []
+    meta = hf.train_family(plan, tmp_path / "out", tmp_path / "work", "cpu", logs.append)
+    stats = {m["name"]: m for m in meta["models"]}
+    assert meta["names"] == ["tiny-mid", "tiny-b"] and sorted(p.name for p in (tmp_path / "out").iterdir()
+                                                               if p.is_dir()) == ["tiny-b", "tiny-mid"]
+    assert stats["tiny-b"]["steps"] == 5 and [s["work_key"] for s in stats["tiny-b"]["stages"]] == \
+        ["tiny-b-base", "tiny-b"]
+    assert stats["tiny-b"]["stages"][1]["init"].startswith("grown from 2 to 4 layers: its layers at 0, 2")
+    assert stats["tiny-mid"]["steps"] == 2 and stats["tiny-mid"]["teacher"] == "tiny-b"
+    assert stats["tiny-mid"]["init"] == "layers 0, 2 of 4"
+    exported = AutoModelForCausalLM.from_pretrained(tmp_path / "out" / "tiny-b")
+    assert exported.config.num_hidden_layers == 4
+
+
+def test_the_design_study_times_shapes_and_solves_each_candidate():
+    from hsd.family.design import Candidate, format_study, study
+
+    specs = tuple(hf.ModelSpec(n, hidden=32, layers=k, heads=2, ffn=64) for n, k in (("a", 1), ("b", 2), ("c", 6)))
+    cand = Candidate("1 → 2 → 6", specs, {(0, 1): 0.9, (0, 2): 0.6, (1, 2): 0.95}, "assumed")
+    result = study(hf.TINY_PLAN, [cand], max_n=3, repeats=1, train_steps=1, log=lambda m: None)
+    assert [s["layers"] for s in result["shapes"]] == [1, 2, 6]
+    assert all(len(s["cost_ms"]) == 3 and min(s["cost_ms"]) > 0 and s["train_step_s"] > 0 for s in result["shapes"])
+    row = result["candidates"][0]
+    assert row["optimum"].endswith("c") and row["vs_best_single"] >= 1.0 and row["speedup_vs_ar"] > 0
+    table = format_study(result)
+    assert "| 6 × 32 |" in table and f"| 1 → 2 → 6 | assumed | {row['optimum']} |" in table

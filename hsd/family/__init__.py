@@ -2,7 +2,8 @@
 
 - ``plan``    what to build: shapes and training stages (``TrainingPlan``, ``PLAN``, ``TINY_PLAN``);
 - ``corpus``  the standard library's source, the BPE tokenizer, batches and held-out windows;
-- ``prune``   cutting a draft out of the model above it;
+- ``prune``   cutting a draft out of the model above it, and growing a model deeper;
+- ``design``  the design study: costs of candidate shapes, the optimum they would give;
 - ``distill`` the training loss and precision;
 - ``train``   carrying a plan out, resumably, and exporting the family;
 - ``card``    measuring the exported family and writing its model card;
@@ -16,10 +17,10 @@ from hsd.family.corpus import corpus_files, encode_files, split_files, stdlib_di
 from hsd.family.distill import DistillLoss, autocast, heldout_loss, native_bf16, precision, stage_loss
 from hsd.family.plan import (EOS, KD_WEIGHT, PLAN, TINY_PLAN, TV_WEIGHT, ModelSpec, Stage,
                              TrainingPlan)
-from hsd.family.prune import activation_importance, pruned
+from hsd.family.prune import activation_importance, grown, pruned
 from hsd.family.train import make_config, reuse_stages, train_family
 
 __all__ = ["replace", "corpus_files", "encode_files", "split_files", "stdlib_dir", "DistillLoss", "autocast",
            "heldout_loss", "native_bf16", "precision", "stage_loss", "EOS", "KD_WEIGHT", "PLAN", "TINY_PLAN",
-           "TV_WEIGHT", "ModelSpec", "Stage", "TrainingPlan", "activation_importance", "pruned", "make_config",
+           "TV_WEIGHT", "ModelSpec", "Stage", "TrainingPlan", "activation_importance", "grown", "pruned", "make_config",
            "reuse_stages", "train_family"]

@@ -233,6 +233,9 @@ def _model_rows(meta: dict, card: dict, names: list) -> list[str]:
         if m["teacher"] and m.get("init_from"):
             cut = m.get("init") or f"the first {m['layers']} layers"
             how += f", starting as a cut of `{m['init_from']}` ({cut})"
+        grown = [st for st in m.get("stages", []) if (st.get("init") or "").startswith("grown from")]
+        if grown:
+            how += ", then " + grown[0]["init"].split(":")[0]
         if len(m.get("stages", [])) > 1:
             how += " in " + " + ".join(f"{st['steps']}" for st in m["stages"]) + " steps"
         lines.append(
@@ -241,6 +244,31 @@ def _model_rows(meta: dict, card: dict, names: list) -> list[str]:
             f"| {m['train_seconds'] / 60:.1f} min | {card['heldout_loss'][i]:.3f} "
             f"| {card['perplexity'][i]:.2f} | {card['forward_ms'][i]:.2f} |")
     return lines
+
+
+def _growth(meta: dict) -> str:
+    """The sentence on a target grown deeper mid-training ('' when none was)."""
+    for m in meta["models"]:
+        for st in m.get("stages", []):
+            if (st.get("init") or "").startswith("grown from"):
+                return (f" `{m['name']}` was grown: a shallower model trained first, then "
+                        f"{st['init']} (LLaMA Pro, Wu et al. 2024), and trained on; a middle model "
+                        "cut back out of it at those layers starts as a sub-network of the target.")
+    return ""
+
+
+def _design(card: dict) -> list[str]:
+    study = card.get("design_study")
+    if not study:
+        return []
+    from hsd.family.design import format_study
+
+    return ["", "## Design study (before training: `python -m hsd.family design`)", "",
+            f"Costs of random-weight models of each candidate shape ({study['forward']}, "
+            f"{study['torch_threads']} threads, {study['measured_at']}); the acceptances are "
+            f"ASSUMED, and the optimiser says what hierarchy they would make optimal "
+            "(model-predicted). The shapes above were chosen from it; the measured acceptances "
+            "are in the matrices below.", "", format_study(study)]
 
 
 def _method(meta: dict, card: dict, names: list, trained_in: str) -> list[str]:
@@ -262,7 +290,8 @@ def _method(meta: dict, card: dict, names: list, trained_in: str) -> list[str]:
         "self-speculative drafts), then, where it is narrower, the hidden channels, attention "
         "heads and FFN neurons with the largest mean activations on training batches "
         "(Minitron-style pruning, Muralidharan et al. 2024). A small model trained from scratch "
-        "never gets close to a target this far ahead of it on this budget.",
+        "never gets close to a target this far ahead of it on this budget." + _growth(meta),
+        *_design(card),
         "",
         "Forward cost: median of "
         f"{COST_REPEATS} one-token forwards on a warm `DynamicCache` of {CACHE_TOKENS} tokens, "
@@ -331,6 +360,9 @@ def write_card(family_dir: Path) -> dict:
     """Measure, then write ``README.md`` and ``card.json`` into ``family_dir``."""
     meta = json.loads((family_dir / "family.json").read_text())
     card = measure(family_dir)
+    study = family_dir / "design-study.json"
+    if study.exists():
+        card["design_study"] = json.loads(study.read_text())
     (family_dir / "card.json").write_text(json.dumps(card, indent=2) + "\n")
     (family_dir / "README.md").write_text(render_card(meta, card))
     return card

@@ -45,6 +45,13 @@ class Stage:
     init_from: str | None = None        # start from this finished stage's weights (pruned to spec)
     key: str | None = None              # work-dir key; default: the model name
     init_layers: tuple[int, ...] | None = None   # init_from's layers to keep; default the first
+    grow_at: tuple[int, ...] | None = None       # deeper than init_from: where its layers go
+    part_of: str | None = None          # a first phase of this (larger) model; default its own
+
+    @property
+    def model(self) -> str:
+        """The exported model this stage trains (a phase of ``part_of`` when set)."""
+        return self.part_of or self.spec.name
 
     @property
     def work_key(self) -> str:
@@ -64,29 +71,59 @@ class TrainingPlan:
 
     @property
     def names(self) -> list[str]:
-        """Smallest first, target last (stages list each model first time largest-first)."""
-        return list(reversed(list(dict.fromkeys(s.spec.name for s in self.stages))))
+        """Smallest first, target last (each model's last stage comes after every larger one's)."""
+        last = {s.model: i for i, s in enumerate(self.stages)}
+        return sorted(last, key=last.get, reverse=True)
 
     def last_stage(self, name: str) -> Stage:
         """The stage whose weights are exported for ``name``."""
-        return [s for s in self.stages if s.spec.name == name][-1]
+        return [s for s in self.stages if s.model == name][-1]
 
     def scaled(self, factor: float) -> "TrainingPlan":
         return replace(self, stages=tuple(replace(s, steps=max(1, round(s.steps * factor)))
                                           for s in self.stages))
 
 
+# The bundled family (v3, 2026-12-02), shaped by the design study (python -m hsd.family design;
+# the card prints it): on this CPU a forward costs about 1.25 ms + 0.49 ms a layer whatever the
+# width, so cost follows depth, and a stack pays when the target is many times deeper than a
+# middle model that stays close to it.  A 32-layer 192-wide target, an 8-layer middle made of
+# its layers, drafts of 2 and 1 layers; FFN 384 keeps the four within 40 MB in fp16.
+# Training a 32-layer model from scratch costs about 3 s a step here, so the target is grown:
+# an 8-layer model is trained first, then expanded to 32 layers without changing what it
+# computes (LLaMA Pro block expansion) and trained on; the middle is cut back out of the target
+# at the grown positions and distilled toward it, so it starts as a sub-network of the target.
+XS = ModelSpec("hsd-family-xs", hidden=192, layers=1, heads=3, ffn=384)     # s's first layer
+S = ModelSpec("hsd-family-s", hidden=192, layers=2, heads=3, ffn=384)       # m's first and last
+M = ModelSpec("hsd-family-m", hidden=192, layers=8, heads=3, ffn=384)       # l's layers 0, 4, ... 28
+L = ModelSpec("hsd-family-l", hidden=192, layers=32, heads=3, ffn=384)
+GROWN_AT = tuple(range(0, 32, 4))
+
+PLAN = TrainingPlan(
+    vocab_size=4096,
+    context_tokens=256,
+    batch_size=16,
+    stages=(
+        Stage(M, steps=1800, lr=2e-3, key="hsd-family-l-base", part_of=L.name),   # l's first phase
+        Stage(L, steps=500, lr=1e-3, init_from="hsd-family-l-base", grow_at=GROWN_AT),
+        Stage(M, steps=450, lr=1e-3, teacher=L.name, init_from=L.name, init_layers=GROWN_AT),
+        Stage(S, steps=1500, lr=3e-3, teacher=M.name, init_from=M.name, init_layers=(0, 7)),
+        Stage(XS, steps=1000, lr=3e-3, teacher=S.name, init_from=S.name, init_layers=(0,)),
+    ),
+)
+
+# The family bundled until 2026-12-02 (v2), kept to rebuild it: python -m hsd.family train --plan v2
 # Sizes are capped by the 40 MB the family may take in fp16 (≈ 19.5M parameters in all) and
 # shaped by this CPU, where every decoder layer costs ~1 ms a call whatever its width: drafts
 # are shallow.  Each draft is cut out of the model above it (layers chosen, then the least
 # important hidden channels, heads and FFN neurons dropped -- Minitron-style) and distilled
 # toward it, so it starts close to its verifier instead of from noise.
-XS = ModelSpec("hsd-family-xs", hidden=128, layers=2, heads=2, ffn=256)   # s at 2/3 width
-S = ModelSpec("hsd-family-s", hidden=192, layers=2, heads=3, ffn=256)     # m's layers 0, 2
-M = ModelSpec("hsd-family-m", hidden=384, layers=3, heads=6, ffn=512)     # l's layers 0, 4, 5
-L = ModelSpec("hsd-family-l", hidden=384, layers=6, heads=6, ffn=1024)
+V2_XS = ModelSpec("hsd-family-xs", hidden=128, layers=2, heads=2, ffn=256)   # s at 2/3 width
+V2_S = ModelSpec("hsd-family-s", hidden=192, layers=2, heads=3, ffn=256)     # m's layers 0, 2
+V2_M = ModelSpec("hsd-family-m", hidden=384, layers=3, heads=6, ffn=512)     # l's layers 0, 4, 5
+V2_L = ModelSpec("hsd-family-l", hidden=384, layers=6, heads=6, ffn=1024)
 
-PLAN = TrainingPlan(
+V2_PLAN = TrainingPlan(
     vocab_size=4096,
     context_tokens=256,
     batch_size=16,
@@ -94,24 +131,24 @@ PLAN = TrainingPlan(
         # idle 2-core CPU, bf16 autocast, 4096 tokens a step (2026-11-23 build): l 0.90 s/step
         # alone (33 min), m 0.86 s/step with l teaching (22 min), s 0.77 (19 min).  2026-11-29/30,
         # an AVX2-only EPYC, fp32 and the fused loss: s 1.1-1.3 s/step with m teaching, xs 0.65
-        Stage(L, steps=2200, lr=2e-3),                    # 9.0M tokens ≈ one pass of the corpus
+        Stage(V2_L, steps=2200, lr=2e-3),                    # 9.0M tokens ≈ one pass of the corpus
         # m keeps l's first and last two layers (a first/last-layer cut starts at α 0.54 against
         # l, the first three layers at 0.42) with the FFN halved; a from-scratch 3x256 m
         # distilled for 700 steps only reached α(m, l) = 0.64 against this well-trained target.
         # s keeps m's first and last layers at half width (FFN 256): α(s, m) = 0.79, where one
         # 192-wide layer cut from l (FFN 768, same parameter count) reached 0.64 (copying via
         # induction heads needs two layers: Olsson et al. 2022).
-        Stage(M, steps=1500, lr=1e-3, teacher=L.name, init_from=L.name, init_layers=(0, 4, 5)),
-        Stage(S, steps=1500, lr=3e-3, teacher=M.name, init_from=M.name, init_layers=(0, 2)),
+        Stage(V2_M, steps=1500, lr=1e-3, teacher=V2_L.name, init_from=V2_L.name, init_layers=(0, 4, 5)),
+        Stage(V2_S, steps=1500, lr=3e-3, teacher=V2_M.name, init_from=V2_M.name, init_layers=(0, 2)),
         # ... then more steps at a third of the rate: α(s, m) 0.792 after the first 1500 (card,
         # 48 windows), 0.806 after 600 more, 0.816 after 800 more (2026-11-30, fp32 weights)
-        Stage(S, steps=600, lr=1e-3, teacher=M.name, init_from=S.name, key="hsd-family-s-2"),
-        Stage(S, steps=800, lr=1e-3, teacher=M.name, init_from="hsd-family-s-2",
+        Stage(V2_S, steps=600, lr=1e-3, teacher=V2_M.name, init_from=V2_S.name, key="hsd-family-s-2"),
+        Stage(V2_S, steps=800, lr=1e-3, teacher=V2_M.name, init_from="hsd-family-s-2",
               key="hsd-family-s-3"),
         # xs keeps both of s's layers at 2/3 width: α(xs, s) = 0.891, where the one-layer xs
         # (s's first layer, 128 wide) stalled at 0.66 -- copying via induction heads needs two
         # layers; it fits the 40 MB since tokenizer.json is written on one line
-        Stage(XS, steps=1500, lr=3e-3, teacher="hsd-family-s-3", init_from="hsd-family-s-3"),
+        Stage(V2_XS, steps=1500, lr=3e-3, teacher="hsd-family-s-3", init_from="hsd-family-s-3"),
     ),
 )
 
@@ -136,7 +173,7 @@ SECOND_PLAN = TrainingPlan(
     warmup_steps=40,
 )
 
-PLANS = {"bundled": PLAN, "second": SECOND_PLAN}
+PLANS = {"bundled": PLAN, "v2": V2_PLAN, "second": SECOND_PLAN}
 
 TINY_PLAN = TrainingPlan(  # for tests: seconds, not minutes
     vocab_size=320,

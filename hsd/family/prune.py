@@ -130,3 +130,42 @@ def pruned(source, spec: ModelSpec, plan: TrainingPlan, layers: tuple[int, ...] 
     model = LlamaForCausalLM(make_config(spec, plan, eos_id=c.eos_token_id or 0))
     model.load_state_dict(sd, strict=True)
     return model
+
+
+def grown(source, spec: ModelSpec, plan: TrainingPlan, at: tuple[int, ...]):
+    """A deeper ``spec``-shaped model that computes exactly what ``source`` does (function-
+    preserving block expansion, as in LLaMA Pro, Wu et al. 2024): source layer k sits at position
+    ``at[k]``; every other position holds a copy of the source layer before it with its two output
+    projections (attention ``o_proj``, FFN ``down_proj``) zeroed, so it adds nothing to the
+    residual stream until training moves it.  Width, heads and FFN stay the source's.  The source's
+    layers then stay a sub-network of the grown model: a middle model cut back out of it at
+    ``at`` starts as the source, close to the grown model."""
+    from transformers import LlamaForCausalLM
+
+    c = source.config
+    at = tuple(at)
+    problems = []
+    if (spec.hidden, spec.heads, spec.ffn) != (c.hidden_size, c.num_attention_heads, c.intermediate_size):
+        problems.append("width, heads and FFN must be the source's")
+    if len(at) != c.num_hidden_layers or list(at) != sorted(set(at)) or not at or at[0] != 0 \
+            or at[-1] >= spec.layers:
+        problems.append(f"positions {list(at)} must be {c.num_hidden_layers} increasing indices "
+                        f"from 0, below {spec.layers}")
+    if problems:
+        raise ValueError(f"{spec.name} cannot be grown from a {c.num_hidden_layers}-layer model of "
+                         f"width {c.hidden_size}: " + "; ".join(problems))
+    src = source.state_dict()
+    owner = [max(k for k, p in enumerate(at) if p <= i) for i in range(spec.layers)]
+    sd = {k: v.clone() for k, v in src.items() if not k.startswith("model.layers.")}
+    for i, k_src in enumerate(owner):
+        prefix = f"model.layers.{k_src}."
+        for k, v in src.items():
+            if k.startswith(prefix):
+                name = k[len(prefix):]
+                v = v.clone()
+                if i not in at and ("o_proj" in name or "down_proj" in name):
+                    v.zero_()
+                sd[f"model.layers.{i}.{name}"] = v
+    model = LlamaForCausalLM(make_config(spec, plan, eos_id=c.eos_token_id or 0))
+    model.load_state_dict(sd, strict=True)
+    return model

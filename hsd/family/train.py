@@ -59,7 +59,7 @@ from hsd.family.corpus import eval_windows, prepare_data, sample_batch
 from hsd.family.distill import heldout_loss, precision, stage_loss
 from hsd.family.plan import (CHECKPOINT_EVERY_S, EOS, HELDOUT_EVERY, IMPORTANCE_BATCHES, PLANS, TINY_PLAN,
                              TV_WEIGHT, Stage, TrainingPlan, make_config)
-from hsd.family.prune import pruned
+from hsd.family.prune import grown, pruned
 
 
 def progress(step: int, elapsed_s: float, stage: Stage) -> float:
@@ -87,6 +87,10 @@ def save_atomic(obj, path: Path) -> None:
 def init_description(stage: Stage, source_config) -> str:
     """How ``stage`` is cut from its ``init_from`` model ('' when it continues it unchanged)."""
     c, spec = source_config, stage.spec
+    if stage.grow_at:
+        return (f"grown from {c.num_hidden_layers} to {spec.layers} layers: its layers at "
+                f"{', '.join(map(str, stage.grow_at))}, each other one a copy of the layer before "
+                f"with zeroed output projections (function-preserving block expansion)")
     layers = list(stage.init_layers or range(spec.layers))
     cuts = []
     if layers != list(range(c.num_hidden_layers)):
@@ -105,6 +109,8 @@ def describe(stage: Stage, plan: TrainingPlan) -> str:
             return f"distilled from {stage.teacher}, continuing {stage.init_from}"
         start = f", starting as a pruned copy of {stage.init_from}" if stage.init_from else ""
         return f"distilled from {stage.teacher}{start}"
+    if stage.grow_at:
+        return f"cross-entropy, grown from {stage.init_from}"
     return f"cross-entropy, continued from {stage.init_from}" if stage.init_from else \
         "cross-entropy from scratch"
 
@@ -125,7 +131,9 @@ def train_stage(stage: Stage, index: int, plan: TrainingPlan, work: Path, stream
         model = AutoModelForCausalLM.from_pretrained(work / stage.init_from / "final",
                                                      dtype=torch.float32)
         init = init_description(stage, model.config)
-        if init:
+        if stage.grow_at:
+            model = grown(model, stage.spec, plan, stage.grow_at)
+        elif init:
             batches = [sample_batch(stream, plan, index, -1 - k)[:, :-1].to(device)
                        for k in range(IMPORTANCE_BATCHES)]
             model = pruned(model.to(device), stage.spec, plan, stage.init_layers, batches)
@@ -182,7 +190,7 @@ def train_stage(stage: Stage, index: int, plan: TrainingPlan, work: Path, stream
     wall_s = time.time() - t_start
     loss = heldout_loss(model, windows, device)
     model.save_pretrained(sdir / "final")
-    stats = {"name": stage.spec.name, "work_key": stage.work_key, "init_from": stage.init_from,
+    stats = {"name": stage.model, "work_key": stage.work_key, "init_from": stage.init_from,
              "init": init, "tv_weight": TV_WEIGHT if stage.teacher else None,
              "params": n_params, **asdict(stage.spec), "steps": step,
              "train_tokens": step * plan.batch_size * plan.context_tokens,
@@ -228,11 +236,11 @@ def export_family(plan: TrainingPlan, work: Path, out: Path, tokenizer, stats: d
 
 def model_stats(plan: TrainingPlan, stats: dict[str, dict], name: str) -> dict:
     """One model's facts: its last stage's, with steps, tokens and time summed over its stages."""
-    stages = [s for s in plan.stages if s.spec.name == name]
+    stages = [s for s in plan.stages if s.model == name]
     merged = dict(stats[stages[-1].work_key])
     for field in ("steps", "train_tokens", "train_seconds"):
         merged[field] = round(sum(stats[s.work_key][field] for s in stages), 1)
-    model_of = {s.work_key: s.spec.name for s in plan.stages}     # work keys → model names
+    model_of = {s.work_key: s.model for s in plan.stages}         # work keys → model names
     teacher = next((s.teacher for s in stages if s.teacher), None)
     merged["teacher"] = model_of.get(teacher, teacher)
     first = stats[stages[0].work_key]           # how the model started, not its last stage's start
@@ -289,7 +297,7 @@ def reuse_stages(plan: TrainingPlan, work: Path, family: Path, names: list[str],
     if not (work / "tokenizer" / "tokenizer.json").exists():
         AutoTokenizer.from_pretrained(family / meta["target"]).save_pretrained(work / "tokenizer")
     for n in names:
-        stages = [s for s in plan.stages if s.spec.name == n]
+        stages = [s for s in plan.stages if s.model == n]
         keys = [s.work_key for s in stages]
         done = [st["work_key"] for st in recorded[n]["stages"]]
         if done != keys[:len(done)]:
@@ -353,9 +361,16 @@ def main(argv: list[str] | None = None) -> int:
                     help="the exported family --reuse takes models from")
     ng = sub.add_parser("ngram", help="build the n-gram drafter's fallback bigram table for an exported family")
     ng.add_argument("--family", type=Path, default=Path("assets/family"))
+    sub.add_parser("design", help="the design study: costs of candidate shapes (random weights) and the "
+                                  "optimum they would give with assumed acceptances", add_help=False)
     cd = sub.add_parser("card", help="measure the exported family and write its model card")
     cd.add_argument("--family", type=Path, default=Path("assets/family"))
     cd.add_argument("--work", type=Path, default=Path(".cache/family-train"))
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["design"]:
+        from hsd.family.design import main as design_main
+
+        return design_main(argv[1:])
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     if args.command == "train":
