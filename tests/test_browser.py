@@ -57,7 +57,7 @@ def server(tmp_path_factory):
                GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", GRADIO_TEMP_DIR=str(tmp),
                NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost", GRADIO_SSR_MODE="False",
                HSD_MAX_NEW_TOKENS="60", HSD_UI_SHARE="1.0", HSD_PANEL_INTERVAL_S="0.2",
-               HSD_TOKEN_INTERVAL_S="0")
+               HSD_TOKEN_INTERVAL_S="0", HSD_SHAPES_SCALE="0.05")
     proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
@@ -211,6 +211,35 @@ def test_a_what_if_edit_redraws_the_gsp_panel_the_regime_map_renders_and_a_scena
                                timeout=60_000)
         assert page.locator("#whatif-cost-0 input[type=number]").input_value() == "0.1"
         page.screenshot(path=str(ARTIFACTS / f"browser-optimise-{theme}.png"), full_page=True)
+        assert not outside and not errors
+    finally:
+        context.close()
+
+
+def test_real_model_shapes_are_timed_solved_and_re_solved_in_the_page(browser, server):
+    """The Optimise tab's real-shapes accordion: random-weight models of a published family's
+    shapes (scaled down here) are timed, the optimum and its GSP graph and regime map drawn, and
+    'Re-solve' answers from the same costs with the table's acceptances."""
+    context, page, outside, errors = open_page(browser, server)
+    try:
+        page.get_by_role("tab", name="Optimise").click()
+        page.get_by_text("Real model shapes on this machine").click()
+        page.click("#shapes-btn")
+        page.wait_for_function("() => document.querySelector('#shapes-status').innerText.includes('Optimal:')",
+                               timeout=300_000)
+        status = page.locator("#shapes-status").inner_text()
+        assert "model-predicted" in status and "assumed, not measured" in status
+        for panel in ("shapes-gsp", "shapes-regime"):
+            page.wait_for_function(f"() => {{ const el = document.querySelector('#{panel} .js-plotly-plot');"
+                                   f" return el && el.data && el.data.length > 0 }}", timeout=60_000)
+        assert "ms/token model-predicted" in page.evaluate(
+            "() => document.querySelector('#shapes-gsp .js-plotly-plot').layout.title.text")
+        assert page.locator("#shapes-alpha table").count() >= 1
+        page.click("#shapes-resolve")
+        page.wait_for_function("() => document.querySelector('#shapes-status').innerText.includes('set by the user')",
+                               timeout=60_000)
+        page.locator("#shapes-status").scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / "browser-shapes.png"), full_page=True)
         assert not outside and not errors
     finally:
         context.close()

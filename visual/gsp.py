@@ -97,20 +97,23 @@ def _node_trace(graph, pos, on_path: set, dark: bool) -> go.Scatter:
         hovertext=hover, hovertemplate="%{hovertext}<extra></extra>", showlegend=False)
 
 
-def _path_annotations(fig, graph, path, pos, dark) -> None:
+def _path_annotations(graph, path, pos, dark) -> list[dict]:
+    """The optimal path's arrows and labels, as layout annotations (plain data: one layout update)."""
+    out = []
     for u, v in zip(path[:-1], path[1:]):
         (x0, y0), (x1, y1) = pos[u], pos[v]
-        fig.add_annotation(x=x1, y=y1, ax=x0, ay=y0, xref="x", yref="y", axref="x", ayref="y", text="",
-                           showarrow=True, arrowhead=3, arrowsize=1.3, arrowwidth=2.5,
-                           arrowcolor=theme.ACCEPT_COLOR, standoff=9, startstandoff=9)
+        out.append(dict(x=x1, y=y1, ax=x0, ay=y0, xref="x", yref="y", axref="x", ayref="y", text="",
+                        showarrow=True, arrowhead=3, arrowsize=1.3, arrowwidth=2.5,
+                        arrowcolor=theme.ACCEPT_COLOR, standoff=9, startstandoff=9))
         a = graph.edges[u, v] if graph.has_edge(u, v) else {}
         buf = graph.nodes[u].get("buffer")
         label = f"T={buf}"
         if a.get("gain"):   # into the target gain = 1/E[tokens per target call]; else calls per call
             label += f" · {1 / a['gain']:.2f} tok/call" if v[0] == "target" else f" · ×{a['gain']:.2f} calls"
-        fig.add_annotation(x=(x0 + x1) / 2, y=(y0 + y1) / 2, text=label, showarrow=False, yshift=12,
-                           font=dict(size=12, color=theme.text_color(dark)),
-                           bgcolor=theme.rgba(theme.background(dark)[:7], 0.8))
+        out.append(dict(x=(x0 + x1) / 2, y=(y0 + y1) / 2, text=label, showarrow=False, yshift=12,
+                        font=dict(size=12, color=theme.text_color(dark)),
+                        bgcolor=theme.rgba(theme.background(dark)[:7], 0.8)))
+    return out
 
 
 def figure_gsp(plan, current=None, dark: bool = False) -> go.Figure:
@@ -147,13 +150,13 @@ def figure_gsp(plan, current=None, dark: bool = False) -> go.Figure:
     fig.add_trace(go.Scatter(x=px_, y=py_, mode="lines", name="optimal path", hoverinfo="skip",
                              line=dict(width=5, color=theme.ACCEPT_COLOR)))
     fig.add_trace(_node_trace(graph, pos, on_path, dark))
-    _path_annotations(fig, graph, path, pos, dark)
-    _axes(fig, graph, pos, dark)
+    theme.set_layout(fig, annotations=_path_annotations(graph, path, pos, dark), **_axes(graph))
     title, subtitle = _title(plan)
     return theme.apply(fig, dark=dark, height=theme.HEIGHT["gsp"], title=title, subtitle=subtitle or None)
 
 
-def _axes(fig, graph, pos, dark) -> None:
+def _axes(graph) -> dict:
+    """The x (models) and y (buffers) axes, as layout properties."""
     names = {}
     for n, a in graph.nodes(data=True):
         label = theme.short_name(a.get("name", f"model {n[1]}"), 16)
@@ -161,14 +164,14 @@ def _axes(fig, graph, pos, dark) -> None:
     models = sorted(names)
     # the last label sits at the plot's right edge: Plotly hides a tick label that would cross
     # the figure's edge, so the target's is broken onto two lines and the range padded
-    fig.update_xaxes(tickmode="array", tickvals=models, ticktext=[f"{m}: {names[m]}" for m in models],
-                     range=[min(models) - 0.4, max(models) + 0.6], showgrid=False, zeroline=False,
-                     title_text="model (smallest left, target right)")
     bufs = sorted({a.get("buffer") for _, a in graph.nodes(data=True) if a.get("buffer") is not None})
     step = max(1, len(bufs) // 12)
-    fig.update_yaxes(tickmode="array", tickvals=bufs[::step], zeroline=False,
-                     title_text="buffer T (tokens handed up per call)",
-                     range=[min(bufs, default=0) - 1, max(bufs, default=1) + 1])
+    return dict(xaxis=dict(tickmode="array", tickvals=models, ticktext=[f"{m}: {names[m]}" for m in models],
+                           range=[min(models) - 0.4, max(models) + 0.6], showgrid=False, zeroline=False,
+                           title=dict(text="model (smallest left, target right)")),
+                yaxis=dict(tickmode="array", tickvals=bufs[::step], zeroline=False,
+                           title=dict(text="buffer T (tokens handed up per call)"),
+                           range=[min(bufs, default=0) - 1, max(bufs, default=1) + 1]))
 
 
 def _title(plan) -> tuple[str, str]:

@@ -197,7 +197,7 @@ def solved_outputs(tab: OptimiseTab, profile, plan, max_buffer: int, dark: bool,
                         f"**{plan.speedup_vs_ar:.2f}× vs the target alone**, {vs_single:.2f}× vs the best single "
                         f"draft (model-predicted, {profile.acceptance_label}; profile measured "
                         f"{meta.get('measured_at', '?')}{at}).",
-            tab.figure: visual.figure_gsp(plan, dark=bool(dark)),
+            tab.figure: session.fast_plot(lambda: visual.figure_gsp(plan, dark=bool(dark))),
             tab.table: [[i + 1, p.label, p.kind, round(p.expected_ms_per_token, 3), round(p.speedup_vs_ar, 2)]
                         for i, p in enumerate(ranking)],
             tab.pick: gr.update(choices=labels, value=labels[0]),

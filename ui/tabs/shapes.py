@@ -116,7 +116,7 @@ def solved(tab: ShapesTab, profile, dark) -> dict:
     rmap = regime.regime_map(profile, "target cost ×", "adjacent α", max_buffer=MAX_N - 1)
     return {tab.status: status,
             tab.alphas: gr.update(value=alpha_rows(profile, profile.models), headers=alpha_headers(profile.models)),
-            tab.figure: visual.figure_gsp(plan, dark=bool(dark)),
+            tab.figure: session.fast_plot(lambda: visual.figure_gsp(plan, dark=bool(dark))),
             tab.regime: visual.figure_regime(rmap, dark=bool(dark)),
             tab.download: session.save_json(profile.to_dict(), "profile"),
             tab.state: profile.to_dict()}
