@@ -1,7 +1,7 @@
 """Screenshots of every tab in Debian's chromium (light and dark), and the README screenshot.
 
     .venv/bin/python scripts/screenshots.py --url http://127.0.0.1:7860 [--out artifacts/screens]
-                                            [--readme assets/screenshot.png]
+                                            [--readme assets/screenshot.png] [--regime assets/regime-bundled.png]
 
 Run ``python app.py`` first.  The README screenshot is the Generate tab after a run (light theme);
 with a profile available the stack is the optimiser's choice and the target alone is timed too.
@@ -19,7 +19,7 @@ def wait_finished(page, timeout_ms: int = 300_000) -> None:
                            timeout=timeout_ms)
 
 
-def shoot(browser, url: str, out: Path, theme: str, readme: Path | None) -> None:
+def shoot(browser, url: str, out: Path, theme: str, readme: Path | None, regime: Path | None = None) -> None:
     page = browser.new_page(viewport={"width": 1400, "height": 1000}, device_scale_factor=1)
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
@@ -33,6 +33,14 @@ def shoot(browser, url: str, out: Path, theme: str, readme: Path | None) -> None
     has_plan = page.evaluate("() => { const el = document.querySelector('#opt-gsp .js-plotly-plot');"
                              " return !!(el && el.data && el.data.length) }")
     if has_plan:
+        page.click("#regime-btn")
+        page.wait_for_function("() => { const el = document.querySelector('#opt-regime .js-plotly-plot');"
+                               " return el && el.data && el.data.length && el.data[0].type === 'heatmap' }",
+                               timeout=300_000)
+        time.sleep(1.5)
+        page.locator("#opt-regime").screenshot(path=str(out / f"regime-{theme}.png"))
+        if regime is not None and theme == "light":
+            page.locator("#opt-regime").screenshot(path=str(regime))
         page.screenshot(path=str(out / f"optimise-{theme}.png"), full_page=True)
         page.get_by_role("button", name="Use this plan on the Generate tab").click()
         time.sleep(1.5)
@@ -66,6 +74,7 @@ def main() -> None:
     parser.add_argument("--url", default="http://127.0.0.1:7860")
     parser.add_argument("--out", type=Path, default=Path("artifacts/screens"))
     parser.add_argument("--readme", type=Path, default=None)
+    parser.add_argument("--regime", type=Path, default=None, help="also write the Optimise tab's regime map here")
     parser.add_argument("--themes", default="light,dark")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -74,7 +83,7 @@ def main() -> None:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=shutil.which("chromium"), headless=True, args=["--disable-gpu"])
         for theme in args.themes.split(","):
-            shoot(browser, args.url, args.out, theme, args.readme)
+            shoot(browser, args.url, args.out, theme, args.readme, args.regime)
         browser.close()
 
 

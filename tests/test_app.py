@@ -437,7 +437,7 @@ def test_the_served_app_logs_one_line_per_refused_request(tiny_spec, tmp_path):
     try:
         from ui.stress import answers
 
-        deadline = time.time() + 120
+        deadline = time.time() + 240
         while not answers(f"http://127.0.0.1:{port}/") and time.time() < deadline:
             time.sleep(0.3)
         client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=False)
@@ -606,6 +606,10 @@ def test_the_middle_model_scenario_explains_from_the_profile_and_draws_the_regim
     answer = out["opt-scenario"]
     assert f"tiny-m accepts under tiny-l with α = {tiny_profile.alpha(1, 2):.2f}" in answer
     assert f"against {tiny_profile.alpha(0, 2):.2f} for tiny-s" in answer
+    from hsd.plan.optimize import optimal_hierarchy
+
+    plan = optimal_hierarchy(tiny_profile, max_buffer=6, top=1, with_graph=False)
+    assert ("Yes: the optimum stacks" if len(plan.chain) > 2 else "No: the optimum has no model between") in answer
     assert "When does a stack pay?" in out["opt-regime"].layout.title.text
 
 

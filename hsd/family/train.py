@@ -3,7 +3,8 @@ running Python's own standard library (present wherever Python is, so no downloa
 
     python -m hsd.family train [--device cpu|cuda] [--out assets/family] [--work .cache/family-train]
                                [--steps-scale F] [--precision auto|bf16|fp32]
-                               [--reuse NAME ... [--reuse-from assets/family]]
+                               [--reuse NAME ... [--reuse-from assets/family]] [--plan bundled|v2|second]
+    python -m hsd.family design [--json F]                # costs of candidate shapes, before training
     python -m hsd.family card  [--family assets/family]
     python -m hsd.family ngram [--family assets/family]   # the n-gram drafter's fallback table
 
@@ -12,7 +13,10 @@ Build, in order (each stage resumable; a finished stage is skipped on re-run):
                 ``HELDOUT_EVERY``-th file is held out.
   2) tokenizer — byte-level BPE (``tokenizers``), ``<|endoftext|>`` between files.
   3) target   — the largest model, trained from scratch on next-token cross-entropy (AdamW,
-                warmup + cosine LR; bf16 autocast where the hardware has it, else fp32).
+                warmup + cosine LR; bf16 autocast where the hardware has it, else fp32); in
+                the bundled plan it is grown: a shallower first phase (``Stage.part_of``) is
+                expanded to the target's depth without changing what it computes (``grown``:
+                LLaMA Pro block expansion, arXiv 2401.02415) and trained on.
   4) drafts   — largest to smallest, each cut out of the model above it (``pruned``: chosen
                 layers, then the most active hidden channels, heads and FFN neurons) and
                 distilled toward it on the same batches:
@@ -27,9 +31,8 @@ Build, in order (each stage resumable; a finished stage is skipped on re-run):
 ``--reuse NAME ...`` seeds the work folder with those models' finished stages from an exported
 family (``--reuse-from``), so a rebuild that changes only the smaller drafts retrains only them.
 
-Budgets in ``PLAN`` are optimiser steps (about 105 minutes in all on 2 idle CPU cores with native
-bf16; longer in fp32 on a CPU without it, where the s and xs stages took 1.1–1.3 and 0.65 s a
-step; ``--steps-scale`` scales them).  Steps, not wall clock: an earlier wall-clock-budgeted build on a
+Budgets in ``PLAN`` are optimiser steps (about 90 minutes in all on 2 idle CPU cores with native
+bf16, see the card for the build's own time; ``--steps-scale`` scales them).  Steps, not wall clock: an earlier wall-clock-budgeted build on a
 busy machine got a third of the steps it was planned for and came out flat (every model at the
 same held-out loss).  A stage may also carry a wall-clock cap (``minutes``); the steps and time it
 took are recorded in ``family.json``.  Batches are drawn from a generator seeded by (plan seed,

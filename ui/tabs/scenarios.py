@@ -1,7 +1,7 @@
 """Guided questions for teaching, on the Learn tab: each sets up a what-if on the Optimise tab (or
 the exactness lab) and says, with the numbers it just computed, which panel answers it.
 
-- ``middle``     Why does a middle model not help here?   (the measured profile, its regime map)
+- ``middle``     Does a middle model help here, and why?   (the measured profile, its regime map)
 - ``cheap``      What if the smallest draft were ten times cheaper?   (what-if: its cost ×0.1)
 - ``dear``       What if the target were four times dearer?   (what-if: the target's cost ×4)
 - ``uncapped``   Why is hsd-uncapped wrong?   (the exactness lab's toy example)
@@ -23,7 +23,7 @@ from ui.requests import whole
 from ui.tabs import optimise
 
 SCENARIOS = {
-    "middle": "Why does a middle model not help here?",
+    "middle": "Does a middle model help here, and why?",
     "cheap": "What if the smallest draft were ten times cheaper?",
     "dear": "What if the target were four times dearer?",
     "uncapped": "Why is hsd-uncapped wrong?",
@@ -93,7 +93,11 @@ def middle_answer(profile, plan, rmap) -> str:
     names, k = profile.models, profile.target
     mid = max(range(1, k), key=lambda i: profile.alpha(i, k))          # the middle model closest to the target
     cost = lambda i: profile.cost_ms[names[i]][0]                      # noqa: E731
-    parts = [f"**{SCENARIOS['middle']}** The optimum on the measured profile is **{plan.label}** ({plan.kind})."]
+    uses = [names[i] for i in plan.chain[1:-1]]
+    verdict = (f"Yes: the optimum stacks {', '.join(uses)} between the smallest draft and the target" if uses
+               else "No: the optimum has no model between its draft and the target")
+    parts = [f"**{SCENARIOS['middle']}** {verdict}. The optimum on the measured profile is **{plan.label}** "
+             f"({plan.kind})."]
     parts.append(f"A middle model pays when it is much closer to the target than the smallest draft is, "
                  f"and much cheaper than the target. Here {names[mid]} accepts under {names[k]} with "
                  f"α = {profile.alpha(mid, k):.2f}, against {profile.alpha(0, k):.2f} for {names[0]}, and one "
