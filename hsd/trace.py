@@ -235,6 +235,14 @@ class Trace:
     def text(self) -> str:
         return "".join(e.text for e in self.of_kind("committed"))
 
+    def decode_ms(self) -> float:
+        """Wall ms of the decode alone: from the end of the prompt prefill to the finish (nan when
+        the decode did not finish)."""
+        finished = self.of_kind("finished")
+        if not finished:
+            return float("nan")
+        return finished[-1].t_ms - max((e.t_ms + e.dur_ms for e in self.of_kind("prefill")), default=0.0)
+
     def summary(self) -> TraceSummary:
         start = self.started
         models = tuple(start.models) if start else ()

@@ -233,9 +233,9 @@ def _model_rows(meta: dict, card: dict, names: list) -> list[str]:
         if m["teacher"] and m.get("init_from"):
             cut = m.get("init") or f"the first {m['layers']} layers"
             how += f", starting as a cut of `{m['init_from']}` ({cut})"
-        grown = [st for st in m.get("stages", []) if (st.get("init") or "").startswith("grown from")]
+        grown = _grown_stage(m)
         if grown:
-            how += ", then " + grown[0]["init"].split(":")[0]
+            how += ", then " + grown["init"].split(":")[0]
         if len(m.get("stages", [])) > 1:
             how += " in " + " + ".join(f"{st['steps']}" for st in m["stages"]) + " steps"
         lines.append(
@@ -246,14 +246,19 @@ def _model_rows(meta: dict, card: dict, names: list) -> list[str]:
     return lines
 
 
+def _grown_stage(model: dict) -> dict | None:
+    """The stage of ``model`` (a family.json entry) that grew it deeper (``hsd.family.grown``), if any."""
+    return next((st for st in model.get("stages", []) if (st.get("init") or "").startswith("grown from")), None)
+
+
 def _growth(meta: dict) -> str:
     """The sentence on a target grown deeper mid-training ('' when none was)."""
     for m in meta["models"]:
-        for st in m.get("stages", []):
-            if (st.get("init") or "").startswith("grown from"):
-                return (f" `{m['name']}` was grown: a shallower model trained first, then "
-                        f"{st['init']} (LLaMA Pro, Wu et al. 2024), and trained on; a middle model "
-                        "cut back out of it at those layers starts as a sub-network of the target.")
+        st = _grown_stage(m)
+        if st:
+            return (f" `{m['name']}` was grown: a shallower model trained first, then "
+                    f"{st['init']} (LLaMA Pro, Wu et al. 2024), and trained on; a middle model "
+                    "cut back out of it at those layers starts as a sub-network of the target.")
     return ""
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from hsd.family.plan import PLANS, ModelSpec, TrainingPlan, make_config
@@ -66,11 +66,11 @@ def candidates(width: int = 192, ffn: int = 384) -> list[Candidate]:
 def time_shape(spec: ModelSpec, plan: TrainingPlan, *, max_n: int, repeats: int, train_steps: int,
                seed: int = 0) -> dict:
     """Engine forward costs c(1..max_n) (fp32, lean level, 64-token context) and seconds per
-    training step (the build's batch, bf16 autocast where native) of a random-weight model."""
+    training step (the build's batch and loss, ``stage_loss``) of a random-weight model."""
     import torch
     from transformers import LlamaForCausalLM
 
-    from hsd.family.distill import autocast
+    from hsd.family.distill import stage_loss
     from hsd.levels import SamplingSettings, build_level
     from hsd.tools.measure import measure_costs
 
@@ -84,12 +84,10 @@ def time_shape(spec: ModelSpec, plan: TrainingPlan, *, max_n: int, repeats: int,
         model.train()
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
         batch = torch.randint(plan.vocab_size, (plan.batch_size, plan.context_tokens + 1))
-        dev = torch.device("cpu")
         times = []
         for _ in range(train_steps + 1):
             t0 = time.perf_counter()
-            with autocast(dev):
-                loss = model(batch[:, :-1], labels=batch[:, :-1]).loss
+            loss = stage_loss(model, None, batch, torch.device("cpu"))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -102,6 +100,8 @@ def time_shape(spec: ModelSpec, plan: TrainingPlan, *, max_n: int, repeats: int,
 
 def study(plan: TrainingPlan, cands: list[Candidate], *, max_n: int = 9, repeats: int = 7,
           train_steps: int = 3, log=print) -> dict:
+    import torch
+
     from hsd.plan.optimize import best_single_draft, optimal_hierarchy
     from hsd.plan.profile import Profile
 
@@ -130,7 +130,6 @@ def study(plan: TrainingPlan, cands: list[Candidate], *, max_n: int = 9, repeats
                      "target_over_middle": round(timed[-1]["cost_ms"][0] / timed[-2]["cost_ms"][0], 2)})
         log(f"{c.label:<28} {c.about:<52} {best.label:<26} {best.speedup_vs_ar:.2f}× AR  "
             f"{rows[-1]['vs_best_single']:.2f}× single")
-    import torch
     return {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "torch_threads": torch.get_num_threads(), "forward": "lean, fp32, random weights, 64-token context",
             "acceptance": "assumed (iid), not measured", "vocab_size": plan.vocab_size,
@@ -153,12 +152,8 @@ def format_study(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    import torch
-
-    p = argparse.ArgumentParser(prog="python -m hsd.family design", description=__doc__.split("\n\n")[0])
+def add_arguments(p) -> None:
+    """The options of ``python -m hsd.family design``."""
     p.add_argument("--plan", default="bundled", choices=sorted(PLANS), help="vocabulary, context and batch")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--width", type=int, default=192)
@@ -166,7 +161,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--train-steps", type=int, default=3, help="training steps timed per shape (0: none)")
     p.add_argument("--json", type=Path, help="write the study here")
-    args = p.parse_args(argv)
+
+
+def run(args) -> int:
+    import torch
+
     torch.set_num_threads(args.threads)
     result = study(PLANS[args.plan], candidates(args.width, args.ffn), repeats=args.repeats,
                    train_steps=args.train_steps, log=lambda m: print(m, file=sys.stderr))
@@ -176,4 +175,4 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["Candidate", "candidates", "format_study", "study", "time_shape", "asdict"]
+__all__ = ["Candidate", "add_arguments", "candidates", "format_study", "run", "study", "time_shape"]

@@ -62,6 +62,7 @@ from hsd.family.corpus import eval_windows, prepare_data, sample_batch
 from hsd.family.distill import heldout_loss, precision, stage_loss
 from hsd.family.plan import (CHECKPOINT_EVERY_S, EOS, HELDOUT_EVERY, IMPORTANCE_BATCHES, PLANS, TINY_PLAN,
                              TV_WEIGHT, Stage, TrainingPlan, make_config)
+from hsd.family.design import add_arguments as add_design_arguments, run as design_run
 from hsd.family.prune import grown, pruned
 
 
@@ -364,17 +365,15 @@ def main(argv: list[str] | None = None) -> int:
                     help="the exported family --reuse takes models from")
     ng = sub.add_parser("ngram", help="build the n-gram drafter's fallback bigram table for an exported family")
     ng.add_argument("--family", type=Path, default=Path("assets/family"))
-    sub.add_parser("design", help="the design study: costs of candidate shapes (random weights) and the "
-                                  "optimum they would give with assumed acceptances", add_help=False)
+    add_design_arguments(sub.add_parser("design", help="the design study: costs of candidate shapes (random "
+                                                       "weights) and the optimum they would give with assumed "
+                                                       "acceptances"))
     cd = sub.add_parser("card", help="measure the exported family and write its model card")
     cd.add_argument("--family", type=Path, default=Path("assets/family"))
     cd.add_argument("--work", type=Path, default=Path(".cache/family-train"))
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["design"]:
-        from hsd.family.design import main as design_main
-
-        return design_main(argv[1:])
     args = parser.parse_args(argv)
+    if args.command == "design":
+        return design_run(args)
     torch.set_num_threads(2)
     if args.command == "train":
         plan = (TINY_PLAN if args.tiny else PLANS[args.plan]).scaled(args.steps_scale)

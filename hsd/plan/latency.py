@@ -141,6 +141,12 @@ def draft_step_cost(profile, model: int) -> float:
     return model_cost(profile, model, 1) + profile.draft_overhead_ms()
 
 
+def autoregressive_ms(profile, model: int) -> float:
+    """ms per committed token of ``model`` decoding alone: one drafting step and the engine's time
+    per committed token (0 when not fitted)."""
+    return draft_step_cost(profile, model) + profile.token_overhead_ms()
+
+
 def leaf_cost(profile, model: int, buffer: int) -> float:
     """ms of one call of the bottom level: ``buffer`` drafting steps, plus the first call's extra
     cost after another model ran (``Profile.first_call_ms``; 0 when not measured)."""
@@ -191,7 +197,7 @@ def expected_ms_per_token(profile, chain: Sequence[int], buffers: Sequence[int])
     """Model-predicted expected ms per committed token of the hierarchy (OUR derivation)."""
     chain, buffers = check_hierarchy(profile, chain, buffers)
     if len(chain) == 1:
-        return draft_step_cost(profile, chain[0]) + profile.token_overhead_ms()
+        return autoregressive_ms(profile, chain[0])
     below = level_costs_ms(profile, chain, buffers)[-1]
     gamma = buffers[-1]
     round_ms = below + verify_cost(profile, chain[-1], gamma)
@@ -247,7 +253,7 @@ def simulate_counts(profile, chain: Sequence[int], buffers: Sequence[int], n_tok
     rng = random.Random(seed)
     k = len(chain) - 1
     if k == 0:
-        return {"ms_per_token": draft_step_cost(profile, chain[0]) + profile.token_overhead_ms(),
+        return {"ms_per_token": autoregressive_ms(profile, chain[0]),
                 "tokens_per_target_call": 1.0,
                 "forwards_per_token": [1.0]}
     laws = [pair_output(profile, chain[i - 1], chain[i], buffers[i - 1]) for i in range(1, k + 1)]

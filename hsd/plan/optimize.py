@@ -38,7 +38,7 @@ from typing import Sequence
 import networkx as nx
 
 from hsd.errors import ConfigError
-from hsd.plan.latency import (draft_step_cost, expected_ms_per_token, leaf_cost, mean_output, pair_output,
+from hsd.plan.latency import (autoregressive_ms, draft_step_cost, expected_ms_per_token, leaf_cost, mean_output, pair_output,
                               renewal_rounds, verify_cost)
 from hsd.plan.profile import Profile
 
@@ -90,7 +90,7 @@ class Plan:
 def plan_for(profile: Profile, chain: Sequence[int], buffers: Sequence[int]) -> Plan:
     """A ``Plan`` (no graph, no runners-up) for a given hierarchy."""
     ms = expected_ms_per_token(profile, chain, buffers)
-    ar = draft_step_cost(profile, chain[-1]) + profile.token_overhead_ms()
+    ar = autoregressive_ms(profile, chain[-1])
     return Plan(chain=tuple(int(c) for c in chain), names=tuple(profile.models[c] for c in chain),
                 buffers=tuple(int(b) for b in buffers), expected_ms_per_token=ms, speedup_vs_ar=ar / ms)
 
@@ -185,7 +185,8 @@ def optimal_hierarchy(profile: Profile, max_buffer: int = 16, top: int = 8,
 
     # 2) the target: AR, or one block of T' from any draft node per round
     per_token = profile.token_overhead_ms()          # a constant per committed token
-    cands = [(step[k] + per_token, None)]
+    ar_ms = autoregressive_ms(profile, k)
+    cands = [(ar_ms, None)]
     for lo in range(k):
         for t_lo in range(1, b_max + 1):
             eo = mean_output(pair_output(profile, lo, k, t_lo))
@@ -203,7 +204,6 @@ def optimal_hierarchy(profile: Profile, max_buffer: int = 16, top: int = 8,
             back = best[lo][t_lo][r][1]
         return chain[::-1] + [k], buffers[::-1]
 
-    ar_ms = step[k] + per_token
     plans = []
     for ms, back in ranked:
         chain, buffers = unwind(back)

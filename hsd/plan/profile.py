@@ -306,8 +306,14 @@ def _extended(last: list[float], gamma: int) -> list[float]:
         cond.append(above / survive if survive > 0 else 0.0)
         survive = above
     cond += [cond[-1]] * (gamma - len(cond))
+    return law_from_conditional(cond[:gamma])
+
+
+def law_from_conditional(cond) -> list[float]:
+    """[P(O = 1..γ+1)] of one verification from conditional acceptances a_1..a_γ
+    (a_t = P(position t kept | positions < t kept)): P(O = k+1) = a_1…a_k (1 - a_{k+1})."""
     out, reach = [], 1.0
-    for a in cond[:gamma]:
+    for a in cond:
         out.append(reach * (1.0 - a))
         reach *= a
     return out + [reach]

@@ -15,8 +15,9 @@ import time
 from typing import Sequence
 
 from hsd.errors import ConfigError
-from hsd.plan.profile import ENGINE_TERMS, Profile
+from hsd.plan.profile import ENGINE_TERMS, Profile, law_from_conditional
 from hsd.tools.progress import ProgressFn, progress_bar
+from hsd.trace import Trace
 
 DEFAULT_PROMPTS = (
     "import os\nimport sys\n\n\ndef main(argv):\n",
@@ -163,19 +164,17 @@ def measure_trace_lengths(family, names: Sequence[str], prompts_ids: Sequence[li
             h = Hierarchy([family.models[i], family.models[j]], tokenizer=family.tokenizer, names=[names[i], names[j]],
                           vocab_size=family.vocab_size, buffers=[gamma], rules=rule, forward=forward)
             for p, prompt in enumerate(text):
-                events = h.stream(prompt, max_new_tokens=new_tokens, temperature=settings.temperature,
-                                  top_k=settings.top_k, top_p=settings.top_p, seed=seed + p, stop_at_eos=False)
-                seen = []
+                events = list(h.stream(prompt, max_new_tokens=new_tokens, temperature=settings.temperature,
+                                       top_k=settings.top_k, top_p=settings.top_p, seed=seed + p, stop_at_eos=False))
                 for e in events:
-                    seen.append(e)
                     if e.kind == "verified" and len(e.proposed) == gamma:
                         for t in range(min(e.n_accepted + 1, gamma)):
                             reached[t] += 1
                             kept[t] += t < e.n_accepted
                 if records is not None:
-                    records.append(decode_record(seen, (i, j)))
+                    records.append(decode_record(events, (i, j)))
         cond = [k / r if r else 1.0 for k, r in zip(kept, reached)]
-        out[i][j] = [_law(cond[:gamma]) for gamma in range(1, max_block + 1)]
+        out[i][j] = [law_from_conditional(cond[:gamma]) for gamma in range(1, max_block + 1)]
         if progress:
             progress(done + 1, len(pairs), "measuring acceptance from decodes")
     if records is not None:                                  # the target alone: steps, no rounds
@@ -192,13 +191,11 @@ def decode_record(events, chain: Sequence[int]) -> dict:
     """What one decode did and how long it took: ``chain`` (model indices, target last), the wall
     ms of the decode (prefill excluded), committed ``tokens``, drafting ``steps`` and ``calls`` of
     the bottom level, and each verification as (verifier's model index, block length)."""
-    prefill_end = max((e.t_ms + e.dur_ms for e in events if e.kind == "prefill"), default=0.0)
-    finished = [e for e in events if e.kind == "finished"]
-    drafted = [e for e in events if e.kind == "drafted"]
-    return {"chain": list(chain), "wall_ms": (finished[-1].t_ms if finished else float("nan")) - prefill_end,
-            "tokens": sum(len(e.tokens) for e in events if e.kind == "committed"),
-            "steps": sum(e.forward_passes for e in drafted), "calls": len(drafted),
-            "verifies": [(chain[e.level], len(e.proposed)) for e in events if e.kind == "verified"]}
+    trace = Trace(events=list(events))
+    drafted = trace.of_kind("drafted")
+    return {"chain": list(chain), "wall_ms": trace.decode_ms(),
+            "tokens": len(trace.token_ids), "steps": sum(e.forward_passes for e in drafted), "calls": len(drafted),
+            "verifies": [(chain[e.level], len(e.proposed)) for e in trace.of_kind("verified")]}
 
 
 def fit_engine_overhead(records: Sequence[dict], profile: Profile) -> dict:
@@ -243,15 +240,6 @@ def fit_engine_overhead(records: Sequence[dict], profile: Profile) -> dict:
     terms = {key: round(float(v), 4) for key, v in zip(("step", "round", "token"), best[1])}
     return {**terms, "n": len(rows), "rms_before_ms_per_token": float(np.sqrt(np.mean(yw ** 2))),
             "rms_after_ms_per_token": float(np.sqrt(best[0] / len(rows)))}
-
-
-def _law(cond: Sequence[float]) -> list[float]:
-    """[P(O = 1..γ+1)] from conditional acceptances a_1..a_γ."""
-    out, reach = [], 1.0
-    for a in cond:
-        out.append(reach * (1.0 - a))
-        reach *= a
-    return out + [reach]
 
 
 def measure_costs(levels, context: list[int], *, max_n: int, repeats: int, warmup: int, seed: int = 0,
@@ -408,9 +396,8 @@ def measure_profile(family, *, max_n: int = 17, repeats: int = 15, warmup: int =
     accept_lengths, starts = None, []
     if accept_source not in ("blocks", "traces"):
         raise ConfigError(f"accept source must be blocks or traces, got {accept_source!r}")
-    source = accept_source
     records: list[dict] = []
-    if block_every and source == "traces":
+    if block_every and accept_source == "traces":
         starts = [seq[:prompt_len] for seq, prompt_len in ctxs]
         accept_lengths = measure_trace_lengths(family, names, starts, settings=settings, max_block=max_n - 1,
                                                rule=accept_rule, new_tokens=max(context_tokens, 16), seed=seed,
@@ -442,11 +429,11 @@ def measure_profile(family, *, max_n: int = 17, repeats: int = 15, warmup: int =
             "acceptance": "mean over target-sampled positions of sum_v min(p_i, p_j)",
             "rule": rule}
     if accept_lengths is not None:
-        how = ("single-draft decodes of every pair after each prompt" if source == "traces" else
+        how = ("single-draft decodes of every pair after each prompt" if accept_source == "traces" else
                "blocks the drafter sampled after target-sampled prefixes")
         meta.update(accept_lengths=f"law of tokens out of one verification by block length, rule "
                                    f"'{accept_rule}', {how}",
-                    accept_rule=accept_rule, accept_source=source, block_starts=len(starts), block_every=block_every)
+                    accept_rule=accept_rule, accept_source=accept_source, block_starts=len(starts), block_every=block_every)
     meta["first_call"] = "a one-token call right after another model's, above the drafting step's cost"
     profile = Profile(models=names, cost_ms=cost_ms, acceptance=acceptance, meta=meta, overhead_ms=overhead,
                       accept_lengths=accept_lengths, first_call_ms=first_call_ms)

@@ -50,13 +50,8 @@ VALIDATE_PROMPTS = (
 
 def decode_ms_per_token(trace) -> float:
     """Wall ms per committed token, decode only (prefill of the prompt excluded, like the model)."""
-    prefills = trace.of_kind("prefill")
-    finished = trace.of_kind("finished")
     n = sum(len(e.tokens) for e in trace.of_kind("committed"))
-    if not finished or n == 0:
-        return float("nan")
-    start = max((e.t_ms + e.dur_ms for e in prefills), default=0.0)
-    return (finished[-1].t_ms - start) / n
+    return trace.decode_ms() / n if n else float("nan")
 
 
 def edge_acceptance(traces, verifier_level: int) -> dict:
