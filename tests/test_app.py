@@ -304,7 +304,7 @@ def test_api_optimize_then_compare_runs_every_hierarchy(client, tiny_spec):
                          1.0, 1.0, 0, 1, 12, False, api_name="/compare")
     status, fig, table = out[:3]
     assert status.startswith("Done") and len(table["data"]) == 4
-    assert "Model-predicted numbers: acceptance measured by position in the block." in status
+    assert "Model-predicted numbers: acceptance measured by position in the block, for decodes of 12 tokens." in status
     assert {row[0] for row in table["data"]} == set(ui_requests.CONTENDERS)
     assert all(row[5] is not None for row in table["data"])          # model-predicted for all
 

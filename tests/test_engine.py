@@ -146,6 +146,27 @@ def test_no_level_drafts_past_the_remaining_budget(family):
         assert e.context_len + len(e.proposed) <= end
 
 
+
+@pytest.mark.parametrize("buffers,length", [((3,), 10), ((2, 5), 13), ((1, 2, 4), 9), ((3, 7), 64)])
+def test_the_latency_model_of_a_decode_of_n_tokens_counts_the_engines_forwards_exactly(family, buffers, length):
+    """Every level the same model, greedy: every draft is accepted (α = 1), so each level's
+    forward count is fixed, budget cap included, and ``horizon_counts`` must give it exactly."""
+    from hsd.plan.latency import horizon_counts
+    from hsd.plan.profile import Profile
+
+    models, tok = family
+    depth = len(buffers) + 1
+    h = Hierarchy([models[-1]] * depth, tokenizer=tok, buffers=buffers, rules="hsd")
+    trace = h.generate("def f(x):", max_new_tokens=length, temperature=0.0, seed=0, stop_at_eos=False).trace
+    assert len(trace.token_ids) == length
+    counted = [sum(e.forward_passes for e in trace.of_kind("drafted"))] + [
+        sum(1 for e in trace.of_kind("verified") if e.level == lv) for lv in range(1, depth)]
+    names = [f"level{i}" for i in range(depth)]
+    ones = [[1.0] * depth for _ in range(depth)]
+    prof = Profile(names, {n: [1.0, 2.0] for n in names}, ones, {})
+    predicted = horizon_counts(prof, list(range(depth)), list(buffers), length)["forwards_per_token"]
+    assert [f * length for f in predicted] == pytest.approx(counted, abs=1e-9)
+
 def test_each_level_hands_up_exactly_its_buffer(family):
     models, tok = family
     h = Hierarchy(models, tokenizer=tok, buffers=(2, 5), rules="hsd")

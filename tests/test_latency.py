@@ -11,7 +11,7 @@ import pytest
 from hsd.errors import ConfigError
 from hsd.plan.latency import (
     cost_at, expected_forwards_per_token, expected_ms_per_token, expected_output, expected_rounds,
-    expected_tokens_per_target_call, level_costs_ms, output_distribution, simulate, simulate_counts,
+    expected_tokens_per_target_call, horizon_counts, level_costs_ms, output_distribution, simulate, simulate_counts,
 )
 from hsd.plan.profile import Profile
 from tests._profiles import random_profile
@@ -264,3 +264,44 @@ def test_the_engines_own_time_enters_per_drafting_step_per_verification_and_per_
     plan = optimal_hierarchy(prof, max_buffer=6, with_graph=False)
     assert autoregressive(prof).expected_ms_per_token == pytest.approx(expected_ms_per_token(prof, [2], []))
     assert plan.speedup_vs_ar == pytest.approx(expected_ms_per_token(prof, [2], []) / plan.expected_ms_per_token)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_decode_of_a_given_length_matches_its_simulation_with_the_budget_cap(seed):
+    """``horizon_counts`` (an exact recursion over the budget left) against whole decodes of the
+    same length played with the engine's cap (every block ≤ the budget after its context)."""
+    rng = random.Random(40 + seed)
+    n = rng.randint(3, 5)
+    prof = random_profile(n, seed=500 + seed, style="deep" if seed % 2 else "mixed", positions=seed % 3 != 0,
+                          first_call=True, engine=seed >= 3)
+    drafts = sorted(rng.sample(range(n - 1), rng.randint(1, n - 1)))
+    chain, buffers = drafts + [n - 1], [rng.randint(1, 12) for _ in drafts]
+    length = rng.choice([1, 5, 24, 64])
+    exact = horizon_counts(prof, chain, buffers, length)
+    counted = simulate_counts(prof, chain, buffers, n_tokens=80000, seed=seed, max_new_tokens=length)
+    assert counted["ms_per_token"] == pytest.approx(exact["ms_per_token"], rel=0.02), (chain, buffers, length)
+    assert counted["tokens_per_target_call"] == pytest.approx(exact["tokens_per_target_call"], rel=0.02)
+    assert counted["forwards_per_token"] == pytest.approx(exact["forwards_per_token"], rel=0.02)
+
+
+def test_a_short_decode_is_worked_out_by_hand_and_a_long_one_is_the_long_run_expression():
+    prof = random_profile(3, seed=12)
+    a, c = prof.alpha(0, 2), [prof.cost_ms[m] for m in prof.models]
+    # one token: a single round with one draft (the block is cut to the budget)
+    one = horizon_counts(prof, [0, 2], [6], 1)
+    assert one["ms_per_token"] == pytest.approx(c[0][0] + c[2][1], rel=1e-12)
+    assert one["forwards_per_token"] == pytest.approx([1.0, 1.0])
+    # two tokens: a block of two drafts, then a one-draft round unless its first draft was kept (α)
+    two = horizon_counts(prof, [0, 2], [6], 2)
+    assert two["ms_per_token"] == pytest.approx((2 * c[0][0] + c[2][2] + (1 - a) * (c[0][0] + c[2][1])) / 2, rel=1e-12)
+    assert two["tokens_per_target_call"] == pytest.approx(2 / (2 - a), rel=1e-12)
+    assert two["forwards_per_token"] == pytest.approx([(3 - a) / 2, (2 - a) / 2], rel=1e-12)
+    for chain, buffers in (([0, 2], [6]), ([0, 1, 2], [3, 7]), ([2], [])):
+        long = horizon_counts(prof, chain, buffers, 20000)
+        assert long["ms_per_token"] == pytest.approx(expected_ms_per_token(prof, chain, buffers), rel=2e-3)
+        assert long["forwards_per_token"] == pytest.approx(expected_forwards_per_token(prof, chain, buffers), rel=2e-3)
+    # and a short decode differs from the long run by more than a model error would hide
+    short, steady = horizon_counts(prof, [0, 1, 2], [3, 7], 12), expected_tokens_per_target_call(prof, [0, 1, 2], [3, 7])
+    assert short["tokens_per_target_call"] < 0.97 * steady
+    with pytest.raises(ConfigError, match="length"):
+        horizon_counts(prof, [0, 2], [6], 0)

@@ -2,12 +2,15 @@
 and that it runs end to end on tiny real models through the engine."""
 from __future__ import annotations
 
+import dataclasses
+import statistics
 import types
 
 import pytest
 import torch
 
 from hsd.errors import ConfigError
+from hsd.plan.latency import expected_ms_per_token, horizon_counts
 from hsd.tools.measure import measure_profile
 from hsd.trace import Trace, Verified
 from hsd.tools.validate import edge_acceptance, format_report, pick_contenders, validate
@@ -65,9 +68,41 @@ def test_validate_runs_every_contender_through_the_engine_on_tiny_models():
             assert r[f"relative_error_{model}"] == pytest.approx(
                 (r["measured_ms_per_token"] - r[f"predicted_ms_per_token_{model}"]) / r[f"predicted_ms_per_token_{model}"])
         assert r["predicted_ms_per_token_position"] == pytest.approx(r["predicted_ms_per_token"])
+        # predicted for decodes of 6 tokens, budget cap included; the long run (the optimiser's) beside it
+        assert r["predicted_ms_per_token"] == pytest.approx(
+            horizon_counts(prof, r["chain"], r["buffers"], 6)["ms_per_token"])
+        assert r["predicted_ms_per_token_long_run"] == pytest.approx(expected_ms_per_token(prof, r["chain"], r["buffers"]))
+        # measured: each repeat's Σ ms / Σ tokens over the prompts, median over the repeats
+        assert len(r["measured_ms_per_token_by_repeat"]) == 2
+        assert r["measured_ms_per_token"] == pytest.approx(statistics.median(r["measured_ms_per_token_by_repeat"]))
     text = format_report(report)
     assert "both acceptance models side by side" in text and "i.i.d.: median |error|" in text
+    # the costs timed again between the decodes: the predictions read them, the acceptance stays the profile's
+    retimed = validate(fam, prof, prompts=["def f(x):", "a = b"], max_new_tokens=6, max_buffer=4, retime_costs=True)
+    costs = retimed["costs"]
+    assert costs["source"].startswith("re-timed") and set(costs["cost_ms"]) == set(prof.models)
+    assert all(len(v) == 5 and min(v) > 0 for v in costs["cost_ms"].values())
+    used = dataclasses.replace(prof, cost_ms=costs["cost_ms"], first_call_ms=costs["first_call_ms"])
+    for r in retimed["rows"]:
+        assert r["predicted_ms_per_token"] == pytest.approx(
+            horizon_counts(used, r["chain"], r["buffers"], 6)["ms_per_token"])
+    assert "re-timed" in format_report(retimed) and report["costs"] == {"source": "profile"}
     iid = validate(fam, prof, prompts=["a = b"], max_new_tokens=4, max_buffer=4, acceptance="iid")
     assert iid["rows"][0]["predicted_ms_per_token"] == pytest.approx(iid["rows"][0]["predicted_ms_per_token_iid"])
     with pytest.raises(ConfigError, match="profile is for models"):
         validate(types.SimpleNamespace(**{**vars(fam), "names": ["x", "y", "z"]}), prof)
+
+
+def test_the_measured_figure_is_the_ratio_of_totals_the_model_predicts():
+    """A median of per-prompt ms/token is not what the model predicts: one slow prompt among fast
+    ones moves the pooled ratio, not the median."""
+    from hsd.tools.validate import pooled_ms_per_token
+    from hsd.trace import Committed, Finished
+
+    def trace(ms, tokens):
+        return Trace(events=[Committed(round=0, tokens=(1,) * tokens, texts=("a",) * tokens, origins=(1,) * tokens,
+                                       t_ms=ms, text="a" * tokens, total_tokens=tokens),
+                             Finished(reason="max_new_tokens", n_tokens=tokens, t_ms=ms)])
+    fast, slow = trace(10.0, 10), trace(40.0, 10)
+    assert pooled_ms_per_token([fast, fast, slow]) == pytest.approx(60.0 / 30)
+    assert statistics.median(t.decode_ms() / 10 for t in (fast, fast, slow)) == pytest.approx(1.0)

@@ -175,9 +175,11 @@ class ComparedRun:
 
 def compare_requests(families: Families, req: Request, names, chosen: Sequence[str]) -> tuple[list[ComparedRun], list[str]]:
     """One request per chosen contender, in ``CONTENDERS`` order, and the sentences saying which
-    were skipped and why (no profile; more levels than allowed)."""
+    were skipped and why (no profile; more levels than allowed).  Each prediction is for a decode
+    of the request's length (``hsd.plan.latency.horizon_counts``: the last blocks cut to the
+    budget, as the engine runs them); the contenders are the long-run optimiser's."""
     from hsd.plan.contenders import pick_contenders
-    from hsd.plan.optimize import plan_for
+    from hsd.plan.latency import expected_ms_per_token_at
 
     prof = families.profile(req.family, names)
     plans = {}
@@ -187,21 +189,23 @@ def compare_requests(families: Families, req: Request, names, chosen: Sequence[s
         picked = pick_contenders(prof, families.limits.max_buffer, roles=roles, distinct=False, optimum=optimum)
         plans = {c.role: c.plan for c in picked}
     runs, skipped = [], []
+
+    def predict(chain, buffers):
+        return expected_ms_per_token_at(prof, list(chain), list(buffers), req.max_new_tokens) if prof else None
+
     for label in (c for c in CONTENDERS if c in chosen):
         role = CONTENDER_ROLES.get(label)
         if role is None:                                        # yours: the Generate tab's stack
-            pred = plan_for(prof, list(req.chain), list(req.buffers)).expected_ms_per_token if prof else None
-            runs.append(ComparedRun(label, req, pred))
+            runs.append(ComparedRun(label, req, predict(req.chain, req.buffers)))
         elif role == "autoregressive":
-            pred = plans[role].expected_ms_per_token if prof else None
-            runs.append(ComparedRun(label, req.with_stack([len(names) - 1], []), pred))
+            runs.append(ComparedRun(label, req.with_stack([len(names) - 1], []), predict([len(names) - 1], [])))
         elif prof is None:
             skipped.append(f"'{label}' needs a profile of this family (Optimise tab); skipped.")
         elif len(plans[role].chain) > families.limits.max_levels:
             skipped.append(f"'{label}' stacks more models than allowed here; skipped.")
         else:
             plan = plans[role]
-            runs.append(ComparedRun(label, req.with_stack(plan.chain, plan.buffers), plan.expected_ms_per_token))
+            runs.append(ComparedRun(label, req.with_stack(plan.chain, plan.buffers), predict(plan.chain, plan.buffers)))
     if not runs:
         raise ConfigError("Pick at least one hierarchy to compare.")
     return runs, skipped

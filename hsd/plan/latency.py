@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import math
 import random
 from typing import Sequence
 
@@ -234,21 +235,115 @@ def expected_forwards_per_token(profile, chain: Sequence[int], buffers: Sequence
 
 
 # --------------------------------------------------------------------------------------------
+# a decode of a given length: the engine's budget cap, exactly
+# --------------------------------------------------------------------------------------------
+def horizon_counts(profile, chain: Sequence[int], buffers: Sequence[int], max_new_tokens: int) -> dict:
+    """The expected cost of ONE decode of ``max_new_tokens`` tokens, exactly as the engine runs it
+    near its end: every block is capped by the budget still ahead of the context it is drafted
+    after (``hsd.engine``: γ = min(T, end − len(ctx)), the target's last commit cut at the
+    budget).  The expression above is this decode's limit as the length grows; a short decode
+    differs: its last target round drafts fewer tokens (fewer tokens per target call), and
+    nothing past the budget is drafted (less discarded work).
+
+    An exact recursion over the budget r still ahead (the same laws, costs and overheads):
+    ``V_i(r)``, the cost of level i handing up n = min(T_i, r) tokens, is ``W_i(0, r)`` with
+    ``W_i(h, r) = V_{i-1}(r−h) + verify_i(g) + Σ_o P_i(o | g)·W_i(h + min(o, n−h), r)``,
+    g = min(T_{i-1}, r−h), and ``W_i(h, r) = 0`` once h ≥ n; the target's
+    ``U(r) = V_{K-1}(r) + verify_K(g) + Σ_o P_K(o | g)·U(r − min(o, r))`` with g = min(T_{K-1}, r).
+    Returns ``ms_per_token`` (U(N)/N plus the per-token term), ``tokens_per_target_call``
+    (N / E[target calls]) and ``forwards_per_token`` (per level, level 0 first), the quantities
+    ``simulate_counts(..., max_new_tokens=N)`` estimates and ``hsd validate`` measures."""
+    chain, buffers = check_hierarchy(profile, chain, buffers)
+    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ConfigError(f"a decode's length must be a whole number ≥ 1, got {max_new_tokens!r}")
+    k = len(chain) - 1
+    if k == 0:
+        return {"ms_per_token": autoregressive_ms(profile, chain[0]), "tokens_per_target_call": 1.0,
+                "forwards_per_token": [1.0]}
+    step = draft_step_cost(profile, chain[0])
+    first = profile.first_call(chain[0])
+    laws: dict = {}
+
+    def law(level: int, gamma: int) -> list[float]:
+        key = (level, gamma)
+        if key not in laws:
+            laws[key] = pair_output(profile, chain[level - 1], chain[level], gamma)
+        return laws[key]
+
+    def add(acc: list[float], vec: list[float], weight: float = 1.0) -> None:
+        for j, v in enumerate(vec):
+            acc[j] += weight * v
+
+    below = [sum(buffers[:i]) for i in range(k)]          # how far below level i a budget can bind
+    memo: dict = {}
+
+    def produce(level: int, r: int) -> list[float]:       # [ms, forwards of levels 0..K]
+        n = min(buffers[level], r)
+        r = min(r, n + below[level])                      # a budget past this binds nothing below
+        key = (level, r)
+        if key in memo:
+            return memo[key]
+        if level == 0:
+            out = [n * step + first] + [0.0] * (k + 1)
+            out[1] += n
+        else:
+            held_cost = [[0.0] * (k + 2) for _ in range(n + 1)]   # W(h) for h = n … 0 (W(n) = 0)
+            for h in range(n - 1, -1, -1):
+                g = min(buffers[level - 1], r - h)
+                acc = list(produce(level - 1, r - h))
+                acc[0] += verify_cost(profile, chain[level], g)
+                acc[1 + level] += 1
+                for o, p in enumerate(law(level, g), start=1):
+                    if p:
+                        add(acc, held_cost[min(h + o, n)], p)
+                held_cost[h] = acc
+            out = held_cost[0]
+        memo[key] = out
+        return out
+
+    target = [[0.0] * (k + 2) for _ in range(max_new_tokens + 1)]    # U(r), r = 0 … N
+    for r in range(1, max_new_tokens + 1):
+        g = min(buffers[-1], r)
+        acc = list(produce(k - 1, r))
+        acc[0] += verify_cost(profile, chain[-1], g)
+        acc[1 + k] += 1
+        for o, p in enumerate(law(k, g), start=1):
+            if p:
+                add(acc, target[r - min(o, r)], p)
+        target[r] = acc
+    total = target[max_new_tokens]
+    return {"ms_per_token": total[0] / max_new_tokens + profile.token_overhead_ms(),
+            "tokens_per_target_call": max_new_tokens / total[1 + k],
+            "forwards_per_token": [f / max_new_tokens for f in total[1:]]}
+
+
+def expected_ms_per_token_at(profile, chain: Sequence[int], buffers: Sequence[int], max_new_tokens: int | None) -> float:
+    """Model-predicted ms per token of a decode of ``max_new_tokens`` tokens (``horizon_counts``);
+    None: the long-run figure (``expected_ms_per_token``)."""
+    if max_new_tokens is None:
+        return expected_ms_per_token(profile, chain, buffers)
+    return horizon_counts(profile, chain, buffers, max_new_tokens)["ms_per_token"]
+
+
+# --------------------------------------------------------------------------------------------
 # Monte Carlo simulation of the same policy
 # --------------------------------------------------------------------------------------------
 def simulate(profile, chain: Sequence[int], buffers: Sequence[int], n_tokens: int = 20000,
-             seed: int = 0) -> float:
+             seed: int = 0, max_new_tokens: int | None = None) -> float:
     """Simulated ms per committed token: play the exact-buffer policy level by level, drawing
     each verification's output from the profile's law (Bernoulli(α) acceptances when i.i.d.),
     summing model costs, until ≥ ``n_tokens`` are committed (whole target rounds; ratio of
-    totals = the renewal-reward estimate)."""
-    return simulate_counts(profile, chain, buffers, n_tokens, seed)["ms_per_token"]
+    totals = the renewal-reward estimate).  With ``max_new_tokens``: decodes of that length, one
+    after another, each with the engine's budget cap (the estimate of ``horizon_counts``)."""
+    return simulate_counts(profile, chain, buffers, n_tokens, seed, max_new_tokens)["ms_per_token"]
 
 
 def simulate_counts(profile, chain: Sequence[int], buffers: Sequence[int], n_tokens: int = 20000,
-                    seed: int = 0) -> dict:
+                    seed: int = 0, max_new_tokens: int | None = None) -> dict:
     """``simulate``, with what it counted: ``ms_per_token``, ``tokens_per_target_call`` and
-    ``forwards_per_token`` (per level, level 0 first), to compare with the expressions."""
+    ``forwards_per_token`` (per level, level 0 first), to compare with the expressions.  With
+    ``max_new_tokens``, whole decodes of that length are played (≥ ``n_tokens`` in all), each
+    block capped by the budget left after its context as ``hsd.engine`` caps it."""
     chain, buffers = check_hierarchy(profile, chain, buffers)
     rng = random.Random(seed)
     k = len(chain) - 1
@@ -256,31 +351,42 @@ def simulate_counts(profile, chain: Sequence[int], buffers: Sequence[int], n_tok
         return {"ms_per_token": autoregressive_ms(profile, chain[0]),
                 "tokens_per_target_call": 1.0,
                 "forwards_per_token": [1.0]}
-    laws = [pair_output(profile, chain[i - 1], chain[i], buffers[i - 1]) for i in range(1, k + 1)]
-    cumulative = [list(itertools.accumulate(law)) for law in laws]
-    verify_ms = [verify_cost(profile, chain[i], buffers[i - 1]) for i in range(1, k + 1)]
-    leaf_ms = leaf_cost(profile, chain[0], buffers[0])
+    unbounded = max_new_tokens is None
+    if not unbounded and (not isinstance(max_new_tokens, int) or max_new_tokens < 1):
+        raise ConfigError(f"a decode's length must be a whole number ≥ 1, got {max_new_tokens!r}")
+    horizon = max_new_tokens
+    cumulative: dict = {}
     forwards = [0] * (k + 1)
+    step, first = draft_step_cost(profile, chain[0]), profile.first_call(chain[0])
 
-    def round_output(level: int) -> int:    # tokens out of one verification by `level`
+    def round_output(level: int, gamma: int) -> int:    # tokens out of one verification by `level`
         forwards[level] += 1
-        cdf = cumulative[level - 1]
+        cdf = cumulative.get((level, gamma))
+        if cdf is None:
+            cdf = cumulative[level, gamma] = list(itertools.accumulate(
+                pair_output(profile, chain[level - 1], chain[level], gamma)))
         return min(bisect.bisect_right(cdf, rng.random() * cdf[-1]), len(cdf) - 1) + 1
 
-    def produce(level: int) -> float:       # ms for level `level` to hand up buffers[level]
+    def produce(level: int, n: int, budget: float) -> float:   # ms for `level` to hand up n tokens
         if level == 0:
-            forwards[0] += buffers[0]
-            return leaf_ms
+            forwards[0] += n
+            return n * step + first
         held, spent = 0, 0.0
-        while held < buffers[level]:
-            spent += produce(level - 1) + verify_ms[level - 1]
-            held += round_output(level)
-        return spent                        # truncated to exactly buffers[level]
+        while held < n:
+            gamma = int(min(buffers[level - 1], budget - held))   # the engine's cap: the budget left
+            spent += produce(level - 1, gamma, budget - held) + verify_cost(profile, chain[level], gamma)
+            held += round_output(level, gamma)
+        return spent                        # truncated to exactly n
 
     committed, spent = 0, 0.0
-    while committed < n_tokens:
-        spent += produce(k - 1) + verify_ms[k - 1]
-        committed += round_output(k)
+    while committed < n_tokens:             # whole target rounds, or whole decodes of `horizon`
+        left = math.inf if unbounded else horizon
+        while left > 0 and (not unbounded or committed < n_tokens):
+            gamma = int(min(buffers[-1], left))
+            spent += produce(k - 1, gamma, left) + verify_cost(profile, chain[k], gamma)
+            out = min(round_output(k, gamma), left)
+            left -= out
+            committed += out
     return {"ms_per_token": spent / committed + profile.token_overhead_ms(),
             "tokens_per_target_call": committed / forwards[k],
             "forwards_per_token": [f / committed for f in forwards]}

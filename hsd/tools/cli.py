@@ -225,6 +225,10 @@ def add_validate(sub) -> None:
     p.add_argument("--fresh-profile", action="store_true",
                    help="measure the profile in this run, just before the decodes (instead of --profile)")
     p.add_argument("--save-profile", default=None, help="with --fresh-profile: also write it to this path")
+    p.add_argument("--retime-costs", action="store_true",
+                   help="time every model's forwards again between the decodes (a round after each prompt's "
+                        "runs) and predict with those costs: this machine's speed drifts, and then the costs "
+                        "see the state the decodes saw")
     add_machine(p)
     p.add_argument("--json", default=None, help="also write the full report as JSON to this path")
 

@@ -242,6 +242,61 @@ def fit_engine_overhead(records: Sequence[dict], profile: Profile) -> dict:
             "rms_after_ms_per_token": float(np.sqrt(best[0] / len(rows)))}
 
 
+class CostTimer:
+    """Forward costs timed round by round, so the rounds can be spread over other work (``hsd
+    validate`` times one round between its decodes: the costs then see the machine state the
+    decodes saw).  Each ``round()`` times every (model, n) once in a fresh random order;
+    ``result()`` is ``measure_costs``' answer over the rounds kept."""
+
+    def __init__(self, levels, context: list[int], *, max_n: int, seed: int = 0):
+        import torch
+
+        self.levels, self.context, self.max_n = list(levels), list(context), int(max_n)
+        self.generator = torch.Generator().manual_seed(int(seed))
+        self.vocab = self.levels[0].vocab_size
+        self.samples = {lm.name: [[] for _ in range(self.max_n)] for lm in self.levels}
+        self.warm = {lm.name: [] for lm in self.levels}
+        for lm in self.levels:
+            lm.reset()
+            lm.probs_after(self.context, 1)                                      # warm cache
+        self.jobs = [(lm, n) for lm in self.levels for n in range(1, self.max_n + 1)]
+        self.kept = 0
+
+    def round(self, keep: bool = True) -> None:
+        import torch
+
+        g, context, vocab = self.generator, self.context, self.vocab
+        # a fresh random order every round: no (model, n) always runs right after a model switch
+        order = torch.randperm(len(self.jobs), generator=g).tolist()
+        for lm, n in (self.jobs[i] for i in order):
+            new = torch.randint(vocab, (n,), generator=g).tolist()
+            if len(lm.cached_ids) > len(context) and new[0] == lm.cached_ids[len(context)]:
+                new[0] = (new[0] + 1) % vocab                                # force the crop
+            t0 = time.perf_counter()
+            lm.probs_after(context + new, n)
+            ms = (time.perf_counter() - t0) * 1000.0
+            if n == 1:                                   # the next drafting step: same model again
+                t0 = time.perf_counter()
+                lm.probs_after(context + new + [int(torch.randint(vocab, (), generator=g))], 1)
+                again = (time.perf_counter() - t0) * 1000.0
+                if keep:
+                    self.warm[lm.name].append(again)
+            if keep:
+                self.samples[lm.name][n - 1].append(ms)
+        self.kept += bool(keep)
+
+    def result(self) -> tuple[dict[str, list[float]], dict[str, float]]:
+        if not self.kept:
+            raise ValueError("no timing round was kept")
+        costs = {name: [statistics.median(s) for s in per_n] for name, per_n in self.samples.items()}
+        first = {}
+        for name, per_n in costs.items():
+            steady = statistics.median(self.warm[name])
+            first[name] = max(0.0, per_n[0] - steady)
+            per_n[0] = steady
+        return costs, first
+
+
 def measure_costs(levels, context: list[int], *, max_n: int, repeats: int, warmup: int, seed: int = 0,
                   progress: ProgressFn | None = None) -> tuple[dict[str, list[float]], dict[str, float]]:
     """(cost_ms, first_call_ms).  cost_ms[name][n-1]: median wall ms of ``LevelModel.probs_after(context + n new tokens, n)``
@@ -253,46 +308,15 @@ def measure_costs(levels, context: list[int], *, max_n: int, repeats: int, warmu
     One-token calls are what a drafter makes γ times in a row, and only the first of them comes
     after another model ran (its caches cold): cost_ms[name][0] is the median of a one-token call
     made right after one of the same model (the drafting step), and first_call_ms[name] how much
-    more the first one after a switch costs (median difference, ≥ 0)."""
-    import torch
-
-    generator = torch.Generator().manual_seed(int(seed))
-    vocab = levels[0].vocab_size
-    samples = {lm.name: [[] for _ in range(max_n)] for lm in levels}
-    warm = {lm.name: [] for lm in levels}
-    for lm in levels:
-        lm.reset()
-        lm.probs_after(context, 1)                                               # warm cache
-    total, done = (warmup + repeats) * len(levels) * max_n, 0
-    jobs = [(lm, n) for lm in levels for n in range(1, max_n + 1)]
+    more the first one after a switch costs (median difference, ≥ 0).  ``CostTimer`` is the same,
+    a round at a time."""
+    timer = CostTimer(levels, context, max_n=max_n, seed=seed)
+    total = (warmup + repeats) * len(timer.jobs)
     for r in range(warmup + repeats):
-        # a fresh random order every round: no (model, n) always runs right after a model switch
-        order = torch.randperm(len(jobs), generator=generator).tolist()
-        for lm, n in (jobs[i] for i in order):
-            new = torch.randint(vocab, (n,), generator=generator).tolist()
-            if len(lm.cached_ids) > len(context) and new[0] == lm.cached_ids[len(context)]:
-                new[0] = (new[0] + 1) % vocab                                # force the crop
-            t0 = time.perf_counter()
-            lm.probs_after(context + new, n)
-            ms = (time.perf_counter() - t0) * 1000.0
-            if n == 1:                                   # the next drafting step: same model again
-                t0 = time.perf_counter()
-                lm.probs_after(context + new + [int(torch.randint(vocab, (), generator=generator))], 1)
-                again = (time.perf_counter() - t0) * 1000.0
-                if r >= warmup:
-                    warm[lm.name].append(again)
-            if r >= warmup:
-                samples[lm.name][n - 1].append(ms)
-            done += 1
+        timer.round(keep=r >= warmup)
         if progress:
-            progress(done, total, "timing forwards")
-    costs = {name: [statistics.median(s) for s in per_n] for name, per_n in samples.items()}
-    first = {}
-    for name, per_n in costs.items():
-        steady = statistics.median(warm[name])
-        first[name] = max(0.0, per_n[0] - steady)
-        per_n[0] = steady
-    return costs, first
+            progress((r + 1) * len(timer.jobs), total, "timing forwards")
+    return timer.result()
 
 
 def measure_overheads(drafter, verifier, context: tuple[list[int], int], *, rule: str, max_gamma: int,

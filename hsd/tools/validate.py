@@ -7,10 +7,14 @@ contender alike, and prints, side by side:
 
 - model-predicted ms/token (``hsd.latency``, OUR derivation) under BOTH acceptance models --
   acceptance measured by position (the profile's ``accept_lengths``, the default) and i.i.d. (one
-  α per pair, ``--acceptance iid``) -- and measured ms/token (wall clock, decode only: from the
-  end of the prompt prefill to the last commit; median over runs);
-- each model's relative error, with its spread: the error of each repeat (the median over the
-  prompts of that repeat), min–max over repeats; model-predicted and measured speedup over AR;
+  α per pair, ``--acceptance iid``), each for decodes of ``max_new_tokens`` tokens as the engine
+  runs them (``hsd.plan.latency.horizon_counts``: the last rounds' blocks are cut to the budget;
+  the long-run figure, which the optimiser ranks by, is kept beside it) -- and measured ms/token
+  (wall clock, decode only: from the end of the prompt prefill to the last commit; Σ ms / Σ
+  tokens over the prompts of a repeat, the ratio of totals the model predicts; median over
+  repeats);
+- each model's relative error, with its spread: the error of each repeat, min–max over
+  repeats; model-predicted and measured speedup over AR;
   whether the predicted optimum is the measured best (within how much);
 - predicted vs measured tokens per target call;
 - per edge: the profile's α, the measured i.i.d. estimate (accepted / positions examined) and the
@@ -33,7 +37,7 @@ from typing import Sequence
 from hsd.errors import ConfigError
 from hsd.plan.contenders import Contender, pick_contenders
 from hsd.plan.optimize import optimal_hierarchy, plan_for
-from hsd.plan.latency import expected_forwards_per_token, expected_ms_per_token, expected_tokens_per_target_call
+from hsd.plan.latency import expected_ms_per_token, horizon_counts
 from hsd.plan.profile import Profile
 from hsd.tools.paths import profile_path
 from hsd.tools.progress import ProgressFn, progress_bar
@@ -50,8 +54,20 @@ VALIDATE_PROMPTS = (
 
 def decode_ms_per_token(trace) -> float:
     """Wall ms per committed token, decode only (prefill of the prompt excluded, like the model)."""
-    n = sum(len(e.tokens) for e in trace.of_kind("committed"))
+    n = committed_tokens(trace)
     return trace.decode_ms() / n if n else float("nan")
+
+
+def committed_tokens(trace) -> int:
+    return sum(len(e.tokens) for e in trace.of_kind("committed"))
+
+
+def pooled_ms_per_token(traces) -> float:
+    """Σ decode ms / Σ committed tokens over ``traces``: the ratio of totals the latency model
+    predicts (its laws are pooled over prompts).  A median of per-prompt figures is another
+    quantity: when one prompt is much harder (slow, bursty), it lands below the pooled mean."""
+    tokens = sum(committed_tokens(t) for t in traces)
+    return sum(t.decode_ms() for t in traces) / tokens if tokens else float("nan")
 
 
 def edge_acceptance(traces, verifier_level: int) -> dict:
@@ -81,9 +97,14 @@ def edge_acceptance(traces, verifier_level: int) -> dict:
 def validate(family, profile: Profile, *, prompts: Sequence[str] = VALIDATE_PROMPTS, max_new_tokens: int = 64,
              repeats: int = 1, temperature: float | None = None, rule: str = "hsd", max_buffer: int = 16,
              seed: int = 0, progress: ProgressFn | None = None, forward: str = "auto",
-             acceptance: str = "position") -> dict:
+             acceptance: str = "position", retime_costs: bool = False) -> dict:
     """Decode every contender on every prompt (interleaved, rotating the order per prompt) and
-    return plain data: per contender predicted vs measured; see the module docstring."""
+    return plain data: per contender predicted vs measured; see the module docstring.  With
+    ``retime_costs``, every model's forwards are timed again, one ``CostTimer`` round after each
+    prompt's runs, and the predictions use those costs (and first calls) with the profile's
+    acceptance and engine terms."""
+    import dataclasses
+
     from hsd.engine import Hierarchy
 
     if list(profile.models) != list(family.names):
@@ -103,12 +124,15 @@ def validate(family, profile: Profile, *, prompts: Sequence[str] = VALIDATE_PROM
     hierarchies = [Hierarchy.from_family(family, chain=list(c.plan.chain), buffers=list(c.plan.buffers), rules=rule,
                                          forward=forward)
                    for c in contenders]
+    ar_index = next(i for i, c in enumerate(contenders) if len(c.plan.chain) == 1)
     # 1) warm-up (excluded): first call of each hierarchy allocates and fills caches
     for h in hierarchies:
         h.generate(prompts[0], max_new_tokens=min(8, max_new_tokens), temperature=temperature, seed=seed)
+    timer = _cost_timer(family, profile, hierarchies[ar_index], prompts[0], max_new_tokens, temperature, seed,
+                        forward) if retime_costs else None
     # 2) interleaved runs
     ms_runs = [[] for _ in contenders]
-    by_repeat = [[[] for _ in range(repeats)] for _ in contenders]
+    by_repeat = [[[] for _ in range(repeats)] for _ in contenders]        # traces per repeat
     traces = [[] for _ in contenders]
     total, done = len(prompts) * repeats * len(contenders), 0
     for (p, prompt), r in itertools.product(enumerate(prompts), range(repeats)):
@@ -117,21 +141,34 @@ def validate(family, profile: Profile, *, prompts: Sequence[str] = VALIDATE_PROM
             result = hierarchies[i].generate(prompt, max_new_tokens=max_new_tokens, temperature=temperature,
                                              seed=seed + 1000 * p + r)
             ms_runs[i].append(decode_ms_per_token(result.trace))
-            by_repeat[i][r].append(ms_runs[i][-1])
+            by_repeat[i][r].append(result.trace)
             traces[i].append(result.trace)
             done += 1
             if progress:
                 progress(done, total, contenders[i].plan.label)
+        if timer is not None:
+            timer.round()
     # 3) summarise
-    ar_index = next(i for i, c in enumerate(contenders) if len(c.plan.chain) == 1)
-    ar_measured = statistics.median(ms_runs[ar_index])
+    costs = {"source": "profile"}
+    if timer is not None:
+        cost_ms, first_call_ms = timer.result()
+        costs = {"source": f"re-timed between the decodes ({timer.kept} rounds)", "cost_ms": cost_ms,
+                 "first_call_ms": first_call_ms, "profile_c1_ms": {m: profile.cost_ms[m][0] for m in profile.models}}
+        profile, other = (dataclasses.replace(p, cost_ms=cost_ms, first_call_ms=first_call_ms) for p in (profile, other))
+    # measured: each repeat's ratio of totals over the prompts, then the median over repeats (a
+    # repeat is one pass over every prompt, so a slow spell of the machine moves one repeat)
+    pooled = [[pooled_ms_per_token(x) for x in reps if x] for reps in by_repeat]
+    ar_measured = statistics.median(pooled[ar_index])
+    read = {profile.acceptance_model: profile, other.acceptance_model: other}
     rows = []
-    for c, runs, trs, reps in zip(contenders, ms_runs, traces, by_repeat):
+    for c, runs, trs, per_repeat in zip(contenders, ms_runs, traces, pooled):
         plan = c.plan
-        measured = statistics.median(runs)
-        read = {profile.acceptance_model: profile, other.acceptance_model: other}
-        pos_ms, iid_ms = (expected_ms_per_token(read[m], plan.chain, plan.buffers) for m in ("position", "iid"))
-        per_repeat = [statistics.median(x) for x in reps if x]
+        measured = statistics.median(per_repeat)
+        # predicted for decodes like these: max_new_tokens each, the engine's budget cap included
+        at = {m: horizon_counts(read[m], plan.chain, plan.buffers, max_new_tokens) for m in ("position", "iid")}
+        pos_ms, iid_ms = at["position"]["ms_per_token"], at["iid"]["ms_per_token"]
+        own = at[profile.acceptance_model]
+        predicted = own["ms_per_token"]
         n_tokens = sum(sum(len(e.tokens) for e in t.of_kind("committed")) for t in trs)
         k = len(plan.chain) - 1
         calls = sum(t.summary().target_calls for t in trs)
@@ -146,27 +183,32 @@ def validate(family, profile: Profile, *, prompts: Sequence[str] = VALIDATE_PROM
         for lv, e in enumerate(edges, start=1):
             if e["alpha_iid"] == e["alpha_iid"]:
                 acc[plan.chain[lv - 1]][plan.chain[lv]] = e["alpha_iid"]
-        seen_alpha = Profile(list(profile.models), profile.cost_ms, acc, {})
+        seen_alpha = Profile(list(profile.models), profile.cost_ms, acc, {}, overhead_ms=profile.overhead_ms,
+                             first_call_ms=profile.first_call_ms)
         forwards = [sum(t.summary().levels[lv].forward_passes - 1 for t in trs) / n_tokens
                     for lv in range(k + 1)]                       # minus the prompt prefill
         rows.append({
             "role": c.role, "label": plan.label, "kind": plan.kind,
             "chain": list(plan.chain), "names": list(plan.names), "buffers": list(plan.buffers),
-            "predicted_ms_per_token": plan.expected_ms_per_token,
+            "predicted_ms_per_token": predicted,
+            "predicted_ms_per_token_long_run": expected_ms_per_token(profile, plan.chain, plan.buffers),
             "measured_ms_per_token": measured,
+            "measured_ms_per_token_by_repeat": per_repeat,
             "measured_runs_ms_per_token": runs,
-            "relative_error": (measured - plan.expected_ms_per_token) / plan.expected_ms_per_token,
+            "relative_error": (measured - predicted) / predicted,
             "predicted_ms_per_token_position": pos_ms, "predicted_ms_per_token_iid": iid_ms,
             "relative_error_position": (measured - pos_ms) / pos_ms,
             "relative_error_iid": (measured - iid_ms) / iid_ms,
             "relative_error_position_by_repeat": [(m - pos_ms) / pos_ms for m in per_repeat],
             "relative_error_iid_by_repeat": [(m - iid_ms) / iid_ms for m in per_repeat],
-            "predicted_speedup_vs_ar": plan.speedup_vs_ar,
+            "predicted_speedup_vs_ar": horizon_counts(profile, [profile.target], [], max_new_tokens)["ms_per_token"]
+                                       / predicted,
             "measured_speedup_vs_ar": ar_measured / measured,
-            "predicted_tokens_per_target_call": expected_tokens_per_target_call(profile, plan.chain, plan.buffers),
+            "predicted_tokens_per_target_call": own["tokens_per_target_call"],
             "measured_tokens_per_target_call": n_tokens / calls if calls else float("nan"),
-            "predicted_ms_per_token_with_measured_alpha": expected_ms_per_token(seen_alpha, plan.chain, plan.buffers),
-            "predicted_forwards_per_token": expected_forwards_per_token(profile, plan.chain, plan.buffers),
+            "predicted_ms_per_token_with_measured_alpha":
+                horizon_counts(seen_alpha, plan.chain, plan.buffers, max_new_tokens)["ms_per_token"],
+            "predicted_forwards_per_token": own["forwards_per_token"],
             "measured_forwards_per_token": forwards,
             "edges": edges})
     errors = [abs(r["relative_error"]) for r in rows]
@@ -184,9 +226,28 @@ def validate(family, profile: Profile, *, prompts: Sequence[str] = VALIDATE_PROM
             "repeats": repeats, "profile_meta": profile.meta, "rows": rows, "acceptance": acceptance,
             "acceptance_label": profile.acceptance_label,
             "median_abs_relative_error": statistics.median(errors), "by_model": summary,
-            "measured_best": best["label"],
-            "note": f"predicted = our latency derivation ({profile.acceptance_label}; the other model beside it); "
-                    "measured = wall clock, decode only, median over prompts × repeats"}
+            "measured_best": best["label"], "costs": costs,
+            "note": f"predicted = our latency derivation ({profile.acceptance_label}; the other model beside it) "
+                    f"for decodes of {max_new_tokens} tokens (the engine's budget cap included); measured = wall "
+                    "clock, decode only, Σ ms / Σ tokens over the prompts, median over repeats"}
+
+
+def _cost_timer(family, profile: Profile, ar, prompt: str, max_new_tokens: int, temperature: float, seed: int,
+                forward: str):
+    """A ``CostTimer`` over fresh levels of every model, on a context like the decodes' (the
+    prompt and what the target writes after it), its first two rounds discarded."""
+    from hsd.levels import SamplingSettings, build_level
+    from hsd.tools.measure import CostTimer, encode_prompt
+
+    settings = SamplingSettings(temperature, 0, 1.0)
+    levels = [build_level(m, name=n, vocab_size=family.vocab_size, settings=settings, forward=forward)
+              for m, n in zip(family.models, family.names)]
+    written = ar.generate(prompt, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed).token_ids
+    context = encode_prompt(family.tokenizer, prompt) + list(written)
+    timer = CostTimer(levels, context, max_n=len(profile.cost_ms[profile.models[0]]), seed=seed)
+    for _ in range(2):
+        timer.round(keep=False)
+    return timer
 
 
 def format_report(report: dict) -> str:
@@ -199,14 +260,17 @@ def format_report(report: dict) -> str:
                      f"{r['predicted_speedup_vs_ar']:>7.2f}× {r['measured_speedup_vs_ar']:>7.2f}× "
                      f"{r['predicted_tokens_per_target_call']:>13.2f} {r['measured_tokens_per_target_call']:>13.2f}")
     lines.append("")
-    lines.append(f"{'hierarchy':<{w}} {'pred ms/tok with measured α':>28}   forwards/token per level: predicted | measured")
+    lines.append(f"{'hierarchy':<{w}} {'pred long run':>13} {'pred ms/tok with measured α':>28}   "
+                 "forwards/token per level: predicted | measured")
     for r in report["rows"]:
         fw = "  ".join(f"{p:.2f}|{m:.2f}" for p, m in zip(r["predicted_forwards_per_token"],
                                                          r["measured_forwards_per_token"]))
-        lines.append(f"{r['label']:<{w}} {r['predicted_ms_per_token_with_measured_alpha']:>28.3f}   {fw}")
+        long_run = r.get("predicted_ms_per_token_long_run", float("nan"))
+        lines.append(f"{r['label']:<{w}} {long_run:>13.3f} {r['predicted_ms_per_token_with_measured_alpha']:>28.3f}   {fw}")
     lines.append(f"median |relative error|: {100 * report['median_abs_relative_error']:.1f}%   "
-                 f"(predicted: model, {report.get('acceptance_label', 'i.i.d. acceptance')}; measured: wall clock, "
-                 f"decode only, median of {report['prompts']}×{report['repeats']} runs; rule {report['rule']}, "
+                 f"(predicted: model, {report.get('acceptance_label', 'i.i.d. acceptance')}, decodes of "
+                 f"{report['max_new_tokens']} tokens; measured: wall clock, decode only, Σ ms / Σ tokens over "
+                 f"{report['prompts']} prompts, median of {report['repeats']} repeat(s); rule {report['rule']}, "
                  f"T={report['temperature']})")
     if "by_model" in report:
         lines += ["", "both acceptance models side by side: relative error, all runs (min–max over repeats)",
@@ -224,6 +288,10 @@ def format_report(report: dict) -> str:
                          f"{100 * m['max_abs_relative_error']:.1f}%; predicted optimum {m['predicted_optimum']} "
                          f"measured {m['predicted_optimum_measured_over_best']:.3f}× the measured best "
                          f"({report['measured_best']})")
+    costs = report.get("costs", {})
+    if costs.get("cost_ms"):
+        c1 = ", ".join(f"{m} {costs['profile_c1_ms'][m]:.2f} → {v[0]:.2f}" for m, v in costs["cost_ms"].items())
+        lines.append(f"costs: {costs['source']}; c(1) ms, profile → re-timed: {c1}")
     prule = report.get("profile_meta", {}).get("rule")
     if prule and prule != report["rule"]:
         lines.append(f"note: the profile's overheads were timed for rule '{prule}', these runs used '{report['rule']}'")
@@ -268,7 +336,7 @@ def run(args) -> int:
     report = validate(family, profile, prompts=args.prompts or VALIDATE_PROMPTS,
                       max_new_tokens=args.max_new_tokens, repeats=args.repeats, temperature=args.temperature,
                       rule=args.rule, max_buffer=args.max_buffer, seed=args.seed, progress=progress_bar(),
-                      forward=args.forward, acceptance=args.acceptance)
+                      forward=args.forward, acceptance=args.acceptance, retime_costs=args.retime_costs)
     report["profile"] = str(path)
     print(format_report(report))
     if args.json:

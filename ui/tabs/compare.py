@@ -115,6 +115,7 @@ def _runs(ctx: Context, tab: CompareTab, req: Request, chosen: list[str], dark: 
                     tab.table: rows})
         yield {**out, tab.status: f"Running {i + 1}/{len(runs)}: **{run.label}**…"}
     profile = ctx.families.profile(req.family, names)
-    model = f" Model-predicted numbers: {profile.acceptance_label}." if profile is not None else ""
+    model = (f" Model-predicted numbers: {profile.acceptance_label}, for decodes of {req.max_new_tokens} tokens."
+             if profile is not None else "")
     yield {**out, tab.status: f"Done: {len(runs)} hierarchies, same prompt and seed ({req.seed}), "
                               f"run one after another.{model}"}
