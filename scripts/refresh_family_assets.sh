@@ -19,7 +19,7 @@ $LOCK $PY -m hsd.family design --json assets/family/design-study.json     # shap
 $LOCK $PY -m hsd.family card --family assets/family                       # card + card.json
 $LOCK $PY -m hsd profile --family bundled --out assets/profile-bundled.json --threads 2
 $PY -m hsd optimize assets/profile-bundled.json | tee assets/plan-bundled.txt
-$LOCK $PY -m hsd validate --family bundled --profile assets/profile-bundled.json --repeats 2 --threads 2 \
+$LOCK $PY -m hsd validate --family bundled --profile assets/profile-bundled.json --repeats 2 --threads 2 --retime-costs \
     --json assets/validation-bundled.json | tee assets/validation-bundled.txt
 $LOCK $PY -m hsd bench --family bundled --profile assets/profile-bundled.json --max-prompts 4 --repeats 2 \
     --max-new-tokens 96 --temperature 0,1 --json assets/bench/bench-bundled-cpu.json \
@@ -28,7 +28,7 @@ $PY -m hsd.tools.examples --family bundled --out assets/examples
 # the family with the model-free n-gram level below it, greedy (where prompt lookup pays)
 $LOCK $PY -m hsd profile --family ngram,bundled --temperature 0 --out assets/profile-ngram-bundled.json --threads 2
 $PY -m hsd optimize assets/profile-ngram-bundled.json | tee assets/plan-ngram-bundled.txt
-$LOCK $PY -m hsd validate --family ngram,bundled --profile assets/profile-ngram-bundled.json --repeats 2 \
+$LOCK $PY -m hsd validate --family ngram,bundled --profile assets/profile-ngram-bundled.json --repeats 2 --retime-costs \
     --temperature 0 --threads 2 --json assets/validation-ngram-bundled.json | tee assets/validation-ngram-bundled.txt
 $LOCK $PY -m hsd bench --family ngram,bundled --profile assets/profile-ngram-bundled.json --max-prompts 4 \
     --repeats 2 --max-new-tokens 96 --temperature 0 --json assets/bench/bench-ngram-bundled-cpu.json \

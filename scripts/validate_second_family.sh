@@ -11,6 +11,6 @@ OUT=.cache/family-second
 $PY -m hsd.family train --plan second --out "$OUT" --work .cache/second-train
 SPEC="$OUT/hsd-second-s,$OUT/hsd-second-m,$OUT/hsd-second-l"
 for T in 1 0; do
-  $PY -m hsd validate --family "$SPEC" --fresh-profile --repeats 2 --temperature "$T" --threads 2 \
+  $PY -m hsd validate --family "$SPEC" --fresh-profile --retime-costs --repeats 2 --temperature "$T" --threads 2 \
       --json "assets/validation-second-t$T.json" | tee "assets/validation-second-t$T.txt"
 done
