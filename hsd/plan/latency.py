@@ -249,7 +249,8 @@ def horizon_counts(profile, chain: Sequence[int], buffers: Sequence[int], max_ne
     ``V_i(r)``, the cost of level i handing up n = min(T_i, r) tokens, is ``W_i(0, r)`` with
     ``W_i(h, r) = V_{i-1}(r−h) + verify_i(g) + Σ_o P_i(o | g)·W_i(h + min(o, n−h), r)``,
     g = min(T_{i-1}, r−h), and ``W_i(h, r) = 0`` once h ≥ n; the target's
-    ``U(r) = V_{K-1}(r) + verify_K(g) + Σ_o P_K(o | g)·U(r − min(o, r))`` with g = min(T_{K-1}, r).
+    ``U(r) = V_{K-1}(r) + verify_K(g) + Σ_o P_K(o | g)·U(r − min(o, r))`` with g = min(T_{K-1}, r)
+    is the same recursion with the whole decode as the target's buffer: U(N) = W_K(0, N).
     Returns ``ms_per_token`` (U(N)/N plus the per-token term), ``tokens_per_target_call``
     (N / E[target calls]) and ``forwards_per_token`` (per level, level 0 first), the quantities
     ``simulate_counts(..., max_new_tokens=N)`` estimates and ``hsd validate`` measures."""
@@ -260,8 +261,6 @@ def horizon_counts(profile, chain: Sequence[int], buffers: Sequence[int], max_ne
     if k == 0:
         return {"ms_per_token": autoregressive_ms(profile, chain[0]), "tokens_per_target_call": 1.0,
                 "forwards_per_token": [1.0]}
-    step = draft_step_cost(profile, chain[0])
-    first = profile.first_call(chain[0])
     laws: dict = {}
 
     def law(level: int, gamma: int) -> list[float]:
@@ -274,17 +273,18 @@ def horizon_counts(profile, chain: Sequence[int], buffers: Sequence[int], max_ne
         for j, v in enumerate(vec):
             acc[j] += weight * v
 
-    below = [sum(buffers[:i]) for i in range(k)]          # how far below level i a budget can bind
+    sizes = buffers + [max_new_tokens]                    # the target "hands up" the whole decode
+    below = [sum(buffers[:i]) for i in range(k + 1)]      # how far below level i a budget can bind
     memo: dict = {}
 
     def produce(level: int, r: int) -> list[float]:       # [ms, forwards of levels 0..K]
-        n = min(buffers[level], r)
+        n = min(sizes[level], r)
         r = min(r, n + below[level])                      # a budget past this binds nothing below
         key = (level, r)
         if key in memo:
             return memo[key]
         if level == 0:
-            out = [n * step + first] + [0.0] * (k + 1)
+            out = [leaf_cost(profile, chain[0], n)] + [0.0] * (k + 1)
             out[1] += n
         else:
             held_cost = [[0.0] * (k + 2) for _ in range(n + 1)]   # W(h) for h = n … 0 (W(n) = 0)
@@ -301,17 +301,7 @@ def horizon_counts(profile, chain: Sequence[int], buffers: Sequence[int], max_ne
         memo[key] = out
         return out
 
-    target = [[0.0] * (k + 2) for _ in range(max_new_tokens + 1)]    # U(r), r = 0 … N
-    for r in range(1, max_new_tokens + 1):
-        g = min(buffers[-1], r)
-        acc = list(produce(k - 1, r))
-        acc[0] += verify_cost(profile, chain[-1], g)
-        acc[1 + k] += 1
-        for o, p in enumerate(law(k, g), start=1):
-            if p:
-                add(acc, target[r - min(o, r)], p)
-        target[r] = acc
-    total = target[max_new_tokens]
+    total = produce(k, max_new_tokens)                    # U(N): the target's rounds, W_K(0, N)
     return {"ms_per_token": total[0] / max_new_tokens + profile.token_overhead_ms(),
             "tokens_per_target_call": max_new_tokens / total[1 + k],
             "forwards_per_token": [f / max_new_tokens for f in total[1:]]}
@@ -357,7 +347,6 @@ def simulate_counts(profile, chain: Sequence[int], buffers: Sequence[int], n_tok
     horizon = max_new_tokens
     cumulative: dict = {}
     forwards = [0] * (k + 1)
-    step, first = draft_step_cost(profile, chain[0]), profile.first_call(chain[0])
 
     def round_output(level: int, gamma: int) -> int:    # tokens out of one verification by `level`
         forwards[level] += 1
@@ -370,7 +359,7 @@ def simulate_counts(profile, chain: Sequence[int], buffers: Sequence[int], n_tok
     def produce(level: int, n: int, budget: float) -> float:   # ms for `level` to hand up n tokens
         if level == 0:
             forwards[0] += n
-            return n * step + first
+            return leaf_cost(profile, chain[0], n)
         held, spent = 0, 0.0
         while held < n:
             gamma = int(min(buffers[level - 1], budget - held))   # the engine's cap: the budget left
@@ -379,14 +368,13 @@ def simulate_counts(profile, chain: Sequence[int], buffers: Sequence[int], n_tok
         return spent                        # truncated to exactly n
 
     committed, spent = 0, 0.0
-    while committed < n_tokens:             # whole target rounds, or whole decodes of `horizon`
-        left = math.inf if unbounded else horizon
-        while left > 0 and (not unbounded or committed < n_tokens):
-            gamma = int(min(buffers[-1], left))
-            spent += produce(k - 1, gamma, left) + verify_cost(profile, chain[k], gamma)
-            out = min(round_output(k, gamma), left)
-            left -= out
-            committed += out
+    while committed < n_tokens:
+        if unbounded:                       # one target round
+            spent += produce(k - 1, buffers[-1], math.inf) + verify_cost(profile, chain[k], buffers[-1])
+            committed += round_output(k, buffers[-1])
+        else:                               # one whole decode: the target's rounds up to the budget
+            spent += produce(k, horizon, horizon)
+            committed += horizon
     return {"ms_per_token": spent / committed + profile.token_overhead_ms(),
             "tokens_per_target_call": committed / forwards[k],
             "forwards_per_token": [f / committed for f in forwards]}
