@@ -125,6 +125,11 @@ def test_help_and_argument_mistakes_are_answered_before_torch_is_imported():
     (["optimise", "p.json"], "invalid choice"),
     (["bench", "--temperature", "-1"], "--temperature"),
     (["profile", "--out", "p.json", "--rule", "nope"], "--rule"),
+    (["profile", "--out", "p.json", "--trace-blocks", "0,2"], "--trace-blocks"),
+    (["validate", "--trace-blocks", ","], "--trace-blocks"),
+    (["validate", "--prompts-file", "/nonexistent/prompts.txt"], "cannot read the prompts file"),
+    (["validate", "--profile-prompts", "x.txt"], "needs --fresh-profile"),
+    (["profile", "--out", "p.json", "--profile-prompts", "/nonexistent/p.txt"], "cannot read the prompts file"),
 ])
 def test_every_argument_mistake_is_one_error_line_with_exit_code_2(args, needle):
     proc = _run_hsd(args)

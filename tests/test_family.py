@@ -4,6 +4,7 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import json  # noqa: E402
+import sys  # noqa: E402
 import shutil  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -389,3 +390,44 @@ def test_the_design_study_times_shapes_and_solves_each_candidate():
     assert row["optimum"].endswith("c") and row["vs_best_single"] >= 1.0 and row["speedup_vs_ar"] > 0
     table = format_study(result)
     assert "| 6 × 32 |" in table and f"| 1 → 2 → 6 | assumed | {row['optimum']} |" in table
+
+
+def test_prompt_windows_are_whole_lines_of_one_file_and_deterministic(tmp_path):
+    from hsd.family.corpus import escape_prompt, prompt_windows
+    from hsd.tools.paths import parse_prompts
+
+    files = []
+    for i in range(6):
+        f = tmp_path / f"m{i}.py"
+        f.write_text("".join(f"x{i}_{k} = {k}  # \\ back\n\nif x{i}_{k}:\n    pass\n" for k in range(20)))
+        files.append(f)
+    (tmp_path / "u.py").write_text("caf\u00e9 = 1\n" * 40)                      # not ASCII: skipped
+    files.append(tmp_path / "u.py")
+    prompts = prompt_windows(files, 5, seed=3)
+    assert prompts == prompt_windows(files, 5, seed=3) and prompts != prompt_windows(files, 5, seed=4)
+    for p in prompts:
+        lines = p[:-1].split("\n")
+        assert p.endswith("\n") and 3 <= len(lines) <= 8 and len(p) <= 240 and p.isascii()
+        assert lines[-1].strip() and not lines[-1].lstrip().startswith("#")
+        assert sum(p in f.read_text() for f in files) >= 1                      # a run of one file's lines
+    assert len({next(f for f in files if p in f.read_text()) for p in prompts}) == 5      # one per file
+    assert parse_prompts("\n".join(escape_prompt(p) for p in prompts)) == prompts    # file round trip
+    assert parse_prompts(escape_prompt("a\\nb\tc\n")) == ["a\\nb\tc\n"]
+    with pytest.raises(ValueError, match="only 6 of 9"):
+        prompt_windows(files, 9)
+
+
+def test_the_latency_models_prompt_sets_are_held_out_code_and_share_no_prompt():
+    from hsd.family.corpus import corpus_files, split_files
+    from hsd.tools.paths import PROMPT_FILES, load_prompts
+
+    profile, validate = load_prompts(PROMPT_FILES["profile"]), load_prompts(PROMPT_FILES["validate"])
+    assert len(profile) == 24 and len(validate) == 32 and not set(profile) & set(validate)
+    header = PROMPT_FILES["profile"].read_text(encoding="utf-8").splitlines()[0]
+    if header.split("Python ")[-1].split()[0] != sys.version.split()[0]:
+        pytest.skip(f"the sets were cut from another Python's standard library ({header})")
+    _, held = split_files(corpus_files())
+    texts = [f.read_text(encoding="utf-8", errors="replace") for f in held]
+    source = lambda p: {i for i, t in enumerate(texts) if p in t}               # noqa: E731
+    assert all(source(p) & set(range(0, len(held), 2)) for p in profile)       # every other held-out file
+    assert all(source(p) & set(range(1, len(held), 2)) for p in validate)      # the rest

@@ -297,3 +297,36 @@ def test_a_measured_profile_fits_the_engines_own_time_to_its_decodes():
     blocks = measure_profile(fam, max_n=3, repeats=1, warmup=0, context_tokens=4, prompts=["abc"],
                              accept_source="blocks")
     assert "engine_overhead" not in blocks.meta and "step" not in blocks.overhead_ms
+
+
+def test_traces_at_a_subset_of_block_lengths_pool_the_same_way_and_build_every_law():
+    """``trace_blocks``: the single-draft decodes run only at those block lengths (the longest
+    added), the conditional acceptance is pooled over them, and a law exists for every γ."""
+    from hsd.engine import Hierarchy
+    from hsd.tools.measure import trace_block_lengths
+
+    assert trace_block_lengths(None, 4) == [1, 2, 3, 4]
+    assert trace_block_lengths([1, 2, 8, 16], 5) == [1, 2, 5]
+    with pytest.raises(ConfigError, match="whole numbers ≥ 1"):
+        trace_block_lengths([0, 2], 4)
+    fam = _family(2)
+    prof = measure_profile(fam, max_n=5, repeats=1, warmup=0, temperature=0.0, context_tokens=10,
+                           prompts=["ab c", "x = (y)"], trace_blocks=[1, 3])
+    assert prof.meta["trace_blocks"] == [1, 3, 4]
+    assert [len(law) for law in prof.accept_lengths[0][1]] == [2, 3, 4, 5]
+    prompt_ids = [list(fam.tokenizer(p, add_special_tokens=False)["input_ids"]) for p in ["ab c", "x = (y)"]]
+    reached, kept = [0] * 4, [0] * 4
+    for gamma in (1, 3, 4):
+        h = Hierarchy([fam.models[0], fam.models[1]], tokenizer=fam.tokenizer, buffers=[gamma], rules="hsd")
+        for p, ids in enumerate(prompt_ids):
+            for e in h.stream(fam.tokenizer.decode(ids), max_new_tokens=16, temperature=0.0, seed=p, stop_at_eos=False):
+                if e.kind == "verified" and len(e.proposed) == gamma:
+                    for t in range(min(e.n_accepted + 1, gamma)):
+                        reached[t] += 1
+                        kept[t] += t < e.n_accepted
+    a = [k / r if r else 1.0 for k, r in zip(kept, reached)]
+    assert prof.accept_lengths[0][1][1] == pytest.approx([1 - a[0], a[0] * (1 - a[1]), a[0] * a[1]], abs=1e-12)
+    every = measure_profile(fam, max_n=5, repeats=1, warmup=0, temperature=0.0, context_tokens=10,
+                            prompts=["ab c", "x = (y)"])
+    assert every.meta["trace_blocks"] == [1, 2, 3, 4]
+    assert every.meta["engine_overhead"]["n"] > prof.meta["engine_overhead"]["n"]     # more decodes

@@ -131,3 +131,48 @@ def write_bigram(family_dir: Path, log=print) -> Path:
                                          "excluded)"}, separators=(",", ":")) + "\n", encoding="utf-8")
     log(f"wrote {out}: {len(table)} entries from {len(tokens)} tokens in {time.time() - t0:.0f} s")
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# prompts from held-out code (the latency model's profile and validation prompts)
+# --------------------------------------------------------------------------------------------
+def prompt_windows(files: list[Path], n: int, *, seed: int = 0, lines: tuple[int, int] = (3, 8),
+                   max_chars: int = 240) -> list[str]:
+    """``n`` prompts, each a run of whole lines of one file (at most one prompt per file; files
+    taken in a seeded random order, a file without a fitting window skipped).  A window holds
+    ``lines[0]..lines[1]`` lines, at most ``max_chars`` characters, ASCII only, and ends with the
+    newline after a code line (not blank, not a comment), so the model continues with the next
+    line.  Deterministic for the same files and seed."""
+    import random
+
+    rng = random.Random(seed)
+    order = list(files)
+    rng.shuffle(order)
+    out = []
+    for path in order:
+        if len(out) == n:
+            break
+        text = read_text(path)
+        if not text.isascii() or "\r" in text:
+            continue
+        rows = text.split("\n")
+        starts = [i for i, r in enumerate(rows) if r.strip() and not r.lstrip().startswith("#")]
+        rng.shuffle(starts)
+        for start in starts[:50]:
+            k = rng.randint(lines[0], lines[1])
+            window = rows[start:start + k]
+            last = window[-1] if window else ""
+            if len(window) < lines[0] or not last.strip() or last.lstrip().startswith("#"):
+                continue
+            prompt = "\n".join(window) + "\n"
+            if len(prompt) <= max_chars and "\t" not in prompt:
+                out.append(prompt)
+                break
+    if len(out) < n:
+        raise ValueError(f"only {len(out)} of {n} prompt windows found in {len(files)} files")
+    return out
+
+
+def escape_prompt(text: str) -> str:
+    """One line of a prompts file (``hsd.tools.paths.parse_prompts`` reads it back)."""
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")

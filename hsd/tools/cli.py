@@ -91,6 +91,26 @@ def number(lo: float, hi: float = math.inf, lo_open: bool = False):
     return check
 
 
+def blocks(text: str) -> list[int]:
+    values = [whole(1, "a block length")(x.strip()) for x in text.split(",") if x.strip()]
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one block length")
+    return values
+
+
+TRACE_BLOCKS_DEFAULT = "1,2,3,4,6,8,12,16"
+
+
+def add_acceptance_measurement(p) -> None:
+    """How a profile measures acceptance: on which prompts, from decodes at which block lengths."""
+    p.add_argument("--profile-prompts", default=None, metavar="FILE",
+                   help="prompts file the profile's acceptance is measured after (default: "
+                        "assets/prompts/profile.txt, 24 windows of held-out stdlib code)")
+    p.add_argument("--trace-blocks", type=blocks, default=blocks(TRACE_BLOCKS_DEFAULT), metavar="G,G,…",
+                   help=f"block lengths of the single-draft decodes acceptance by position is pooled from "
+                        f"(default {TRACE_BLOCKS_DEFAULT}; the longest timed block is always added)")
+
+
 def floats(text: str) -> list[float]:
     values = [number(0.0)(x) for x in text.split(",") if x.strip()]
     if not values:
@@ -191,6 +211,7 @@ def add_profile(sub) -> None:
     p.add_argument("--accept-source", choices=["traces", "blocks"], default="traces",
                    help="acceptance by position from real single-draft decodes of every pair (default) or "
                         "from blocks drafted at evenly spaced positions (faster; it overstates acceptance)")
+    add_acceptance_measurement(p)
     add_machine(p)
 
 
@@ -216,7 +237,10 @@ def add_validate(sub) -> None:
                                    "deeper hierarchies; print model-predicted vs measured latency.")
     add_family(p, profile=True)
     p.add_argument("--max-new-tokens", type=whole(1), default=64)
-    p.add_argument("--prompts", nargs="+", default=None, help="prompts (default: six Python snippets)")
+    p.add_argument("--prompts", nargs="+", default=None, help="prompts (default: --prompts-file)")
+    p.add_argument("--prompts-file", default=None, metavar="FILE",
+                   help="prompts file to decode (default: assets/prompts/validate.txt, 32 windows of held-out "
+                        "stdlib code, none from a file the profile prompts come from)")
     p.add_argument("--repeats", type=whole(1), default=1, help="runs per prompt and hierarchy (default 1)")
     p.add_argument("--temperature", type=number(0.0), default=None, help="default: the profile's")
     p.add_argument("--rule", default="hsd", choices=RULE_NAMES, help="verification rule at every level (default hsd)")
@@ -225,6 +249,7 @@ def add_validate(sub) -> None:
     p.add_argument("--fresh-profile", action="store_true",
                    help="measure the profile in this run, just before the decodes (instead of --profile)")
     p.add_argument("--save-profile", default=None, help="with --fresh-profile: also write it to this path")
+    add_acceptance_measurement(p)
     p.add_argument("--retime-costs", action="store_true",
                    help="time every model's forwards again between the decodes (a round after each prompt's "
                         "runs) and predict with those costs: this machine's speed drifts, and then the costs "

@@ -16,6 +16,7 @@ from typing import Sequence
 
 from hsd.errors import ConfigError
 from hsd.plan.profile import ENGINE_TERMS, Profile, law_from_conditional
+from hsd.tools.paths import PROMPT_FILES, load_prompts
 from hsd.tools.progress import ProgressFn, progress_bar
 from hsd.trace import Trace
 
@@ -140,13 +141,16 @@ def measure_accept_lengths(levels, prefixes: Sequence[list[int]], *, settings, m
 
 def measure_trace_lengths(family, names: Sequence[str], prompts_ids: Sequence[list[int]], *, settings,
                           max_block: int, rule: str, new_tokens: int, seed: int = 0, forward: str = "auto",
-                          progress: ProgressFn | None = None, records: list | None = None) -> list[list]:
-    """``accept_lengths`` from real decodes: for every pair (i < j) and block γ = 1..max_block,
-    the single-draft hierarchy i[γ] → j decodes ``new_tokens`` after each prompt.  A round starts
+                          progress: ProgressFn | None = None, records: list | None = None,
+                          blocks: Sequence[int] | None = None) -> list[list]:
+    """``accept_lengths`` from real decodes: for every pair (i < j) and block γ = 1..max_block
+    (or only the γ's in ``blocks``), the single-draft hierarchy i[γ] → j decodes ``new_tokens``
+    after each prompt.  A round starts
     right where the previous one ended -- often after a rejection, in hard text -- which blocks
     drafted at evenly spaced positions miss.  From the verifications (full blocks only) of all
     the γ's together, the conditional acceptance a_t = P(position t kept | positions < t kept) is
-    pooled (every block that reached position t counts), and each γ's law is built from it:
+    pooled (every block that reached position t counts), and each γ's law, γ = 1..max_block, is
+    built from it (a subset of ``blocks`` must include max_block, so every position is reached):
     P(O = k+1) = a_1…a_k (1 - a_{k+1}), P(O = γ+1) = a_1…a_γ.  Pooling keeps the laws smooth in
     γ; laws counted per γ alone are noisy, and the optimiser would pick the γ whose noise flatters
     it.  With ``records`` (a list), each decode's counts and wall clock are appended to it
@@ -154,13 +158,14 @@ def measure_trace_lengths(family, names: Sequence[str], prompts_ids: Sequence[li
     ``fit_engine_overhead`` needs."""
     from hsd.engine import Hierarchy
 
+    gammas = trace_block_lengths(blocks, max_block)
     n = len(names)
     pairs = [(i, j) for i in range(n - 1) for j in range(i + 1, n)]
     out = [[None] * n for _ in range(n)]
     text = [family.tokenizer.decode(ids) for ids in prompts_ids]
     for done, (i, j) in enumerate(pairs):
         reached, kept = [0] * max_block, [0] * max_block
-        for gamma in range(1, max_block + 1):
+        for gamma in gammas:
             h = Hierarchy([family.models[i], family.models[j]], tokenizer=family.tokenizer, names=[names[i], names[j]],
                           vocab_size=family.vocab_size, buffers=[gamma], rules=rule, forward=forward)
             for p, prompt in enumerate(text):
@@ -185,6 +190,17 @@ def measure_trace_lengths(family, names: Sequence[str], prompts_ids: Sequence[li
                                                        top_k=settings.top_k, top_p=settings.top_p, seed=seed + p,
                                                        stop_at_eos=False)), (n - 1,)))
     return out
+
+
+def trace_block_lengths(blocks: Sequence[int] | None, max_block: int) -> list[int]:
+    """The block lengths the traces decode with: 1..max_block, or ``blocks`` clipped to it and
+    with max_block added (the pooled conditional acceptance needs every position reached)."""
+    if blocks is None:
+        return list(range(1, max_block + 1))
+    bad = [b for b in blocks if not isinstance(b, int) or b < 1]
+    if bad:
+        raise ConfigError(f"trace blocks must be whole numbers ≥ 1, got {bad}")
+    return sorted({b for b in blocks if b <= max_block} | {max_block})
 
 
 def decode_record(events, chain: Sequence[int]) -> dict:
@@ -361,7 +377,8 @@ def measure_profile(family, *, max_n: int = 17, repeats: int = 15, warmup: int =
                     prompts: Sequence[str] = DEFAULT_PROMPTS, contexts: Sequence[Sequence[int]] | None = None,
                     context_tokens: int = 64, seed: int = 0, rule: str | None = "hsd",
                     progress: ProgressFn | None = None, forward: str = "auto",
-                    block_every: int = 8, accept_rule: str = "hsd", accept_source: str = "traces") -> Profile:
+                    block_every: int = 8, accept_rule: str = "hsd", accept_source: str = "traces",
+                    trace_blocks: Sequence[int] | None = None) -> Profile:
     """Measure a ``Profile`` of ``family`` (a ``hsd.models.LoadedFamily``) on this machine.
 
     1) contexts: the target samples ``context_tokens`` tokens after each prompt at the serving
@@ -370,7 +387,8 @@ def measure_profile(family, *, max_n: int = 17, repeats: int = 15, warmup: int =
     2) acceptance: α[i][j] = E_ctx[Σ_v min(p_i, p_j)] over those positions, and by position:
        blocks of max_n - 1 tokens drafted after every ``block_every``-th of them, verified with
        ``accept_rule``, from real single-draft decodes of every pair (``accept_source="traces"``,
-       the default: ``measure_trace_lengths``) or from blocks drafted after evenly spaced
+       the default: ``measure_trace_lengths``, at the block lengths ``trace_blocks``, default
+       every one) or from blocks drafted after evenly spaced
        positions of the contexts (``"blocks"``: ``measure_accept_lengths``, faster, but it
        overstates acceptance: rounds start where the previous one failed); ``block_every=0``
        skips both;
@@ -425,7 +443,8 @@ def measure_profile(family, *, max_n: int = 17, repeats: int = 15, warmup: int =
         starts = [seq[:prompt_len] for seq, prompt_len in ctxs]
         accept_lengths = measure_trace_lengths(family, names, starts, settings=settings, max_block=max_n - 1,
                                                rule=accept_rule, new_tokens=max(context_tokens, 16), seed=seed,
-                                               forward=forward, progress=progress, records=records)
+                                               forward=forward, progress=progress, records=records,
+                                               blocks=trace_blocks)
     elif block_every:
         starts = block_starts(ctxs, block_every)
         accept_lengths = measure_accept_lengths(levels, starts, settings=settings, max_block=max_n - 1, rule=accept_rule,
@@ -458,6 +477,8 @@ def measure_profile(family, *, max_n: int = 17, repeats: int = 15, warmup: int =
         meta.update(accept_lengths=f"law of tokens out of one verification by block length, rule "
                                    f"'{accept_rule}', {how}",
                     accept_rule=accept_rule, accept_source=accept_source, block_starts=len(starts), block_every=block_every)
+        if accept_source == "traces":
+            meta["trace_blocks"] = trace_block_lengths(trace_blocks, max_n - 1)
     meta["first_call"] = "a one-token call right after another model's, above the drafting step's cost"
     profile = Profile(models=names, cost_ms=cost_ms, acceptance=acceptance, meta=meta, overhead_ms=overhead,
                       accept_lengths=accept_lengths, first_call_ms=first_call_ms)
@@ -481,12 +502,13 @@ def run(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    prompts = load_prompts(args.profile_prompts or PROMPT_FILES["profile"])
     family = load_family(args.family, device=args.device)
     profile = measure_profile(family, max_n=args.max_n, repeats=args.repeats, temperature=args.temperature,
                               top_k=args.top_k, top_p=args.top_p, context_tokens=args.context_tokens,
                               seed=args.seed, rule=None if args.rule == "none" else args.rule,
                               progress=progress_bar(), forward=args.forward, block_every=args.block_every,
-                              accept_source=args.accept_source)
+                              accept_source=args.accept_source, prompts=prompts, trace_blocks=args.trace_blocks)
     profile.meta["family"] = args.family
     profile.save(args.out)
     print(f"\nwrote {args.out}: {len(profile.models)} models, costs n=1..{args.max_n}", file=sys.stderr)

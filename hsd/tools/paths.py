@@ -9,7 +9,9 @@ from hsd.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 ASSETS = ROOT / "assets"
-PROMPT_FILES = {"code": ASSETS / "prompts" / "code.txt", "natural": ASSETS / "prompts" / "natural.txt"}
+PROMPT_FILES = {"code": ASSETS / "prompts" / "code.txt", "natural": ASSETS / "prompts" / "natural.txt",
+                # the latency model's: held-out stdlib code, disjoint files (scripts/make_prompt_sets.py)
+                "profile": ASSETS / "prompts" / "profile.txt", "validate": ASSETS / "prompts" / "validate.txt"}
 _ESCAPES = {"n": "\n", "t": "\t", "\\": "\\"}
 
 

@@ -39,7 +39,7 @@ from hsd.plan.contenders import Contender, pick_contenders
 from hsd.plan.optimize import optimal_hierarchy, plan_for
 from hsd.plan.latency import autoregressive_ms, expected_ms_per_token, horizon_counts
 from hsd.plan.profile import Profile
-from hsd.tools.paths import profile_path
+from hsd.tools.paths import PROMPT_FILES, load_prompts, profile_path
 from hsd.tools.progress import ProgressFn, progress_bar
 
 VALIDATE_PROMPTS = (
@@ -320,20 +320,25 @@ def run(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.profile_prompts and not args.fresh_profile:
+        raise ConfigError("--profile-prompts measures a profile: it needs --fresh-profile")
+    prompts = args.prompts or load_prompts(args.prompts_file or PROMPT_FILES["validate"])
+    profile_prompts = load_prompts(args.profile_prompts or PROMPT_FILES["profile"]) if args.fresh_profile else None
     family = load_family(args.family, device=args.device)
     if args.fresh_profile:
         from hsd.tools.measure import measure_profile
 
         temperature = 1.0 if args.temperature is None else args.temperature
         profile = measure_profile(family, temperature=temperature, seed=args.seed, progress=progress_bar(),
-                                  forward=args.forward, rule=args.rule)
+                                  forward=args.forward, rule=args.rule, trace_blocks=args.trace_blocks,
+                                  prompts=profile_prompts)
         path = "measured in this run (--fresh-profile)"
         if args.save_profile:
             profile.save(args.save_profile)
     else:
         path = profile_path(args.family, args.profile, "validate")
         profile = Profile.load(path)
-    report = validate(family, profile, prompts=args.prompts or VALIDATE_PROMPTS,
+    report = validate(family, profile, prompts=prompts,
                       max_new_tokens=args.max_new_tokens, repeats=args.repeats, temperature=args.temperature,
                       rule=args.rule, max_buffer=args.max_buffer, seed=args.seed, progress=progress_bar(),
                       forward=args.forward, acceptance=args.acceptance, retime_costs=args.retime_costs)
