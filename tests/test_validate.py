@@ -75,8 +75,17 @@ def test_validate_runs_every_contender_through_the_engine_on_tiny_models():
         # measured: each repeat's Σ ms / Σ tokens over the prompts, median over the repeats
         assert len(r["measured_ms_per_token_by_repeat"]) == 2
         assert r["measured_ms_per_token"] == pytest.approx(statistics.median(r["measured_ms_per_token_by_repeat"]))
+    for model in ("position", "iid"):                   # AR's error is the same in both: left out here
+        m = report["by_model"][model]
+        drafted = [abs(r[f"relative_error_{model}"]) for r in report["rows"] if len(r["chain"]) > 1]
+        assert m["median_abs_relative_error_drafted"] == pytest.approx(statistics.median(drafted))
+        opt = next(r for r in report["rows"] if r["label"] == m["predicted_optimum"])
+        best = next(r for r in report["rows"] if r["label"] == report["measured_best"])
+        assert m["predicted_optimum_over_best_by_repeat"] == pytest.approx(
+            [a / b for a, b in zip(opt["measured_ms_per_token_by_repeat"], best["measured_ms_per_token_by_repeat"])])
     text = format_report(report)
     assert "both acceptance models side by side" in text and "i.i.d.: median |error|" in text
+    assert "over the hierarchies with drafts" in text and "by repeat)" in text
     # the costs timed again between the decodes: the predictions read them, the acceptance stays the profile's
     retimed = validate(fam, prof, prompts=["def f(x):", "a = b"], max_new_tokens=6, max_buffer=4, retime_costs=True)
     costs = retimed["costs"]
