@@ -330,3 +330,24 @@ def test_traces_at_a_subset_of_block_lengths_pool_the_same_way_and_build_every_l
                             prompts=["ab c", "x = (y)"])
     assert every.meta["trace_blocks"] == [1, 2, 3, 4]
     assert every.meta["engine_overhead"]["n"] > prof.meta["engine_overhead"]["n"]     # more decodes
+
+
+def test_forward_costs_are_timed_between_the_decodes_the_engine_fit_reads():
+    """With trace decodes, a cost round follows each (pair, γ)'s decodes and the target's, then
+    ``repeats`` more; a level another step reset (the rule's timing) is warmed again before a
+    round, so no round times a prefill of the whole context."""
+    from hsd.levels import SamplingSettings, build_level
+    from hsd.tools.measure import CostTimer
+
+    fam = _family(2)
+    prof = measure_profile(fam, max_n=4, repeats=2, warmup=1, temperature=1.0, context_tokens=6,
+                           prompts=["ab c"], trace_blocks=[1, 3])
+    # rounds: 2 block lengths × 1 pair + 1 after the target alone, then 2 repeats
+    assert "over 5 rounds, 3 of them between the acceptance decodes" in prof.meta["cost"]
+    assert all(len(v) == 4 and min(v) > 0 for v in prof.cost_ms.values())
+    lv = build_level(fam.models[0], name="a", vocab_size=fam.vocab_size, settings=SamplingSettings(1.0, 0, 1.0))
+    context = list(range(1, 9))
+    timer = CostTimer([lv], context, max_n=3)
+    lv.reset()
+    timer.round()
+    assert list(lv.cached_ids[:len(context)]) == context and timer.kept == 1

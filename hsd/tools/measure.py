@@ -142,7 +142,7 @@ def measure_accept_lengths(levels, prefixes: Sequence[list[int]], *, settings, m
 def measure_trace_lengths(family, names: Sequence[str], prompts_ids: Sequence[list[int]], *, settings,
                           max_block: int, rule: str, new_tokens: int, seed: int = 0, forward: str = "auto",
                           progress: ProgressFn | None = None, records: list | None = None,
-                          blocks: Sequence[int] | None = None) -> list[list]:
+                          blocks: Sequence[int] | None = None, timer: "CostTimer | None" = None) -> list[list]:
     """``accept_lengths`` from real decodes: for every pair (i < j) and block γ = 1..max_block
     (or only the γ's in ``blocks``), the single-draft hierarchy i[γ] → j decodes ``new_tokens``
     after each prompt.  A round starts
@@ -155,7 +155,9 @@ def measure_trace_lengths(family, names: Sequence[str], prompts_ids: Sequence[li
     γ; laws counted per γ alone are noisy, and the optimiser would pick the γ whose noise flatters
     it.  With ``records`` (a list), each decode's counts and wall clock are appended to it
     (``decode_record``), and the target decodes alone after each prompt too: what
-    ``fit_engine_overhead`` needs."""
+    ``fit_engine_overhead`` needs.  With a ``timer`` (``CostTimer``), one round of forward costs
+    is timed after each (pair, γ)'s decodes, so the costs the fit subtracts saw the same minutes
+    of the machine as the decodes."""
     from hsd.engine import Hierarchy
 
     gammas = trace_block_lengths(blocks, max_block)
@@ -178,6 +180,8 @@ def measure_trace_lengths(family, names: Sequence[str], prompts_ids: Sequence[li
                             kept[t] += t < e.n_accepted
                 if records is not None:
                     records.append(decode_record(events, (i, j)))
+            if timer is not None:
+                timer.round()
         cond = [k / r if r else 1.0 for k, r in zip(kept, reached)]
         out[i][j] = [law_from_conditional(cond[:gamma]) for gamma in range(1, max_block + 1)]
         if progress:
@@ -189,6 +193,8 @@ def measure_trace_lengths(family, names: Sequence[str], prompts_ids: Sequence[li
             records.append(decode_record(list(h.stream(prompt, max_new_tokens=new_tokens, temperature=settings.temperature,
                                                        top_k=settings.top_k, top_p=settings.top_p, seed=seed + p,
                                                        stop_at_eos=False)), (n - 1,)))
+        if timer is not None:
+            timer.round()
     return out
 
 
@@ -282,6 +288,10 @@ class CostTimer:
         import torch
 
         g, context, vocab = self.generator, self.context, self.vocab
+        for lm in self.levels:                           # other work between rounds may have reset a level
+            if list(lm.cached_ids[:len(context)]) != context:
+                lm.reset()
+                lm.probs_after(context, 1)
         # a fresh random order every round: no (model, n) always runs right after a model switch
         order = torch.randperm(len(self.jobs), generator=g).tolist()
         for lm, n in (self.jobs[i] for i in order):
@@ -439,12 +449,19 @@ def measure_profile(family, *, max_n: int = 17, repeats: int = 15, warmup: int =
     if accept_source not in ("blocks", "traces"):
         raise ConfigError(f"accept source must be blocks or traces, got {accept_source!r}")
     records: list[dict] = []
+    timing_ctx = max((c for c, _ in ctxs), key=len)      # costs: on the longest context (a real decode's cache)
+    timer = None
     if block_every and accept_source == "traces":
+        # the forward costs are timed a round at a time from here on, between the decodes the
+        # engine fit (5) reads, so the fit does not take a drift of the machine for engine time
+        timer = CostTimer(levels, timing_ctx, max_n=max_n, seed=seed)
+        for _ in range(warmup):
+            timer.round(keep=False)
         starts = [seq[:prompt_len] for seq, prompt_len in ctxs]
         accept_lengths = measure_trace_lengths(family, names, starts, settings=settings, max_block=max_n - 1,
                                                rule=accept_rule, new_tokens=max(context_tokens, 16), seed=seed,
                                                forward=forward, progress=progress, records=records,
-                                               blocks=trace_blocks)
+                                               blocks=trace_blocks, timer=timer)
     elif block_every:
         starts = block_starts(ctxs, block_every)
         accept_lengths = measure_accept_lengths(levels, starts, settings=settings, max_block=max_n - 1, rule=accept_rule,
@@ -457,17 +474,27 @@ def measure_profile(family, *, max_n: int = 17, repeats: int = 15, warmup: int =
         ctx = max(ctxs, key=lambda c: len(c[0]) - c[1])
         overhead = measure_overheads(levels[0], levels[-1], ctx, rule=rule, max_gamma=max_n - 1,
                                      repeats=repeats, seed=seed)
-    # 4) costs on the longest context (cache length like a real decode)
-    timing_ctx = max((c for c, _ in ctxs), key=len)
-    cost_ms, first_call_ms = measure_costs(levels, timing_ctx, max_n=max_n, repeats=repeats, warmup=warmup,
-                            seed=seed, progress=progress)
+    # 4) costs on the longest context (cache length like a real decode): ``repeats`` rounds, after
+    #    those timed between the decodes of 2) where there were any
+    if timer is None:
+        cost_ms, first_call_ms = measure_costs(levels, timing_ctx, max_n=max_n, repeats=repeats, warmup=warmup,
+                                               seed=seed, progress=progress)
+    else:
+        interleaved = timer.kept
+        for r in range(repeats):
+            timer.round()
+            if progress:
+                progress(r + 1, repeats, "timing forwards")
+        cost_ms, first_call_ms = timer.result()
     device = str(getattr(family, "device", getattr(levels[-1], "device", "cpu")))
     meta = {"device": device, "torch_threads": torch.get_num_threads(), "temperature": float(temperature),
             "top_k": int(top_k), "top_p": float(top_p), "max_n": max_n, "repeats": repeats,
             "warmup": warmup, "contexts": len(ctxs), "acceptance_positions": positions,
             "timing_context_tokens": len(timing_ctx), "seed": seed,
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "cost": "the engine's level.probs_after over n new tokens, warm cache, median wall ms",
+            "cost": "the engine's level.probs_after over n new tokens, warm cache, median wall ms" + (
+                f" over {timer.kept} rounds, {interleaved} of them between the acceptance decodes"
+                if timer is not None else ""),
             "forward": forward, "levels": [type(lv).__name__ for lv in levels],
             "acceptance": "mean over target-sampled positions of sum_v min(p_i, p_j)",
             "rule": rule}
