@@ -217,27 +217,34 @@ def test_a_shape_that_does_not_fit_in_memory_is_refused_before_it_is_built():
         check_fits("huge", huge, "bf16")
 
 
-def test_greedy_acceptance_by_position_comes_from_real_single_draft_decodes():
-    """Rounds start where the previous one failed: the laws come from the engine's own decodes of
-    every pair at every block length (full blocks only), the conditional acceptance by position
-    pooled over them."""
+def _pooled_conditional(fam, pair, gammas, prompts, new_tokens=16):
+    """P(position t kept | positions < t kept), counted over the full verifications of greedy
+    single-draft decodes pair[0][γ] → pair[1] at every γ of ``gammas`` after each prompt."""
     from hsd.engine import Hierarchy
 
-    fam = _family(3)
-    prof = measure_profile(fam, max_n=4, repeats=1, warmup=0, temperature=0.0, context_tokens=10,
-                           prompts=["ab c", "x = (y)"])
-    assert prof.meta["accept_source"] == "traces" and prof.uses_positions
-    prompt_ids = [list(fam.tokenizer(p, add_special_tokens=False)["input_ids"]) for p in ["ab c", "x = (y)"]]
-    reached, kept = [0] * 3, [0] * 3
-    for gamma in (1, 2, 3):
-        h = Hierarchy([fam.models[0], fam.models[2]], tokenizer=fam.tokenizer, buffers=[gamma], rules="hsd")
+    prompt_ids = [list(fam.tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
+    reached, kept = [0] * max(gammas), [0] * max(gammas)
+    for gamma in gammas:
+        h = Hierarchy([fam.models[pair[0]], fam.models[pair[1]]], tokenizer=fam.tokenizer, buffers=[gamma], rules="hsd")
         for p, ids in enumerate(prompt_ids):
-            for e in h.stream(fam.tokenizer.decode(ids), max_new_tokens=16, temperature=0.0, seed=p, stop_at_eos=False):
+            for e in h.stream(fam.tokenizer.decode(ids), max_new_tokens=new_tokens, temperature=0.0, seed=p,
+                              stop_at_eos=False):
                 if e.kind == "verified" and len(e.proposed) == gamma:
                     for t in range(min(e.n_accepted + 1, gamma)):
                         reached[t] += 1
                         kept[t] += t < e.n_accepted
-    a = [k / r if r else 1.0 for k, r in zip(kept, reached)]      # pooled over every block length
+    return [k / r if r else 1.0 for k, r in zip(kept, reached)]
+
+
+def test_greedy_acceptance_by_position_comes_from_real_single_draft_decodes():
+    """Rounds start where the previous one failed: the laws come from the engine's own decodes of
+    every pair at every block length (full blocks only), the conditional acceptance by position
+    pooled over them."""
+    fam = _family(3)
+    prof = measure_profile(fam, max_n=4, repeats=1, warmup=0, temperature=0.0, context_tokens=10,
+                           prompts=["ab c", "x = (y)"])
+    assert prof.meta["accept_source"] == "traces" and prof.uses_positions
+    a = _pooled_conditional(fam, (0, 2), (1, 2, 3), ["ab c", "x = (y)"])   # pooled over every block length
     expect = [1 - a[0], a[0] * (1 - a[1]), a[0] * a[1] * (1 - a[2]), a[0] * a[1] * a[2]]
     assert prof.accept_lengths[0][2][2] == pytest.approx(expect, abs=1e-12)
     assert prof.accept_lengths[0][2][0] == pytest.approx([1 - a[0], a[0]], abs=1e-12)
@@ -302,7 +309,6 @@ def test_a_measured_profile_fits_the_engines_own_time_to_its_decodes():
 def test_traces_at_a_subset_of_block_lengths_pool_the_same_way_and_build_every_law():
     """``trace_blocks``: the single-draft decodes run only at those block lengths (the longest
     added), the conditional acceptance is pooled over them, and a law exists for every γ."""
-    from hsd.engine import Hierarchy
     from hsd.tools.measure import trace_block_lengths
 
     assert trace_block_lengths(None, 4) == [1, 2, 3, 4]
@@ -314,17 +320,7 @@ def test_traces_at_a_subset_of_block_lengths_pool_the_same_way_and_build_every_l
                            prompts=["ab c", "x = (y)"], trace_blocks=[1, 3])
     assert prof.meta["trace_blocks"] == [1, 3, 4]
     assert [len(law) for law in prof.accept_lengths[0][1]] == [2, 3, 4, 5]
-    prompt_ids = [list(fam.tokenizer(p, add_special_tokens=False)["input_ids"]) for p in ["ab c", "x = (y)"]]
-    reached, kept = [0] * 4, [0] * 4
-    for gamma in (1, 3, 4):
-        h = Hierarchy([fam.models[0], fam.models[1]], tokenizer=fam.tokenizer, buffers=[gamma], rules="hsd")
-        for p, ids in enumerate(prompt_ids):
-            for e in h.stream(fam.tokenizer.decode(ids), max_new_tokens=16, temperature=0.0, seed=p, stop_at_eos=False):
-                if e.kind == "verified" and len(e.proposed) == gamma:
-                    for t in range(min(e.n_accepted + 1, gamma)):
-                        reached[t] += 1
-                        kept[t] += t < e.n_accepted
-    a = [k / r if r else 1.0 for k, r in zip(kept, reached)]
+    a = _pooled_conditional(fam, (0, 1), (1, 3, 4), ["ab c", "x = (y)"])
     assert prof.accept_lengths[0][1][1] == pytest.approx([1 - a[0], a[0] * (1 - a[1]), a[0] * a[1]], abs=1e-12)
     every = measure_profile(fam, max_n=5, repeats=1, warmup=0, temperature=0.0, context_tokens=10,
                             prompts=["ab c", "x = (y)"])
