@@ -183,3 +183,15 @@ def test_forward_lean_on_an_unsupported_architecture_is_one_line_naming_the_supp
     assert lean.returncode == 2 and len(lines) == 1 and "llama, qwen2" in lines[0], lean.stderr
     auto = _run_hsd(["generate", "--models", str(tmp_path / "gpt2"), "--prompt", "ab", "--max-new-tokens", "3"])
     assert auto.returncode == 0, auto.stderr                      # auto: the transformers level
+
+
+def test_profile_measures_acceptance_after_the_prompts_file_at_the_trace_blocks_asked(folders, tmp_path, capsys):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("# two prompts\na = b\\n\ndef f(x):\\n    return\n", encoding="utf-8")
+    out = tmp_path / "p.json"
+    code = main(["profile", "--family", ",".join(folders), "--out", str(out), "--max-n", "4", "--repeats", "1",
+                 "--context-tokens", "4", "--profile-prompts", str(prompts), "--trace-blocks", "1"])
+    assert code == 0
+    meta = json.loads(out.read_text())["meta"]
+    assert meta["contexts"] == 2 and meta["trace_blocks"] == [1, 3]           # the longest block added
+    assert "between the acceptance decodes" in meta["cost"] and "c(1) ms" in capsys.readouterr().out
