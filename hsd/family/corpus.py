@@ -161,8 +161,7 @@ def prompt_windows(files: list[Path], n: int, *, seed: int = 0, lines: tuple[int
         for start in starts[:50]:
             k = rng.randint(lines[0], lines[1])
             window = rows[start:start + k]
-            last = window[-1] if window else ""
-            if len(window) < lines[0] or not last.strip() or last.lstrip().startswith("#"):
+            if len(window) < lines[0] or not window[-1].strip() or window[-1].lstrip().startswith("#"):
                 continue
             prompt = "\n".join(window) + "\n"
             if len(prompt) <= max_chars and "\t" not in prompt:

@@ -268,9 +268,10 @@ class CostTimer:
     """Forward costs timed round by round, so the rounds can be spread over other work (``hsd
     validate`` times one round between its decodes: the costs then see the machine state the
     decodes saw).  Each ``round()`` times every (model, n) once in a fresh random order;
-    ``result()`` is ``measure_costs``' answer over the rounds kept."""
+    ``result()`` is ``measure_costs``' answer over the rounds kept.  The first ``warmup`` rounds
+    run at once and are discarded."""
 
-    def __init__(self, levels, context: list[int], *, max_n: int, seed: int = 0):
+    def __init__(self, levels, context: list[int], *, max_n: int, seed: int = 0, warmup: int = 0):
         import torch
 
         self.levels, self.context, self.max_n = list(levels), list(context), int(max_n)
@@ -283,6 +284,8 @@ class CostTimer:
             lm.probs_after(self.context, 1)                                      # warm cache
         self.jobs = [(lm, n) for lm in self.levels for n in range(1, self.max_n + 1)]
         self.kept = 0
+        for _ in range(warmup):
+            self.round(keep=False)
 
     def round(self, keep: bool = True) -> None:
         import torch
@@ -336,12 +339,17 @@ def measure_costs(levels, context: list[int], *, max_n: int, repeats: int, warmu
     made right after one of the same model (the drafting step), and first_call_ms[name] how much
     more the first one after a switch costs (median difference, ≥ 0).  ``CostTimer`` is the same,
     a round at a time."""
-    timer = CostTimer(levels, context, max_n=max_n, seed=seed)
-    total = (warmup + repeats) * len(timer.jobs)
-    for r in range(warmup + repeats):
-        timer.round(keep=r >= warmup)
+    return time_rounds(CostTimer(levels, context, max_n=max_n, seed=seed, warmup=warmup), repeats, progress)
+
+
+def time_rounds(timer: CostTimer, repeats: int,
+                progress: ProgressFn | None = None) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """``repeats`` more kept rounds of ``timer``, then its (cost_ms, first_call_ms) over every
+    round it kept."""
+    for r in range(repeats):
+        timer.round()
         if progress:
-            progress((r + 1) * len(timer.jobs), total, "timing forwards")
+            progress(r + 1, repeats, "timing forwards")
     return timer.result()
 
 
@@ -452,16 +460,15 @@ def measure_profile(family, *, max_n: int = 17, repeats: int = 15, warmup: int =
     timing_ctx = max((c for c, _ in ctxs), key=len)      # costs: on the longest context (a real decode's cache)
     timer = None
     if block_every and accept_source == "traces":
+        gammas = trace_block_lengths(trace_blocks, max_n - 1)
         # the forward costs are timed a round at a time from here on, between the decodes the
         # engine fit (5) reads, so the fit does not take a drift of the machine for engine time
-        timer = CostTimer(levels, timing_ctx, max_n=max_n, seed=seed)
-        for _ in range(warmup):
-            timer.round(keep=False)
+        timer = CostTimer(levels, timing_ctx, max_n=max_n, seed=seed, warmup=warmup)
         starts = [seq[:prompt_len] for seq, prompt_len in ctxs]
         accept_lengths = measure_trace_lengths(family, names, starts, settings=settings, max_block=max_n - 1,
                                                rule=accept_rule, new_tokens=max(context_tokens, 16), seed=seed,
                                                forward=forward, progress=progress, records=records,
-                                               blocks=trace_blocks, timer=timer)
+                                               blocks=gammas, timer=timer)
     elif block_every:
         starts = block_starts(ctxs, block_every)
         accept_lengths = measure_accept_lengths(levels, starts, settings=settings, max_block=max_n - 1, rule=accept_rule,
@@ -477,15 +484,9 @@ def measure_profile(family, *, max_n: int = 17, repeats: int = 15, warmup: int =
     # 4) costs on the longest context (cache length like a real decode): ``repeats`` rounds, after
     #    those timed between the decodes of 2) where there were any
     if timer is None:
-        cost_ms, first_call_ms = measure_costs(levels, timing_ctx, max_n=max_n, repeats=repeats, warmup=warmup,
-                                               seed=seed, progress=progress)
-    else:
-        interleaved = timer.kept
-        for r in range(repeats):
-            timer.round()
-            if progress:
-                progress(r + 1, repeats, "timing forwards")
-        cost_ms, first_call_ms = timer.result()
+        timer = CostTimer(levels, timing_ctx, max_n=max_n, seed=seed, warmup=warmup)
+    interleaved = timer.kept
+    cost_ms, first_call_ms = time_rounds(timer, repeats, progress)
     device = str(getattr(family, "device", getattr(levels[-1], "device", "cpu")))
     meta = {"device": device, "torch_threads": torch.get_num_threads(), "temperature": float(temperature),
             "top_k": int(top_k), "top_p": float(top_p), "max_n": max_n, "repeats": repeats,
@@ -494,7 +495,7 @@ def measure_profile(family, *, max_n: int = 17, repeats: int = 15, warmup: int =
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "cost": "the engine's level.probs_after over n new tokens, warm cache, median wall ms" + (
                 f" over {timer.kept} rounds, {interleaved} of them between the acceptance decodes"
-                if timer is not None else ""),
+                if interleaved else ""),
             "forward": forward, "levels": [type(lv).__name__ for lv in levels],
             "acceptance": "mean over target-sampled positions of sum_v min(p_i, p_j)",
             "rule": rule}
@@ -505,7 +506,7 @@ def measure_profile(family, *, max_n: int = 17, repeats: int = 15, warmup: int =
                                    f"'{accept_rule}', {how}",
                     accept_rule=accept_rule, accept_source=accept_source, block_starts=len(starts), block_every=block_every)
         if accept_source == "traces":
-            meta["trace_blocks"] = trace_block_lengths(trace_blocks, max_n - 1)
+            meta["trace_blocks"] = gammas
     meta["first_call"] = "a one-token call right after another model's, above the drafting step's cost"
     profile = Profile(models=names, cost_ms=cost_ms, acceptance=acceptance, meta=meta, overhead_ms=overhead,
                       accept_lengths=accept_lengths, first_call_ms=first_call_ms)

@@ -251,10 +251,7 @@ def _cost_timer(family, profile: Profile, ar, prompt: str, max_new_tokens: int, 
               for m, n in zip(family.models, family.names)]
     written = ar.generate(prompt, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed).token_ids
     context = encode_prompt(family.tokenizer, prompt) + list(written)
-    timer = CostTimer(levels, context, max_n=len(profile.cost_ms[profile.models[0]]), seed=seed)
-    for _ in range(2):
-        timer.round(keep=False)
-    return timer
+    return CostTimer(levels, context, max_n=len(profile.cost_ms[profile.models[0]]), seed=seed, warmup=2)
 
 
 def format_report(report: dict) -> str:
