@@ -211,6 +211,19 @@ def _local_only(ref: str) -> bool:
     return False
 
 
+def unavailable_reason(spec: str | list[str]) -> str | None:
+    """Why ``spec`` cannot be loaded here, in one sentence, without loading any weights (a model
+    folder without config.json, a hub id neither cached nor reachable); None when it can."""
+    try:
+        refs = resolve_spec(spec)
+        for ref in refs:
+            if ref != NGRAM:
+                _local_only(ref)
+    except ModelLoadError as exc:
+        return str(exc)
+    return None
+
+
 # --------------------------------------------------------------------------------------------
 # Loading
 # --------------------------------------------------------------------------------------------

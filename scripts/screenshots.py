@@ -1,10 +1,13 @@
-"""Screenshots of every tab in Debian's chromium (light and dark), and the README screenshot.
+"""Screenshots of every tab in Debian's chromium, in every look (light, dark, the presenter view)
+and at every width asked (1400 and 1024 px by default), and the README screenshot.
 
     .venv/bin/python scripts/screenshots.py --url http://127.0.0.1:7860 [--out artifacts/screens]
                                             [--readme assets/screenshot.png] [--regime assets/regime-bundled.png]
+                                            [--looks light,dark,presenter] [--widths 1400,1024]
 
-Run ``python app.py`` first.  The README screenshot is the Generate tab after a run (light theme);
-with a profile available the stack is the optimiser's choice and the target alone is timed too.
+Run ``python app.py`` first.  Files: ``<tab>-<look>-<width>.png``.  The README screenshot is the
+Generate tab after a run in the presenter view at the first width; with a profile available the
+stack is the optimiser's choice and the target alone is timed too.
 """
 from __future__ import annotations
 
@@ -19,11 +22,16 @@ def wait_finished(page, timeout_ms: int = 300_000) -> None:
                            timeout=timeout_ms)
 
 
-def shoot(browser, url: str, out: Path, theme: str, readme: Path | None, regime: Path | None = None) -> None:
-    page = browser.new_page(viewport={"width": 1400, "height": 1000}, device_scale_factor=1)
+QUERY = {"light": "/", "dark": "/?__theme=dark", "presenter": "/?presenter=1"}
+
+
+def shoot(browser, url: str, out: Path, look: str, readme: Path | None, regime: Path | None = None,
+          width: int = 1400) -> None:
+    page = browser.new_page(viewport={"width": width, "height": 1000}, device_scale_factor=1)
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(url + ("/?__theme=dark" if theme == "dark" else "/"))
+    page.goto(url + QUERY[look])
+    theme = f"{look}-{width}"
     page.wait_for_selector("#prompt textarea", timeout=120_000)
     time.sleep(2)
     # Optimise (shipped profile) -> send the plan to Generate, when a profile exists
@@ -39,7 +47,7 @@ def shoot(browser, url: str, out: Path, theme: str, readme: Path | None, regime:
                                timeout=300_000)
         time.sleep(1.5)
         page.locator("#opt-regime").screenshot(path=str(out / f"regime-{theme}.png"))
-        if regime is not None and theme == "light":
+        if regime is not None and theme == "light-1400":
             page.locator("#opt-regime").screenshot(path=str(regime))
         page.screenshot(path=str(out / f"optimise-{theme}.png"), full_page=True)
         page.get_by_role("button", name="Use this plan on the Generate tab").click()
@@ -51,7 +59,7 @@ def shoot(browser, url: str, out: Path, theme: str, readme: Path | None, regime:
     wait_finished(page)
     time.sleep(1.5)
     page.screenshot(path=str(out / f"generate-{theme}.png"), full_page=True)
-    if readme is not None and theme == "light":
+    if readme is not None and look == "presenter" and width == 1400:
         page.screenshot(path=str(readme), full_page=True)
     page.get_by_role("tab", name="Compare").click()
     page.click("#compare-btn")
@@ -63,6 +71,9 @@ def shoot(browser, url: str, out: Path, theme: str, readme: Path | None, regime:
     for _ in range(5):
         page.get_by_role("button", name="Step ▶").click()
         time.sleep(0.5)
+    page.click("#scenario-cheap")
+    page.wait_for_function("() => document.querySelector('#scenario-answer').innerText.includes('×0.1')",
+                           timeout=60_000)
     time.sleep(2)
     page.screenshot(path=str(out / f"learn-{theme}.png"), full_page=True)
     print(theme, "page errors:", errors or "none")
@@ -75,15 +86,17 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("artifacts/screens"))
     parser.add_argument("--readme", type=Path, default=None)
     parser.add_argument("--regime", type=Path, default=None, help="also write the Optimise tab's regime map here")
-    parser.add_argument("--themes", default="light,dark")
+    parser.add_argument("--looks", default="light,dark,presenter")
+    parser.add_argument("--widths", default="1400,1024")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=shutil.which("chromium"), headless=True, args=["--disable-gpu"])
-        for theme in args.themes.split(","):
-            shoot(browser, args.url, args.out, theme, args.readme, args.regime)
+        for width in (int(w) for w in args.widths.split(",")):
+            for look in args.looks.split(","):
+                shoot(browser, args.url, args.out, look, args.readme, args.regime, width)
         browser.close()
 
 

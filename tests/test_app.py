@@ -207,11 +207,12 @@ def test_learn_explains_every_step_in_one_sentence_tied_to_a_panel(demo, tiny_sp
         text = visual_text.explain(trace.events[i], names)
         assert any(p in text for p in ("timeline", "accept map", "token strip")), text
     load = endpoint(demo, "learn_load_fn")
-    state, slider, md, spans, tl, am, mb = load(learn.LAST_RUN, d, False)
+    state, slider, md, spans, tl, am, mb, code = load(learn.LAST_RUN, d, False)
     assert state is d and "Step 1 /" in md and "Prefill" in md
     view = endpoint(demo, "learn_view")
-    md, spans, tl, am, mb = view(d, 10**6, False)              # clamps to the last step
-    assert "Commit" in md and "".join(t for t, _ in spans) == trace.text
+    md, spans, tl, am, mb, code = view(d, 10**6, False)        # clamps to the last step
+    assert "Commit" in md and "".join(t for t, _ in spans["value"]) == trace.text
+    assert code.startswith('<pre class="hsd-code">')
 
 
 def test_exactness_lab_endpoint_returns_figure_and_table(demo):
@@ -303,9 +304,9 @@ def test_api_optimize_then_compare_runs_every_hierarchy(client, tiny_spec):
     out = client.predict("def f(x):\n", list(ui_requests.CONTENDERS), tiny_spec, ["tiny-s", "tiny-l"], 3, 3, "hsd", "hsd",
                          1.0, 1.0, 0, 1, 12, False, api_name="/compare")
     status, fig, table = out[:3]
-    assert status.startswith("Done") and len(table["data"]) == 4
-    assert "Model-predicted numbers: acceptance measured by position in the block, for decodes of 12 tokens." in status
-    assert {row[0] for row in table["data"]} == set(ui_requests.CONTENDERS)
+    assert status.startswith("**Done:**") and 2 <= len(table["data"]) <= 4       # identical stacks run once
+    assert "Model-predicted numbers: acceptance measured by position in the block, for decodes of 12 tokens, from" in status
+    assert sorted(n for row in table["data"] for n in row[0].split(" = ")) == sorted(ui_requests.CONTENDERS)
     assert all(row[5] is not None for row in table["data"])          # model-predicted for all
 
 
@@ -469,9 +470,9 @@ def test_callbacks_that_change_nothing_still_answer_every_output_through_gradio(
     placeholders = max((f for f in fns if f.outputs and all(type(o).__name__ == "Plot" for o in f.outputs)),
                        key=lambda f: len(f.outputs))
     assert len(placeholders.outputs) == 13           # every panel drawn empty before its first use
-    cases = [(placeholders, [False]),
+    cases = [(placeholders, [False, False]),
              (by_name["learn_auto"], [None, learn.LAST_RUN, None, False]),
-             (by_name["step_forward"], [None, 0])]
+             (by_name["step_forward"], [None, 1])]
     for block_fn, inputs in cases:
         out = asyncio.run(demo.process_api(block_fn=block_fn, inputs=inputs, state=SessionState(demo)))
         assert len(out["data"]) == len(block_fn.outputs)
@@ -596,9 +597,13 @@ def test_a_cost_scenario_sets_its_what_if_and_answers_with_the_optimisers_number
     answer = out["opt-scenario"]
     assert f"With {model}'s forward cost ×{factor:g} the optimum" in answer
     assert f"**{expect.label}** ({expect.kind}, {expect.speedup_vs_ar:.2f}×)" in answer
-    assert f"from **{measured.label}**" in answer
+    if expect.label == measured.label:                 # said once, with both speedups
+        assert f"stays **{measured.label}**" in answer and f"{measured.speedup_vs_ar:.2f}×" in answer
+        assert "from **" not in answer
+    else:
+        assert f"from **{measured.label}**" in answer
     assert out[f"whatif-cost-{NAMES.index(model)}"]["value"] == factor
-    assert "The answer is on the Optimise tab" in out["scenario-answer"]
+    assert out["scenario-answer"].startswith(answer)   # readable where it was asked (the Learn tab)
 
 
 def test_the_middle_model_scenario_explains_from_the_profile_and_draws_the_regime_map(demo, tiny_spec, tiny_profile):
@@ -658,3 +663,227 @@ def test_real_shapes_are_timed_with_random_weights_labelled_assumed_and_resolved
         endpoint(demo, "shapes_resolve")(state, rows, False)
     with pytest.raises(gr.Error, match="Measure the costs first"):
         endpoint(demo, "shapes_resolve")(None, rows, False)
+
+
+# --------------------------------------------------------------------------------------------
+# a lecture-ready explorer: honest numbers, controls that answer, the presenter view
+# --------------------------------------------------------------------------------------------
+def test_the_shipped_families_carry_a_greedy_and_a_sampled_profile_and_predictions_pick_the_decodes():
+    fams = registry.Families(settings.Limits())
+    for spec in ("bundled", "ngram,bundled"):
+        names = fams.names(spec)
+        greedy, sampled = fams.profile(spec, names, "greedy"), fams.profile(spec, names, "sampled")
+        assert greedy is not None and sampled is not None, spec
+        assert greedy.meta["temperature"] == 0.0 and sampled.meta["temperature"] == 1.0
+        assert registry.prediction_note(sampled, 1.0) is None and registry.prediction_note(greedy, 0.0) is None
+        note = registry.prediction_note(greedy, 1.0)
+        assert "measured greedy (T = 0)" in note and "samples T = 1" in note
+        assert "top-k 20" in registry.prediction_note(sampled, 1.0, top_k=20)
+    # the n-gram drafter is one-hot: its acceptance at T = 1 is far below its greedy acceptance
+    names = fams.names("ngram,bundled")
+    assert fams.profile("ngram,bundled", names, "sampled").alpha(0, 4) < fams.profile(
+        "ngram,bundled", names, "greedy").alpha(0, 4) - 0.1
+
+
+def test_a_decode_predicted_from_a_profile_of_another_temperature_says_so(demo, families, tiny_spec, tiny_profile):
+    import dataclasses
+
+    greedy = dataclasses.replace(tiny_profile, meta={"temperature": 0.0, "measured_at": "2026-12-01T00:00:00Z"})
+    families.set_profile(tiny_spec, greedy)
+    sampled_stats = run_generate(demo, tiny_spec, temperature=1.0, max_new=8)[-1][1]
+    assert "model-predicted vs the target alone (greedy (T = 0) profile measured 2026-12-01)" in sampled_stats
+    assert "⚠ **Model-predicted number:** The prediction is for another setting" in sampled_stats
+    greedy_stats = run_generate(demo, tiny_spec, temperature=0.0, max_new=8)[-1][1]
+    assert "model-predicted" in greedy_stats and "⚠" not in greedy_stats
+
+
+def test_compare_runs_identical_stacks_once_interleaves_the_repeats_and_reports_medians(demo, tiny_spec,
+                                                                                       tiny_profile, monkeypatch):
+    from ui.tabs import compare
+
+    order = []
+    real = session.run_to_end
+    monkeypatch.setattr(session, "run_to_end", lambda req: order.append((req.chain, req.buffers)) or real(req))
+    chosen = list(ui_requests.CONTENDERS)
+    outs = list(endpoint(demo, "compare")("def f(x):\n", chosen, tiny_spec, ["tiny-s", "tiny-l"], 3, 3, "hsd", "hsd",
+                                          1.0, 1.0, 0, 1, 10, False, 3))
+    status, _, table = outs[-1][:3]
+    labels = [row[0] for row in table]
+    assert sorted(sum((lb.split(" = ") for lb in labels), [])) == sorted(chosen)   # every name, once
+    assert len(set(labels)) == len(labels) == len(set(order))                       # each stack once a round
+    n = len(labels)
+    assert len(order) == 3 * n and order[:n] == order[n:2 * n] == order[2 * n:]    # interleaved rounds
+    for row in table:
+        lo, hi = (float(x) for x in row[7].split("–"))
+        assert lo <= row[4] <= hi and row[8] == 3
+    assert status.startswith("**Done:**") and "3 interleaved runs each" in status
+    with pytest.raises(Exception, match="Tick at least one hierarchy"):
+        list(endpoint(demo, "compare")("def f(x):\n", [], tiny_spec, ["tiny-s"], 3, 3, "hsd", "hsd",
+                                       1.0, 1.0, 0, 1, 10, False, 3))
+    assert compare.distinct_contenders([], NAMES) == []
+
+
+def _contender(label, chain, ms, predicted):
+    from ui.tabs import compare
+
+    req = ui_requests.Request(prompt="x", family="f", chain=tuple(chain), buffers=(4,) * (len(chain) - 1),
+                              rules=("hsd",) * (len(chain) - 1))
+    return compare._Contender([label], req, predicted, label, ms_per_token=list(ms))
+
+
+def test_the_compare_verdict_says_when_the_spread_hides_the_difference_and_why_a_stack_lost():
+    from ui.tabs.compare import verdict
+
+    req = ui_requests.Request(prompt="x", family="f", chain=(0, 2), buffers=(4,), rules=("hsd",))
+    ar = _contender("autoregressive", [2], [9.5, 10.0, 10.5], 10.0)
+    busy = _contender("best single draft", [0, 2], [10.4, 12.0, 13.0], 6.0)     # 2x its prediction
+    text = verdict([ar, busy], req, None, 3)
+    assert "The spread is larger than the difference" in text
+    assert "best single draft measured slower than the target alone" in text
+    assert "ran 2.0× its prediction while the target alone ran 1.0× its own" in text
+    slow_machine = _contender("best single draft", [0, 2], [14.0, 15.0, 16.0], 7.0)
+    ar2 = _contender("autoregressive", [2], [12.0, 12.5, 13.0], 6.0)            # the target itself 2x slower
+    text = verdict([ar2, slow_machine], req, None, 3)
+    assert "The whole machine is slower than when the profile was measured" in text
+    apart = verdict([_contender("a", [0, 2], [5.0, 5.1], 5.0), _contender("b", [2], [9.0, 9.2], 9.0)], req, None, 2)
+    assert "Fastest: **a**" in apart and "do not overlap" in apart and "slower" not in apart
+    assert "One run per hierarchy" in verdict([ar, busy], req, None, 1)
+
+
+def test_an_alpha_edit_moves_its_pair_and_a_refused_one_is_put_back_with_a_sentence(demo, tiny_spec, tiny_profile):
+    from ui.tabs.optimise import reconcile_alpha_table
+    from ui.views import alpha_rows
+
+    last = alpha_rows(tiny_profile, NAMES)
+    edited = [list(r) for r in last]
+    edited[2][1] = 0.5                                   # below the diagonal: α(tiny-s, tiny-l)
+    table, refused = reconcile_alpha_table(NAMES, edited, last)
+    assert refused is None and table[0][3] == table[2][1] == 0.5
+    for bad in (1.5, "abc", -1):
+        edited = [list(r) for r in last]
+        edited[0][2] = bad
+        table, refused = reconcile_alpha_table(NAMES, edited, last)
+        assert table == last and f"got {bad!r}; the cell was put back to {last[0][2]}" in refused
+    edited = [list(r) for r in last]
+    edited[1][2] = 0.3                                   # the diagonal
+    assert "cannot be edited" in reconcile_alpha_table(NAMES, edited, last)[1]
+    # through the page's callback: the sentence in the status line, the table put back, the next edit works
+    page = endpoint(demo, "edit_what_if")
+    bad = [list(r) for r in last]
+    bad[0][2] = 1.5
+    status, fig, ranked, pick, plans, alphas, kept = page(tiny_spec, 6, bad, False, last, 1.0, 1.0, 1.0)
+    assert status.startswith("⚠ The acceptance α(tiny-s, tiny-m) must be a number from 0 to 1, got 1.5")
+    assert alphas == kept == last
+    good = [list(r) for r in last]
+    good[0][3] = 0.97
+    status, *_, alphas, kept = page(tiny_spec, 6, good, False, kept, 1.0, 1.0, 4.0)
+    assert status.startswith("**What-if (model-predicted, not measured):**") and alphas[2][1] == 0.97
+
+
+def test_stop_says_stopped_and_the_prompt_hint_tells_the_truth():
+    from ui.tabs import generate
+
+    assert generate.mark_stopped("**3 tokens**  \n*Status: decoding…*").endswith("*Status: stopped*")
+    assert generate.mark_stopped("*Timing the target alone first…*") == "*Status: stopped*"
+    assert "Shift+Enter to generate" in generate.PROMPT_LABEL        # Gradio: Enter types a new line
+
+
+def test_max_new_tokens_follows_the_context_left_after_the_prompt(demo, families, tiny_spec):
+    from ui.tabs import generate
+
+    names = families.names(tiny_spec)
+    tok, context = families._context(tiny_spec, "def f(x):\n")
+    assert context > 0 and tok == len("def f(x):\n")                 # the tiny family's characters
+    long_prompt = "x" * (context - 20)
+    assert families.room_for(tiny_spec, long_prompt, 100) == 20
+    out = endpoint(demo, "fit_max_new")(tiny_spec, long_prompt, 100)
+    assert out[0]["maximum"] == 20 and out[0]["value"] == 20
+    assert out[1].startswith("Max new tokens lowered from 100 to 20: this prompt is") and str(context) in out[1]
+    out = endpoint(demo, "fit_max_new")(tiny_spec, "def f(x):\n", 50)
+    assert out[0]["maximum"] == min(100, context - tok) and out[1] == ""
+    assert names and generate.fit_max_new.__doc__
+
+
+def test_families_that_cannot_load_here_are_marked_before_they_are_picked(demo):
+    import gradio as gr
+
+    fams = registry.Families(settings.Limits())
+    labelled = dict((v, lb) for lb, v in fams.labelled_choices())
+    assert labelled["bundled"] == "bundled" and labelled["ngram,bundled"] == "ngram,bundled"
+    for preset in ("smollm2", "qwen2.5", "pythia"):
+        assert "not available here" in labelled[preset]
+    with pytest.raises(gr.Error, match="not in the local Hugging Face cache"):
+        endpoint(build_demo(settings.Limits(), fams), "on_family")("no-such/family-name")
+
+
+def test_the_step_through_counts_from_one_on_the_slider_and_keeps_its_timeline_axis(demo, tiny_spec):
+    d = run_generate(demo, tiny_spec, max_new=12)[-1][6]
+    n = len(visual_text.learn_steps(Trace.from_dict(d)))
+    state, slider, md, *_ = endpoint(demo, "learn_load_fn")(learn.LAST_RUN, d, False)
+    assert slider["minimum"] == 1 and slider["value"] == 1 and slider["maximum"] == n
+    assert md.startswith(f"**Step 1 / {n}**")
+    view = endpoint(demo, "learn_view")
+    ranges = []
+    for step in (1, 2, n):
+        md, spans, tl, am, mb, code = view(d, step, False)
+        assert md.startswith(f"**Step {step} / {n}**")
+        ranges.append(tuple(tl.layout.xaxis.range))
+    assert ranges[0] == ranges[1] == ranges[2]
+    first = view(d, 1, False)[2]
+    assert "0 ms" not in first.layout.title.text and "committed after" in first.layout.title.text
+    assert endpoint(demo, "step_forward")(d, n)[0]["value"] == n       # the end: stays, and stops playing
+    assert spans["value"] and all(c.split(" (")[0] in {"L0 draft", "L1 replacement", "L1 bonus", "L2 replacement",
+                                                          "L2 bonus"} for _, c in spans["value"])
+    assert "L3" not in str(spans["color_map"])                           # the legend: this trace's levels only
+
+
+def test_a_guided_question_answers_where_it_was_asked(demo, tiny_spec, tiny_profile):
+    import gradio as gr
+
+    fns = demo.fns.values() if isinstance(demo.fns, dict) else demo.fns
+    block = next(f for f in fns if f.api_name == "scenario_cheap")
+    assert not any(isinstance(o, gr.Tabs) for o in block.outputs)          # the page stays on the Learn tab
+    out = dict(zip(block.outputs, endpoint(demo, "scenario_cheap")(tiny_spec, 6, False)))
+    note = next(v for o, v in out.items() if getattr(o, "elem_id", None) == "scenario-answer")
+    assert "What if the smallest draft were ten times cheaper?" in note and "model-predicted" in note
+    assert " to **" not in note or "moves from" in note                    # never "stays from X to X"
+
+
+def test_the_presenter_view_enlarges_the_fonts_of_the_panels_drawn_for_that_session(demo, tiny_spec):
+    from ui.context import PRESENTER, PresenterSessions, bind
+    from visual import theme
+
+    sessions = PresenterSessions(capacity=2)
+    sessions.set("a", True), sessions.set("b", False), sessions.set("c", True)
+    assert sessions.get("c") and not sessions.get("b") and not sessions.get("a")   # the oldest forgotten
+    from types import SimpleNamespace
+
+    from gradio.context import LocalContext
+
+    d = run_generate(demo, tiny_spec, max_new=8)[-1][6]
+    normal = endpoint(demo, "redraw_views")(d, 1, 1, False)[0]
+    PRESENTER.set("lecture-hall", True)                  # what the toggle (or ?presenter=1) records
+    token = LocalContext.request.set(SimpleNamespace(session_hash="lecture-hall"))   # as Gradio sets it
+    try:
+        big = endpoint(demo, "redraw_views")(d, 1, 1, False)[0]
+    finally:
+        LocalContext.request.reset(token)
+    assert big.layout.font.size == round(theme.FONT_SIZE * theme.PRESENTER_SCALE) > normal.layout.font.size
+    assert big.layout.height > normal.layout.height
+    assert not PRESENTER.get(None)                                           # an API client: the normal view
+    assert bind(lambda: theme.presenter())() is False
+
+
+def test_re_timing_the_costs_in_place_keeps_the_acceptances_and_feeds_the_predictions(demo, families, tiny_spec,
+                                                                                     tiny_profile):
+    out = endpoint(demo, "retime_costs")(tiny_spec, 1.0)
+    new = families.profile(tiny_spec, NAMES, "sampled")
+    assert new is not tiny_profile and new.acceptance == tiny_profile.acceptance
+    assert new.accept_lengths == tiny_profile.accept_lengths and "costs_retimed_at" in new.meta
+    assert len(new.cost_ms["tiny-l"]) == len(tiny_profile.cost_ms["tiny-l"])
+    assert new.cost_ms != tiny_profile.cost_ms                              # timed now, on these tiny models
+    assert out.startswith("**Forward costs re-timed now**") and f"{new.cost_ms['tiny-l'][0]:.2f} ms" in out
+    req = ui_requests.make_request(families, "def f(x):\n", tiny_spec, ["tiny-s"], [3], "hsd", max_new_tokens=8)
+    from hsd.plan.latency import expected_ms_per_token_at
+    runs, _ = ui_requests.compare_requests(families, req, NAMES, [ui_requests.CONTENDERS[0]])
+    assert runs[0].predicted_ms_per_token == pytest.approx(expected_ms_per_token_at(new, [2], [], 8))

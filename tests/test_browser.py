@@ -84,7 +84,7 @@ def browser():
         b.close()
 
 
-def open_page(browser, url: str, theme: str = "light"):
+def open_page(browser, url: str, theme: str = "light", query: str = ""):
     """A page with every non-localhost request aborted (and recorded) and page errors recorded."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     outside: list[str] = []
@@ -101,7 +101,8 @@ def open_page(browser, url: str, theme: str = "light"):
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(url + ("/?__theme=dark" if theme == "dark" else "/"))
+    page.goto(url + ("/?__theme=dark" if theme == "dark" else "/") + (("&" if theme == "dark" else "?") + query
+                                                                        if query else ""))
     page.wait_for_selector(".gradio-container", timeout=60_000)
     page.wait_for_selector("#prompt textarea", timeout=60_000)
     return context, page, outside, errors
@@ -113,17 +114,20 @@ def test_generate_streams_coloured_tokens_and_renders_every_panel(browser, serve
     context, page, outside, errors = open_page(browser, server, theme)
     try:
         page.fill("#prompt textarea", "def f(x):\n")
-        page.wait_for_selector("#tokens", state="attached", timeout=60_000)
+        page.wait_for_selector("#code-view", state="attached", timeout=60_000)
         page.evaluate("""() => { window.__counts = [];
-            new MutationObserver(() => window.__counts.push(document.querySelectorAll('#tokens .token').length))
-              .observe(document.querySelector('#tokens'), {childList: true, subtree: true}); }""")
+            new MutationObserver(() => window.__counts.push(document.querySelectorAll('#code-view .tok').length))
+              .observe(document.querySelector('#code-view'), {childList: true, subtree: true}); }""")
         page.click("#generate-btn")
         page.wait_for_function("() => document.querySelector('#stats').innerText.includes('Status: finished')",
                                timeout=120_000)
         seen = sorted(set(page.evaluate("window.__counts")))
         assert len([c for c in seen if c > 0]) >= 2, f"tokens did not stream in several updates: {seen}"
-        colours = page.eval_on_selector_all("#tokens .token", "els => els.map(e => e.style.backgroundColor)")
+        colours = page.eval_on_selector_all("#code-view .tok", "els => els.map(e => e.style.backgroundColor)")
         assert colours and all(colours), "every token carries the colour of its level"
+        font = page.eval_on_selector("#code-view .hsd-code", "e => getComputedStyle(e).fontFamily + '|' + "
+                                     "getComputedStyle(e).whiteSpace")
+        assert "mono" in font.lower() and font.endswith("pre-wrap"), font       # code keeps its indentation
         for panel in PANELS:     # the GSP panel has data only once a profile exists: a message until then
             need = "el.layout" if panel == "gsp" else "el.data && el.data.length > 0"
             page.wait_for_function(
@@ -145,12 +149,13 @@ def test_stop_ends_the_generation_and_the_page_stays_usable(browser, server):
     try:
         page.fill("#prompt textarea", "class A:\n")
         page.click("#generate-btn")
-        page.wait_for_selector("#tokens .token", timeout=60_000)
+        page.wait_for_selector("#code-view .tok", timeout=60_000)
         page.click("#stop-btn")
         time.sleep(2.0)
-        n = page.locator("#tokens .token").count()
+        n = page.locator("#code-view .tok").count()
         time.sleep(2.0)
-        assert page.locator("#tokens .token").count() == n, "tokens kept arriving after Stop"
+        assert page.locator("#code-view .tok").count() == n, "tokens kept arriving after Stop"
+        assert "Status: stopped" in page.locator("#stats").inner_text()
         page.click("#generate-btn")
         page.wait_for_function("() => document.querySelector('#stats').innerText.includes('Status: finished')",
                                timeout=120_000)
@@ -207,8 +212,9 @@ def test_a_what_if_edit_redraws_the_gsp_panel_the_regime_map_renders_and_a_scena
         page.locator("#opt-regime").screenshot(path=str(ARTIFACTS / f"browser-regime-{theme}.png"))
         page.get_by_role("tab", name="Learn").click()
         page.click("#scenario-cheap")
-        page.wait_for_function("() => document.querySelector('#opt-scenario').innerText.includes('forward cost ×0.1')",
+        page.wait_for_function("() => document.querySelector('#scenario-answer').innerText.includes('forward cost ×0.1')",
                                timeout=60_000)
+        assert "forward cost ×0.1" in page.locator("#opt-scenario").inner_text()     # set up there too
         assert page.locator("#whatif-cost-0 input[type=number]").input_value() == "0.1"
         page.screenshot(path=str(ARTIFACTS / f"browser-optimise-{theme}.png"), full_page=True)
         assert not outside and not errors
@@ -240,6 +246,70 @@ def test_real_model_shapes_are_timed_solved_and_re_solved_in_the_page(browser, s
                                timeout=60_000)
         page.locator("#shapes-status").scroll_into_view_if_needed()
         page.screenshot(path=str(ARTIFACTS / "browser-shapes.png"), full_page=True)
+        assert not outside and not errors
+    finally:
+        context.close()
+
+
+def test_the_presenter_view_enlarges_text_and_panels_and_keeps_code_monospace(browser, server):
+    context, page, outside, errors = open_page(browser, server)
+    try:
+        page.fill("#prompt textarea", "def f(x):\n")
+        page.click("#generate-btn")
+        page.wait_for_function("() => document.querySelector('#stats').innerText.includes('Status: finished')",
+                               timeout=120_000)
+        font = "() => document.querySelector('#timeline .js-plotly-plot').layout.font.size"
+        normal = page.evaluate(font)
+        code_px = "() => parseFloat(getComputedStyle(document.querySelector('#code-view .hsd-code')).fontSize)"
+        normal_code = page.evaluate(code_px)
+        page.locator("#presenter-toggle input").check()
+        page.wait_for_function(f"() => ({font[6:]}) > {normal}", timeout=30_000)   # redrawn larger
+        assert page.evaluate("document.body.classList.contains('hsd-presenter')")
+        assert page.evaluate(code_px) > normal_code * 1.3
+        page.screenshot(path=str(ARTIFACTS / "browser-presenter.png"), full_page=True)
+        context.close()
+        context, page, outside, errors = open_page(browser, server, query="presenter=1")
+        page.wait_for_function("() => document.body.classList.contains('hsd-presenter')", timeout=30_000)
+        assert page.locator("#presenter-toggle input").is_checked()
+        assert not outside and not errors
+    finally:
+        context.close()
+
+
+def test_a_refused_value_is_said_in_the_page_and_the_page_keeps_working(browser, server):
+    """A number typed out of a slider's range gets one sentence beside it; a bad α is put back with
+    one sentence, and the next what-if edit still re-solves."""
+    context, page, outside, errors = open_page(browser, server)
+    try:
+        page.get_by_text("Sampling settings").click()
+        box = page.locator("#max-new input[type=number]")
+        box.fill("100000000")
+        box.press("Tab")
+        note = page.locator("#max-new .hsd-clamp-note")
+        note.wait_for(timeout=10_000)
+        assert "100000000 is above the largest value allowed here" in note.inner_text()
+        page.get_by_role("tab", name="Optimise").click()
+        page.get_by_label("measure now").check()
+        page.click("#optimise-btn")
+        page.wait_for_function("() => document.body.innerText.includes('Optimal:')", timeout=300_000)
+        page.wait_for_timeout(2000)
+        page.locator("#whatif-alpha").scroll_into_view_if_needed()
+        cell = page.locator("#whatif-alpha .virtual-row").nth(0).locator(".body-cell").nth(2)
+        before = cell.inner_text().replace("⋮", "").strip()
+        cell.dblclick()
+        page.keyboard.press("Control+A")
+        page.keyboard.type("1.5")
+        page.keyboard.press("Enter")
+        page.wait_for_function("() => document.body.innerText.includes('must be a number from 0 to 1, got')",
+                               timeout=30_000)
+        page.wait_for_function("() => document.querySelectorAll('#whatif-alpha .virtual-row')[0]"
+                               f".querySelectorAll('.body-cell')[2].innerText.replace('⋮', '').trim() === {before!r}",
+                               timeout=30_000)
+        cost = page.locator("#whatif-cost-1 input[type=number]")
+        cost.fill("3")
+        cost.press("Enter")
+        page.wait_for_function("() => document.body.innerText.includes('What-if (model-predicted, not measured)')",
+                               timeout=60_000)
         assert not outside and not errors
     finally:
         context.close()

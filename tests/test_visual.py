@@ -325,11 +325,14 @@ def test_accept_map_has_one_row_per_target_verification_and_cells_match_the_verd
         assert row.count(0) == e.n_accepted
         assert row.count(1) == (e.n_accepted < len(e.proposed))
         assert row.count(2) == (e.next_kind == "bonus")
+        assert row.count(3) == max(len(e.proposed) - e.n_accepted - 1, 0)     # not reached: shown, greyed
         for code, text in zip(row, texts):
-            if code is not None:    # accept/reject never by colour alone
+            if code == 3:           # drafted after the rejection: the token in italics on a grey cell
+                assert text.startswith("<i>") and text.endswith("</i>")
+            elif code is not None:  # accept/reject never by colour alone
                 assert text[0] == {0: "✓", 1: "✗", 2: "+"}[code]
             else:
-                assert text == ""   # not reached: a gap
+                assert text == ""   # past the block: a gap
 
 
 def test_accept_map_shows_the_replacement_in_the_rejected_cell_and_escapes_whitespace(trace):
@@ -337,8 +340,13 @@ def test_accept_map_shows_the_replacement_in_the_rejected_cell_and_escapes_white
     hm = _heatmap(visual.figure_accept_map(trace))
     rejected = [(e, texts) for e, texts in zip(events, hm.text) if e.n_accepted < len(e.proposed)]
     assert rejected
+    from visual import accept_map
+
+    width = len(hm.z[0])        # cut to what fits the column (one line: two tokens share it)
+    chars = accept_map.cell_chars(width)
+    shown = chars if len(hm.z) <= 8 else accept_map.replacement_chars(chars)
     for e, texts in rejected:
-        assert "↻ " + theme.escape_token(e.next_text, 8) in texts[e.n_accepted]
+        assert "↻ " + theme.escape_token(e.next_text, shown) in texts[e.n_accepted]
     flat = [t for row in hm.text for t in row]
     assert not any("\n" in t or " the" in t for t in flat)
 
@@ -696,6 +704,131 @@ def test_every_figure_builds_from_a_real_engine_trace(engine_trace):
 # ------------------------------------------------------------------------------------------
 # example artifacts: python tests/test_visual.py  ->  artifacts/visual/*.html
 # ------------------------------------------------------------------------------------------
+
+# ------------------------------------------------------------------------------------------
+# readable in a lecture room: colours, code, cells, captions, the presenter view
+# ------------------------------------------------------------------------------------------
+# Machado, Oliveira & Fernandes (2009) colour-vision-deficiency matrices, severity 1, linear RGB
+CVD = {"protan": ((0.152286, 1.052583, -0.204868), (0.114503, 0.786281, 0.099216), (-0.003882, -0.048116, 1.051998)),
+       "deutan": ((0.367322, 0.860646, -0.227968), (0.280085, 0.672501, 0.047413), (-0.011820, 0.042940, 0.968881)),
+       "tritan": ((1.255528, -0.076749, -0.178779), (-0.078411, 0.930809, 0.147602), (0.004733, 0.691367, 0.303900))}
+
+
+def _lab(hex_color: str, vision: str) -> tuple:
+    """CIELAB of ``hex_color`` as seen with ``vision`` ('normal' or a CVD key)."""
+    lin = [((c / 255) / 12.92 if c / 255 <= 0.04045 else ((c / 255 + 0.055) / 1.055) ** 2.4)
+           for c in theme._rgb(hex_color)]
+    if vision != "normal":
+        lin = [min(max(sum(m * x for m, x in zip(row, lin)), 0.0), 1.0) for row in CVD[vision]]
+    x = (0.4124 * lin[0] + 0.3576 * lin[1] + 0.1805 * lin[2]) / 0.95047
+    y = 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+    z = (0.0193 * lin[0] + 0.1192 * lin[1] + 0.9505 * lin[2]) / 1.08883
+    f = lambda t: t ** (1 / 3) if t > 0.008856 else 7.787 * t + 16 / 116  # noqa: E731
+    return 116 * f(y) - 16, 500 * (f(x) - f(y)), 200 * (f(y) - f(z))
+
+
+@pytest.mark.parametrize("vision", ["normal", "protan", "deutan", "tritan"])
+def test_every_levels_replacement_and_bonus_colours_stay_apart_under_colour_vision_deficiencies(vision):
+    """ΔE (CIE76) between the token categories of a 4-level stack: a level's replacement and bonus
+    at least 15 apart, any two categories at least 8 (and a bonus is also underlined)."""
+    from visual import tokens
+
+    cmap = tokens.token_color_map(["xs", "s", "m", "l"])
+    lab = {cat: _lab(color, vision) for cat, color in cmap.items()}
+    for lv in (1, 2, 3):
+        rep, bonus = (next(c for c in cmap if c.startswith(f"L{lv} {k}")) for k in ("replacement", "bonus"))
+        assert math.dist(lab[rep], lab[bonus]) >= 15, (vision, lv)
+    cats = list(cmap)
+    worst = min(math.dist(lab[a], lab[b]) for i, a in enumerate(cats) for b in cats[i + 1:])
+    assert worst >= 8, (vision, worst)
+
+
+def test_token_text_reads_on_every_category_colour_in_both_themes():
+    from visual import tokens
+
+    for color in tokens.token_color_map(["xs", "s", "m", "l"]).values():
+        assert theme.contrast(theme.ink_on(color), color) >= 4.5, color
+    assert theme.ink_on("#0072B2") == "#ffffff" and theme.ink_on("#F0E442") == "#111111"
+
+
+def test_the_code_view_keeps_indentation_escapes_html_and_underlines_bonus_tokens():
+    spans = [("def", "L0 draft (xs)"), (" f", "L1 replacement (m)"), ("():\n    ", "L2 bonus (l)"), ("<b>", "L0 draft (xs)")]
+    out = visual.code_html(spans)
+    assert out.startswith('<pre class="hsd-code">') and "():\n    </span>" in out
+    assert "&lt;b&gt;" in out and "<b>" not in out
+    bonus = out.split("tok-bonus")[1].split(">")[0]
+    assert "box-shadow:inset 0 -3px 0 " + theme.level_color(2) in bonus
+    assert 'title="L1 replacement (m): &#x27; f&#x27;"' in out
+    assert "(no tokens yet)" in visual.code_html([])
+
+
+@pytest.mark.parametrize("presenter", [False, True])
+def test_accept_map_cells_fit_twenty_columns_and_show_unreached_tokens(trace, presenter):
+    from visual import accept_map
+
+    with theme.presenting(presenter):
+        chars = accept_map.cell_chars(21)
+        cell_px = (accept_map.PANEL_PX[presenter] - 90) / 21
+        assert 1 <= chars and (chars + 2) * 0.72 * theme.fs(12) <= cell_px     # the symbol, a space, the token
+        fig = visual.figure_accept_map(trace)
+    hm = _heatmap(fig)
+    width = len(hm.z[0])
+    for row_text in hm.text:
+        for cell in row_text:
+            visible = cell.replace("<i>", "").replace("</i>", "").replace("&lt;", "<").replace("&amp;", "&")
+            for line in visible.split("<br>"):
+                assert len(line) <= accept_map.cell_chars(width) + 2, line
+    unreached = [(t, h) for zr, tr, hr in zip(hm.z, hm.text, hm.customdata) for z, t, h in zip(zr, tr, hr)
+                 if z == accept_map.NOT_REACHED]
+    assert unreached and all(t.startswith("<i>") and "not reached" in h for t, h in unreached)
+
+
+def test_mass_balance_titles_are_plain_words_with_the_notation_in_a_caption(trace):
+    ev = next(e for e in _target_events(trace) if e.diagnostics.get("nodes"))
+    fig = visual.figure_mass_balance(ev)
+    titles = [a.text for a in fig.layout.annotations if a.yref != "paper" or a.y > 0]
+    assert "Too much vs too little mass, per node" in titles and "Chance to keep the whole block" in titles
+    assert not any("(/)" in t or "◆" in t for t in titles)
+    caption = next(a.text for a in fig.layout.annotations if a.y is not None and a.y < 0)
+    assert "D_t = Σ(B − A)₊" in caption and "E_t = Σ(A − B)₊" in caption and "c_t" in caption
+    n_bars = len(fig.data[0].x[0])
+    from visual import mass_balance
+    assert n_bars <= max(2 * len(ev.diagnostics["nodes"]), mass_balance.MAX_BARS[False])
+
+
+def test_gsp_with_five_models_keeps_every_axis_label_and_a_short_subtitle():
+    plan = make_handmade_plan(n_models=5)
+    full = ["ngram", "hsd-family-xs", "hsd-family-s", "hsd-family-m", "hsd-family-l"]
+    for n, a in plan.graph.nodes(data=True):
+        a["name"] = full[a["model"]]
+    plan.names = [full[c] for c in plan.chain]
+    fig = visual.figure_gsp(plan)
+    ticks = list(fig.layout.xaxis.ticktext)
+    assert len(ticks) == 5 and ticks[-1] == "4: l<br>(target)" and ticks[0] == "0: ngram"
+    assert "hsd-family-" in fig.layout.xaxis.title.text
+    assert "hsd-family" not in fig.layout.title.subtitle.text and len(fig.layout.title.subtitle.text) < 110
+
+
+def test_the_presenter_view_enlarges_every_figures_fonts_and_height(trace):
+    normal = example_figures(False)
+    with theme.presenting(True):
+        big = example_figures(False)
+    for name, fig in normal.items():
+        assert big[name].layout.font.size > fig.layout.font.size, name
+        assert big[name].layout.height > fig.layout.height, name
+        if fig.layout.title.text:
+            assert big[name].layout.title.font.size > fig.layout.title.font.size, name
+    assert not theme.presenter()                                    # the context ended with the block
+
+
+def test_a_step_through_timeline_keeps_the_whole_decodes_axis_and_counts_its_time(trace):
+    steps = visual.learn_steps(trace)
+    first = visual.partial_trace(trace, steps[0])
+    whole_fig = visual.figure_timeline(first, whole=trace)
+    from visual.timeline import end_ms
+    assert whole_fig.layout.xaxis.range[1] == pytest.approx(end_ms(trace) * 1.03)
+    assert f"after {end_ms(first):.1f} ms" in whole_fig.layout.title.text
+
 
 def example_figures(dark: bool) -> dict:
     hsd_trace = make_trace("hsd")

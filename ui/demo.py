@@ -10,7 +10,7 @@ from __future__ import annotations
 import gradio as gr
 
 import visual
-from ui.context import Context, unchanged
+from ui.context import PRESENTER, Context, bind, current_session, unchanged
 from ui.registry import Families, load_prompts
 from ui.settings import CSS_PATH, Limits
 from ui.tabs import compare, generate, learn, optimise, scenarios
@@ -40,7 +40,10 @@ def build_demo(limits: Limits | None = None, families: Families | None = None) -
         ctx.demo = demo                                                          # 1)
         ctx.dark = gr.Checkbox(value=False, visible=False, elem_id="dark-flag")
         ctx.trace_state = gr.State(None, time_to_live=7200)
-        gr.Markdown(INTRO, elem_id="intro")
+        with gr.Row(elem_id="presenter-row"):
+            gr.Markdown(INTRO, elem_id="intro")
+            ctx.presenter = gr.Checkbox(False, label="Presenter view", elem_id="presenter-toggle", scale=0,
+                                        min_width=190, info="large text for a projector (or ?presenter=1)")
         with gr.Tabs(selected="generate") as ctx.tabs:                           # 2)
             with gr.Tab("Generate", id="generate"):
                 ctx.generate = generate.build(ctx)
@@ -56,19 +59,84 @@ def build_demo(limits: Limits | None = None, families: Families | None = None) -
         optimise.wire(ctx, opt)
         scenarios.wire(ctx, lrn.scenario_buttons, lrn.scenario_note, lrn, opt)
         plots = [p for p, _ in ctx.placeholders]                                 # 4)
-        demo.load(None, None, ctx.dark, js="() => document.body.classList.contains('dark')",
-                  api_visibility="private").then(
-            lambda dark: redraw_placeholders(ctx, dark), [ctx.dark], plots, api_visibility="private").then(
+        demo.load(None, None, [ctx.dark, ctx.presenter], js=PAGE_LOOK_JS, api_visibility="private").then(
+            bind(start_look, ctx), [ctx.dark, ctx.presenter], plots, api_visibility="private").then(
             lambda dark: visual.legend_html(ctx.generate.stack0), [ctx.dark], [ctx.generate.legend],
             api_visibility="private")
+        redrawn = generate.redraw_outputs(ctx.generate) + lrn.views()
+        ctx.presenter.input(bind(toggle_presenter, ctx, lrn), [ctx.presenter, ctx.dark, ctx.trace_state, lrn.state,
+                                                               lrn.slider], redrawn,
+                            js=PRESENTER_JS, api_visibility="private", show_progress="hidden")
     return demo
 
 
-def redraw_placeholders(ctx: Context, dark) -> dict:
-    """In the dark theme, the empty panels are drawn again with the dark template."""
-    if not dark:
+# A number typed into a slider's box outside its range is clamped by Gradio when the box loses
+# focus, silently.  This listener (capturing, so it sees the typed value first) says so beside the
+# slider in one sentence: what was typed, the range, and the value it became.
+CLAMP_NOTE_JS = """
+if (!window.__hsdClampNotes) {
+  window.__hsdClampNotes = true;
+  document.addEventListener('change', (ev) => {
+    const el = ev.target;
+    if (!(el instanceof HTMLInputElement) || el.type !== 'number') return;
+    const block = el.closest('.block');
+    if (!block) return;
+    const old = block.querySelector('.hsd-clamp-note');
+    if (old) old.remove();
+    const lo = el.min === '' ? -Infinity : Number(el.min), hi = el.max === '' ? Infinity : Number(el.max);
+    const raw = el.value.trim(), v = Number(raw);
+    let why = null, to = null;
+    if (raw === '' || !Number.isFinite(v)) { why = `"${raw}" is not a number`; to = lo; }
+    else if (v > hi) { why = `${raw} is above the largest value allowed here, ${hi}`; to = hi; }
+    else if (v < lo) { why = `${raw} is below the smallest value allowed here, ${lo}`; to = lo; }
+    else if (el.step && el.step !== 'any' && Math.abs(v / Number(el.step) - Math.round(v / Number(el.step))) > 1e-9) {
+      why = `${raw} is not a whole step of ${el.step}`; to = Math.round(v / Number(el.step)) * Number(el.step); }
+    if (why === null) return;
+    const name = (el.getAttribute('aria-label') || '').replace(/^number input for /, '') || 'This value';
+    const note = document.createElement('div');
+    note.className = 'hsd-clamp-note';
+    note.setAttribute('role', 'status');
+    note.textContent = `${name}: ${why}; it was set to ${to}.`;
+    block.appendChild(note);
+  }, true);
+}
+"""
+
+# the page's look, read once: the theme Gradio chose and ?presenter=1 (which sets the body class)
+PAGE_LOOK_JS = """() => {
+  const presenter = ['1', 'true', 'yes', 'on'].includes(
+      (new URLSearchParams(window.location.search).get('presenter') || '').toLowerCase());
+  document.body.classList.toggle('hsd-presenter', presenter);
+""" + CLAMP_NOTE_JS + """
+  return [document.body.classList.contains('dark'), presenter];
+}"""
+PRESENTER_JS = """(on, ...rest) => { document.body.classList.toggle('hsd-presenter', !!on); return [on, ...rest]; }"""
+
+
+def start_look(ctx: Context, dark, presenter=False) -> dict:
+    """The page's look at load: the presenter view remembered for this session, and the empty
+    panels drawn again when the theme is dark or the view is the presenter's."""
+    PRESENTER.set(current_session(), bool(presenter))
+    return redraw_placeholders(ctx, dark, bool(presenter))
+
+
+def redraw_placeholders(ctx: Context, dark, presenter: bool = False) -> dict:
+    """The empty panels drawn again in the dark template or the presenter view."""
+    if not dark and not presenter:
         return unchanged(p for p, _ in ctx.placeholders)
-    return {plot: visual.figure_empty(message, dark=True) for plot, message in ctx.placeholders}
+    with visual.theme.presenting(presenter):
+        return {plot: visual.figure_empty(message, dark=bool(dark)) for plot, message in ctx.placeholders}
+
+
+def toggle_presenter(ctx: Context, lrn, on, dark, trace_dict, learn_trace, learn_step) -> dict:
+    """The presenter view on or off for this session: the Generate tab's panels (its last run) and
+    the Learn tab's step are drawn again in the new look; panels on the other tabs follow the next
+    time they are drawn (the page's text follows at once: ``PRESENTER_JS``)."""
+    on = bool(on)
+    PRESENTER.set(current_session(), on)
+    with visual.theme.presenting(on):
+        return {**generate.redraw_panels(ctx, ctx.generate, trace_dict, dark),
+                **learn.learn_view(ctx, lrn, learn_trace, learn_step, dark)}
 
 
 def launch_options() -> dict:

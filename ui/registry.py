@@ -50,7 +50,8 @@ class Families:
 
     def __init__(self, limits: Limits):
         self.limits = limits
-        self._profiles: dict[str, object] = {}
+        self._profiles: dict[str, object] = {}        # measured here or uploaded, by spec
+        self._shipped: dict[str, list] = {}           # the shipped profiles, by normalised spec
         self._plans: dict[tuple, object] = {}
 
     # -- which families a user may pick ----------------------------------------------------
@@ -60,6 +61,47 @@ class Families:
         extra = [p for p in PRESETS if p != "bundled"] if self.limits.allow_custom_models else []
         own = [self.limits.family, self.with_ngram()]
         return own + [p for p in extra if p not in own]
+
+    def labelled_choices(self) -> list[tuple[str, str]]:
+        """(label, spec) for the family picker: a family that cannot load here (its weights are not
+        on this machine and the Hub is offline) says so before it is picked."""
+        out = []
+        for spec in self.choices():
+            reason = self.unavailable(spec)
+            out.append((f"{spec} (not available here: needs the Hugging Face Hub)" if reason else spec, spec))
+        return out
+
+    def unavailable(self, spec: str) -> str | None:
+        """Why ``spec`` cannot load on this machine (one sentence), without loading anything; None
+        when every model is a local folder, in the local Hub cache, or the Hub is reachable."""
+        from hsd.models import unavailable_reason
+
+        return unavailable_reason(spec)
+
+    def room_for(self, spec: str, prompt: str, limit: int) -> int:
+        """The most new tokens a decode of ``prompt`` may ask for: ``limit``, or less when the
+        family's context (its shortest) leaves less after the prompt (at least 1)."""
+        prompt_tokens, context = self._context(spec, prompt)
+        if not context:
+            return max(1, int(limit))
+        return max(1, min(int(limit), context - prompt_tokens))
+
+    def room_reason(self, spec: str, prompt: str, room: int) -> str:
+        prompt_tokens, context = self._context(spec, prompt)
+        if context and context - prompt_tokens <= room:
+            return (f"this prompt is {prompt_tokens} tokens and the models read at most {context}, "
+                    f"so at most {max(1, context - prompt_tokens)} new tokens fit")
+        return f"this app allows at most {room}"
+
+    def _context(self, spec: str, prompt: str) -> tuple[int, int]:
+        """(the prompt's length in tokens, the family's context in tokens; 0 = unbounded)."""
+        from hsd.tools.measure import encode_prompt
+
+        family = self.load(spec)
+        ids = encode_prompt(family.tokenizer, prompt or "") if isinstance(prompt, str) else []
+        lengths = [int(getattr(getattr(m, "config", None), "max_position_embeddings", 0) or 0) for m in family.models]
+        lengths = [n for n in lengths if n > 0]
+        return len(ids), min(lengths, default=0)
 
     def with_ngram(self) -> str:
         """The app's own family with the model-free n-gram drafter below it (always allowed)."""
@@ -98,40 +140,80 @@ class Families:
             print(f"[hsd-explorer] preload skipped: {exc}")
 
     # -- profiles and plans ----------------------------------------------------------------
-    def profile(self, spec: str, names: Sequence[str]):
-        """A measured profile of this family, or the shipped one when it matches; else None."""
+    def profiles(self, spec: str, names: Sequence[str]) -> list:
+        """Every profile of this family, the one measured here or uploaded first, then the shipped
+        ones that match its models (default first)."""
         from hsd.plan.profile import Profile
 
-        if spec in self._profiles:
-            return self._profiles[spec]
-        shipped = SHIPPED_PROFILES.get(spec.strip().lower().replace(" ", ""))
-        if shipped is not None and shipped.exists():
-            try:
-                prof = Profile.load(shipped)
-            except HSDError:
-                return None
-            if list(prof.models) == list(names):
-                self._profiles[spec] = prof
-                return prof
-        return None
+        key = spec.strip().lower().replace(" ", "")
+        if key not in self._shipped:
+            found = []
+            for path in SHIPPED_PROFILES.get(key, ()):
+                try:
+                    found.append(Profile.load(path))
+                except (HSDError, OSError):
+                    continue
+            self._shipped[key] = found
+        own = [self._profiles[spec]] if self._profiles.get(spec) is not None else []
+        return [p for p in own + self._shipped[key] if list(p.models) == list(names)]
+
+    def profile(self, spec: str, names: Sequence[str], kind: str | None = None):
+        """The family's profile for ``kind`` ('greedy' or 'sampled', see ``profile_kind``): the
+        first of ``profiles`` of that kind, else the first of any kind (its temperature then
+        differs: ``prediction_note`` says so); ``kind=None``: the first.  None without one."""
+        found = self.profiles(spec, names)
+        return next((p for p in found if kind is None or profile_kind(p) == kind), found[0] if found else None)
 
     def set_profile(self, spec: str, profile) -> None:
         self._profiles[spec] = profile
         for key in [k for k in self._plans if k[0] == spec]:
             del self._plans[key]
 
-    def plan(self, spec: str, names: Sequence[str], max_buffer: int | None = None):
-        """The optimiser's plan for this family (None without a profile)."""
+    def plan(self, spec: str, names: Sequence[str], max_buffer: int | None = None, kind: str | None = None):
+        """The optimiser's plan for this family's profile of ``kind`` (None without a profile)."""
         from hsd.plan.optimize import optimal_hierarchy
 
-        prof = self.profile(spec, names)
+        prof = self.profile(spec, names, kind)
         if prof is None:
             return None
         mb = min(max_buffer or self.limits.max_buffer, self.limits.max_buffer)
-        key = (spec, mb)
+        key = (spec, mb, id(prof))
         if key not in self._plans:
             self._plans[key] = optimal_hierarchy(prof, max_buffer=mb, top=12)
         return self._plans[key]
+
+    def retime(self, spec: str, names: Sequence[str], kind: str | None = None, rounds: int = 5, progress=None):
+        """The family's profile of ``kind`` with its forward costs timed again now, on this
+        machine as it is (``rounds`` kept rounds of ``hsd.tools.measure.CostTimer``, one more
+        discarded), kept as this family's profile; acceptances and engine terms stay as measured."""
+        import dataclasses
+        import time as _time
+
+        from hsd.levels import SamplingSettings, build_level
+        from hsd.tools.measure import CostTimer, encode_prompt
+
+        old = self.profile(spec, names, kind)
+        family = self.load(spec)
+        meta = old.meta
+        settings = SamplingSettings(float(meta.get("temperature", 1.0)), int(meta.get("top_k", 0) or 0),
+                                    float(meta.get("top_p", 1.0)))
+        levels = [build_level(m, name=n, vocab_size=family.vocab_size, settings=settings, forward=self.limits.forward)
+                  for m, n in zip(family.models, family.names)]
+        prompts = load_prompts()
+        context = encode_prompt(family.tokenizer, "".join(p for _, p in prompts) * 2)
+        context = context[: int(meta.get("timing_context_tokens", 96) or 96)] or [0]
+        timer = CostTimer(levels, context, max_n=len(old.cost_ms[old.models[0]]), warmup=1)
+        for r in range(rounds):
+            timer.round()
+            if progress is not None:
+                progress((r + 1) / rounds, "timing forwards")
+        cost_ms, first_call_ms = timer.result()
+        when = _time.strftime("%Y-%m-%dT%H:%M:%SZ", _time.gmtime())
+        new = dataclasses.replace(old, cost_ms=cost_ms, first_call_ms=first_call_ms,
+                                  meta=dict(meta, costs_retimed_at=when, costs_retimed_rounds=rounds))
+        new.validate()
+        self.set_profile(spec, new)
+        return new
 
     def measure(self, spec: str, progress=None):
         """Profile ``spec`` on this machine (a quick profile: few repeats) and keep it;
@@ -150,6 +232,42 @@ class Families:
         prof = measure_profile(family, max_n=max_n, repeats=5, warmup=2, progress=report, accept_source="blocks")
         self.set_profile(spec, prof)
         return prof
+
+
+def profile_kind(profile) -> str:
+    """'greedy' for a profile measured at temperature 0, else 'sampled'."""
+    return "greedy" if float(profile.meta.get("temperature", 1.0)) == 0.0 else "sampled"
+
+
+def decode_kind(temperature: float) -> str:
+    return "greedy" if float(temperature) == 0.0 else "sampled"
+
+
+def profile_label(profile) -> str:
+    """'greedy (T = 0) profile measured 2026-12-02' / 'T = 1 profile …' for prediction labels."""
+    meta = profile.meta
+    t = float(meta.get("temperature", 1.0))
+    temp = "greedy (T = 0)" if t == 0.0 else f"T = {t:g}"
+    if meta.get("top_k"):
+        temp += f", top-k {meta['top_k']}"
+    if float(meta.get("top_p", 1.0)) < 1.0:
+        temp += f", top-p {float(meta['top_p']):g}"
+    return f"{temp} profile measured {str(meta.get('measured_at', '?'))[:10]}"
+
+
+def prediction_note(profile, temperature: float, top_k: int = 0, top_p: float = 1.0) -> str | None:
+    """One sentence when a decode's sampling settings differ from those ``profile`` was measured
+    at (acceptance depends on them: a one-hot drafter measured greedy is accepted far less at
+    T = 1), else None."""
+    meta = profile.meta
+    t = float(meta.get("temperature", 1.0))
+    settings = (t, int(meta.get("top_k", 0) or 0), float(meta.get("top_p", 1.0)))
+    if settings == (float(temperature), int(top_k), float(top_p)):
+        return None
+    said = lambda t_, k, p: "greedy (T = 0)" if t_ == 0 else (  # noqa: E731
+        f"T = {t_:g}" + (f", top-k {k}" if k else "") + (f", top-p {p:g}" if p < 1 else ""))
+    return (f"the prediction is for another setting: the profile was measured {said(*settings)}, this "
+            f"decode samples {said(float(temperature), int(top_k), float(top_p))}, so its acceptance may differ")
 
 
 def default_stack(names: Sequence[str], limits: Limits) -> list[str]:

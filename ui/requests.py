@@ -14,7 +14,7 @@ from typing import Sequence
 
 from hsd.errors import ConfigError, ModelLoadError, PromptError
 from hsd.verify import RULES
-from ui.registry import Families
+from ui.registry import Families, decode_kind
 
 LOSSY_LABEL = "hsd-uncapped (LOSSY)"
 RULE_LABELS = {name: (LOSSY_LABEL if not r.lossless else name) for name, r in RULES.items()}
@@ -181,10 +181,11 @@ def compare_requests(families: Families, req: Request, names, chosen: Sequence[s
     from hsd.plan.contenders import pick_contenders
     from hsd.plan.latency import expected_ms_per_token_at
 
-    prof = families.profile(req.family, names)
+    kind = decode_kind(req.temperature)
+    prof = families.profile(req.family, names, kind)
     plans = {}
     if prof is not None:
-        optimum = families.plan(req.family, names)
+        optimum = families.plan(req.family, names, kind=kind)
         roles = [CONTENDER_ROLES[c] for c in CONTENDERS if c in chosen and c in CONTENDER_ROLES]
         picked = pick_contenders(prof, families.limits.max_buffer, roles=roles, distinct=False, optimum=optimum)
         plans = {c.role: c.plan for c in picked}

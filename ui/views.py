@@ -3,12 +3,13 @@ context (which family's tokenizer spells the tokens, which plan the optimiser ma
 models except a tokenizer for token texts; no gradio."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import visual
 from hsd.errors import HSDError
 from hsd.trace import Trace
-from ui.registry import Families
+from ui.registry import Families, decode_kind, prediction_note, profile_label
 from ui.requests import Request
 
 PLACEHOLDER = "Run a generation to see this panel."
@@ -51,7 +52,7 @@ def level_choices(names: Sequence[str]) -> list[tuple[str, int]]:
 
 def gsp_figure(families: Families, req: Request | None, spec: str, names, dark: bool):
     """The optimiser's graph with the user's hierarchy marked (a message without a profile)."""
-    plan = families.plan(spec, names)
+    plan = families.plan(spec, names, kind=decode_kind(req.temperature) if req is not None else None)
     if plan is None:
         return visual.figure_empty("Optimiser graph: no profile of this family yet.<br>"
                                    "Open the Optimise tab and press Optimise.", dark=dark)
@@ -59,18 +60,30 @@ def gsp_figure(families: Families, req: Request | None, spec: str, names, dark: 
     return visual.figure_gsp(plan, current=current, dark=dark)
 
 
-def predicted_speedup(families: Families, req: Request, names) -> float | None:
-    """The model-predicted speedup of ``req``'s hierarchy over the target alone (None without a
-    profile)."""
+@dataclass(frozen=True)
+class Prediction:
+    """The model-predicted speedup of a request's hierarchy over the target alone, the profile it
+    was predicted from, and a sentence when that profile's sampling settings differ."""
+
+    speedup: float
+    profile: str                    # registry.profile_label
+    note: str | None = None         # registry.prediction_note
+
+
+def prediction(families: Families, req: Request, names) -> Prediction | None:
+    """``req``'s hierarchy predicted from the family's profile of the decode's kind (greedy or
+    sampled; another one, with a note, when the family has none of that kind); None without a
+    profile."""
     from hsd.plan.optimize import plan_for
 
-    prof = families.profile(req.family, names)
+    prof = families.profile(req.family, names, decode_kind(req.temperature))
     if prof is None:
         return None
     try:
-        return plan_for(prof, list(req.chain), list(req.buffers)).speedup_vs_ar
+        speedup = plan_for(prof, list(req.chain), list(req.buffers)).speedup_vs_ar
     except HSDError:
         return None
+    return Prediction(speedup, profile_label(prof), prediction_note(prof, req.temperature, req.top_k, req.top_p))
 
 
 def alpha_headers(names) -> list[str]:

@@ -12,8 +12,8 @@ from visual.regime import figure_regime
 from visual.theme import figure_empty
 from visual.text import explain, learn_steps, partial_trace, stats_markdown
 from visual.timeline import figure_timeline
-from visual.tokens import TOKEN_COLOR_MAP, legend_html, token_color_map, token_spans
+from visual.tokens import TOKEN_COLOR_MAP, code_html, legend_html, token_color_map, token_spans
 
 __all__ = ["figure_accept_map", "figure_compare", "figure_empty", "figure_exactness", "figure_gsp",
-           "figure_mass_balance", "figure_regime", "figure_timeline", "TOKEN_COLOR_MAP", "legend_html", "token_color_map",
+           "figure_mass_balance", "figure_regime", "figure_timeline", "TOKEN_COLOR_MAP", "code_html", "legend_html", "token_color_map",
            "token_spans", "explain", "learn_steps", "partial_trace", "stats_markdown"]

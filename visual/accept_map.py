@@ -3,7 +3,8 @@
 Reads a ``hsd.trace.Trace`` only.  Cell colour AND symbol say what happened to the drafted token:
 ✓ accepted, ✗ rejected (the cell also shows ↻ the replacement the verifier sampled there),
 + bonus token (after a fully accepted block), and positions the verifier never reached (drafted
-after a rejection) are gaps with the discarded token in faint text.
+after a rejection) are grey cells with the discarded token in italics.  Cell text is cut to what
+fits the column (``cell_chars``); the hover has every token whole.
 """
 from __future__ import annotations
 
@@ -14,16 +15,34 @@ import plotly.graph_objects as go
 from visual import theme
 from visual.timeline import level_names
 
-ACCEPTED, REJECTED, BONUS = 0, 1, 2
+ACCEPTED, REJECTED, BONUS, NOT_REACHED = 0, 1, 2, 3
+PANEL_PX = {False: 560, True: 1250}    # the heatmap's width on the page: half of it, or all of it
+                                       # in the presenter view (its panels stack, one per row)
+
+
+def _fills(level: int, dark: bool) -> list[str]:
+    return [theme.tint(theme.ACCEPT_COLOR, 0.45, dark), theme.tint(theme.REJECT_COLOR, 0.3, dark),
+            theme.tint(theme.level_color(level), 0.35, dark), theme.tint(theme.muted_color(dark), 0.55, dark)]
 
 
 def _colorscale(level: int, dark: bool) -> list:
-    fills = [theme.tint(theme.ACCEPT_COLOR, 0.45, dark), theme.tint(theme.REJECT_COLOR, 0.3, dark),
-             theme.tint(theme.level_color(level), 0.35, dark)]
+    fills = _fills(level, dark)
     scale = []
     for i, c in enumerate(fills):
-        scale += [[i / 3, c], [(i + 1) / 3, c]]
+        scale += [[i / len(fills), c], [(i + 1) / len(fills), c]]
     return scale
+
+
+def replacement_chars(chars: int) -> int:
+    """Characters of each token in a one-line rejected cell ('✗tok↻ new'), which holds two."""
+    return max(1, (chars - 1) // 2)
+
+
+def cell_chars(width: int) -> int:
+    """How many characters of a token fit in one cell (the symbol and a space come on top) when
+    the map has ``width`` columns; longer tokens are cut with '…' (the hover has them whole)."""
+    cell_px = (PANEL_PX[theme.presenter()] - 90) / max(width, 1)
+    return max(1, min(10, int(cell_px / (0.72 * theme.fs(12))) - 2))
 
 
 def _row_labels(events) -> list[str]:
@@ -48,22 +67,26 @@ def _cell(e, pos: int, sep: str, chars: int) -> tuple[float, str, str]:
     if pos < e.n_accepted:
         return ACCEPTED, f"{theme.ACCEPT_SYMBOL} {tok}", f"{where}<br>{theme.ACCEPT_SYMBOL} accepted · {rho}"
     if pos == e.n_accepted:
-        return (REJECTED, f"{theme.REJECT_SYMBOL} {tok}{sep}{theme.REPLACE_SYMBOL} {nxt}",
+        if sep != "<br>":                    # one line: both tokens share the cell
+            half = replacement_chars(chars)
+            cell = (f"{theme.REJECT_SYMBOL}{theme.escape_token(e.proposed_texts[pos], half)}"
+                    f"{theme.REPLACE_SYMBOL} {theme.escape_token(e.next_text, half)}")
+        else:
+            cell = f"{theme.REJECT_SYMBOL} {tok}{sep}{theme.REPLACE_SYMBOL} {nxt}"
+        return (REJECTED, cell,
                 f"{where}<br>{theme.REJECT_SYMBOL} rejected · {rho}<br>{theme.REPLACE_SYMBOL} replacement "
                 f"'{theme.escape_token(e.next_text, 24)}' sampled by L{e.level}")
-    return math.nan, "", ""
+    return NOT_REACHED, f"<i>{tok}</i>", f"{where}<br>not reached: drafted after a rejection, discarded"
 
 
 def _grid(shown, rows, width: int, sep: str, chars: int):
-    """Heatmap z / text / hover (rows × width) plus faint (x, y, text) for tokens never reached."""
-    z, text, hover, faint = [], [], [], []
+    """Heatmap z / text / hover (rows × width)."""
+    z, text, hover = [], [], []
     for row, e in zip(rows, shown):
         zr, tr, hr = [], [], []
         for pos in range(width):
             if pos < len(e.proposed):
                 code, t, h = _cell(e, pos, sep, chars)
-                if math.isnan(code):
-                    faint.append((pos + 1, row, theme.escape_token(e.proposed_texts[pos], chars)))
             elif pos == len(e.proposed) and e.next_kind == "bonus":
                 code, t = BONUS, f"{theme.BONUS_SYMBOL} {theme.escape_token(e.next_text, chars)}"
                 h = f"bonus token '{theme.escape_token(e.next_text, 24)}' sampled by L{e.level} after a full accept"
@@ -71,7 +94,7 @@ def _grid(shown, rows, width: int, sep: str, chars: int):
                 code, t, h = math.nan, "", ""
             zr.append(code), tr.append(t), hr.append(h)
         z.append(zr), text.append(tr), hover.append(hr)
-    return z, text, hover, faint
+    return z, text, hover
 
 
 def figure_accept_map(trace, level: int | None = None, dark: bool = False, max_rows: int = 14) -> go.Figure:
@@ -87,18 +110,14 @@ def figure_accept_map(trace, level: int | None = None, dark: bool = False, max_r
     width = max(len(e.proposed) for e in shown) + 1
     rows = _row_labels(events)[-max_rows:]
     sep = "<br>" if len(shown) <= 8 else " "     # two-line cells only when rows are tall enough
-    chars = 8 if width <= 8 else 5 if width <= 12 else 3   # narrower cells, shorter tokens (hover has all)
-    z, text, hover, faint = _grid(shown, rows, width, sep, chars)
+    chars = cell_chars(width)                      # narrower cells, shorter tokens (hover has all)
+    z, text, hover = _grid(shown, rows, width, sep, chars)
     fig = go.Figure(go.Heatmap(
         z=z, x=list(range(1, width + 1)), y=rows, text=text, texttemplate="%{text}",
-        textfont=dict(size=12, color=theme.text_color(dark)), customdata=hover,
+        textfont=dict(size=theme.fs(12), color=theme.text_color(dark)), customdata=hover,
         hovertemplate="%{y}<br>%{customdata}<extra></extra>", hoverongaps=False,
-        colorscale=_colorscale(level, dark), zmin=-0.5, zmax=2.5, showscale=False, xgap=2, ygap=2,
+        colorscale=_colorscale(level, dark), zmin=-0.5, zmax=3.5, showscale=False, xgap=2, ygap=2,
     ))
-    if faint:
-        fx, fy, ft = zip(*faint)
-        fig.add_trace(go.Scatter(x=fx, y=fy, text=ft, mode="text", showlegend=False,
-                                 textfont=dict(size=11, color=theme.muted_color(dark)), hoverinfo="skip"))
     _legend_keys(fig, level, dark)
     fig.update_xaxes(title_text="draft position (+ = bonus token after a fully accepted block)",
                      tickmode="linear", dtick=1,
@@ -110,7 +129,7 @@ def figure_accept_map(trace, level: int | None = None, dark: bool = False, max_r
         title += f" · last {max_rows} of {len(events)}"
     subtitle = (f"{theme.short_name(names[level - 1], 16)} drafts, checked by "
                 f"{theme.short_name(names[level], 16)}") if level >= 1 else None
-    return theme.apply(fig, dark=dark, height=theme.HEIGHT["accept_map"], title=title, subtitle=subtitle)
+    return theme.apply(fig, dark=dark, height=theme.height("accept_map"), title=title, subtitle=subtitle)
 
 
 def _legend_keys(fig: go.Figure, level: int, dark: bool) -> None:
@@ -119,7 +138,7 @@ def _legend_keys(fig: go.Figure, level: int, dark: bool) -> None:
             (f"{theme.REJECT_SYMBOL} rejected → {theme.REPLACE_SYMBOL} replacement",
              theme.tint(theme.REJECT_COLOR, 0.3, dark)),
             (f"{theme.BONUS_SYMBOL} bonus (L{level})", theme.tint(theme.level_color(level), 0.35, dark)),
-            ("not reached (discarded)", theme.muted_color(dark))]
+            ("<i>not reached</i> (discarded)", _fills(level, dark)[NOT_REACHED])]
     for name, color in keys:
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=name,
                                  marker=dict(symbol="square", size=14, color=color)))

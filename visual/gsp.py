@@ -111,7 +111,7 @@ def _path_annotations(graph, path, pos, dark) -> list[dict]:
         if a.get("gain"):   # into the target gain = 1/E[tokens per target call]; else calls per call
             label += f" · {1 / a['gain']:.2f} tok/call" if v[0] == "target" else f" · ×{a['gain']:.2f} calls"
         out.append(dict(x=(x0 + x1) / 2, y=(y0 + y1) / 2, text=label, showarrow=False, yshift=12,
-                        font=dict(size=12, color=theme.text_color(dark)),
+                        font=dict(size=theme.fs(12), color=theme.text_color(dark)),
                         bgcolor=theme.rgba(theme.background(dark)[:7], 0.8)))
     return out
 
@@ -152,23 +152,28 @@ def figure_gsp(plan, current=None, dark: bool = False) -> go.Figure:
     fig.add_trace(_node_trace(graph, pos, on_path, dark))
     theme.set_layout(fig, annotations=_path_annotations(graph, path, pos, dark), **_axes(graph))
     title, subtitle = _title(plan)
-    return theme.apply(fig, dark=dark, height=theme.HEIGHT["gsp"], title=title, subtitle=subtitle or None)
+    return theme.apply(fig, dark=dark, height=theme.height("gsp"), title=title, subtitle=subtitle or None)
 
 
 def _axes(graph) -> dict:
-    """The x (models) and y (buffers) axes, as layout properties."""
+    """The x (models) and y (buffers) axes, as layout properties.  Model names lose the prefix
+    they all share (say 'hsd-family-'), so five of them fit under the axis; the axis title says so."""
+    full = {a.get("model", n[1]): str(a.get("name", f"model {n[1]}")) for n, a in graph.nodes(data=True)}
+    short, prefix = theme.compact_names([full[m] for m in sorted(full)])
     names = {}
     for n, a in graph.nodes(data=True):
-        label = theme.short_name(a.get("name", f"model {n[1]}"), 16)
-        names[a.get("model", n[1])] = label + ("<br>(target)" if n[0] == "target" else "")
+        m = a.get("model", n[1])
+        label = theme.short_name(short[sorted(full).index(m)], 16)
+        names[m] = label + ("<br>(target)" if n[0] == "target" else "")
     models = sorted(names)
     # the last label sits at the plot's right edge: Plotly hides a tick label that would cross
     # the figure's edge, so the target's is broken onto two lines and the range padded
     bufs = sorted({a.get("buffer") for _, a in graph.nodes(data=True) if a.get("buffer") is not None})
     step = max(1, len(bufs) // 12)
+    title = "model (smallest left, target right" + (f"; names without '{prefix}'" if prefix else "") + ")"
     return dict(xaxis=dict(tickmode="array", tickvals=models, ticktext=[f"{m}: {names[m]}" for m in models],
-                           range=[min(models) - 0.4, max(models) + 0.6], showgrid=False, zeroline=False,
-                           title=dict(text="model (smallest left, target right)")),
+                           range=[min(models) - 0.5, max(models) + 0.7], showgrid=False, zeroline=False,
+                           automargin=True, title=dict(text=title)),
                 yaxis=dict(tickmode="array", tickvals=bufs[::step], zeroline=False,
                            title=dict(text="buffer T (tokens handed up per call)"),
                            range=[min(bufs, default=0) - 1, max(bufs, default=1) + 1]))
@@ -185,8 +190,9 @@ def _title(plan) -> tuple[str, str]:
         title += f" · {ms:.2f} ms/token model-predicted"
     if sp is not None:
         title += f" · {sp:.2f}× vs AR"
-    parts = [f"{theme.short_name(n, 14)}[{b}]" for n, b in zip(names, buffers)]
-    chain = " → ".join(parts + [theme.short_name(names[-1], 14)]) if names else ""
-    acceptance = _attr(plan, "acceptance", "") or ""
+    short, _ = theme.compact_names(list(names))
+    parts = [f"{theme.short_name(n, 14)}[{b}]" for n, b in zip(short, buffers)]
+    chain = " → ".join(parts + [theme.short_name(short[-1], 14)]) if names else ""
+    acceptance = (_attr(plan, "acceptance", "") or "").replace("acceptance measured ", "acceptance ")
     subtitle = ("optimal: " + chain + " (buffer in brackets)") if chain else ""
     return title, subtitle + (f" · {acceptance}" if subtitle and acceptance else "")

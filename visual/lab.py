@@ -62,7 +62,7 @@ def figure_exactness(lab: dict, dark: bool = False, max_sequences: int = 24) -> 
         notes.append(f"<b>{name}</b>: TV = {tv:.2g} ({'≈ 0, ' + mark if lossless else mark})"
                      + (f", E[accepted] = {ea:.4g}" if ea is not None else ""))
     fig.add_annotation(text="<br>".join(notes), xref="paper", yref="paper", x=1, y=1, xanchor="right",
-                       yanchor="top", showarrow=False, align="left", font=dict(size=12),
+                       yanchor="top", showarrow=False, align="left", font=dict(size=theme.fs(12)),
                        bgcolor=theme.rgba(theme.background(dark), 0.85), bordercolor=theme.muted_color(dark),
                        borderwidth=1)
     fig.update_layout(barmode="group", bargap=0.25)
@@ -73,14 +73,16 @@ def figure_exactness(lab: dict, dark: bool = False, max_sequences: int = 24) -> 
     sub = "exact enumeration; TV = total-variation distance to the target (over all sequences)"
     if dropped:
         sub += f" · showing the {max_sequences} most probable sequences, {dropped} more hidden"
-    return theme.apply(fig, dark=dark, height=theme.HEIGHT["exactness"],
+    return theme.apply(fig, dark=dark, height=theme.height("exactness"),
                        title="Exactness lab · each rule's output distribution vs the target's", subtitle=sub)
 
 
 def figure_compare(summaries: dict, dark: bool = False) -> go.Figure:
-    """What-if comparison of hierarchies (label → {"predicted_ms_per_token" or None,
-    "measured_ms_per_token", "tokens_per_target_call", "tokens_per_s"}): left, predicted vs
-    measured ms/token (lower is better); right, tokens per target call (higher is better)."""
+    """Hierarchies measured side by side (label → {"predicted_ms_per_token" or None,
+    "measured_ms_per_token", "tokens_per_target_call", "tokens_per_s"}, and when they ran several
+    times "runs" with the spread "measured_min_ms_per_token" / "measured_max_ms_per_token"):
+    left, predicted vs measured ms/token (lower is better; the measured bar is the median, its
+    whisker the spread between runs); right, tokens per target call (higher is better)."""
     if not summaries:
         return theme.figure_empty("Run two or more hierarchies to compare them.", dark=dark)
     keys = list(summaries)
@@ -94,7 +96,15 @@ def figure_compare(summaries: dict, dark: bool = False) -> go.Figure:
                          hovertemplate="%{x}: predicted %{y:.3f} ms/token<extra></extra>"), row=1, col=1)
     meas = get("measured_ms_per_token")
     tps = get("tokens_per_s")
-    fig.add_trace(go.Bar(name="measured (wall clock)", x=labels, y=meas, marker=dict(color=theme.LEVEL_COLORS[0]),
+    lo, hi = get("measured_min_ms_per_token"), get("measured_max_ms_per_token")
+    spread = None
+    if any(v is not None for v in lo + hi):
+        spread = dict(type="data", symmetric=False, color=theme.text_color(dark), thickness=1.5, width=6,
+                      array=[(h - m) if h is not None and m is not None else 0 for h, m in zip(hi, meas)],
+                      arrayminus=[(m - low) if low is not None and m is not None else 0 for low, m in zip(lo, meas)])
+    runs = max([r for r in get("runs") if r] or [1])
+    fig.add_trace(go.Bar(name="measured (wall clock)" + (f", median of {runs} runs, whisker = spread" if runs > 1 else ""),
+                         x=labels, y=meas, marker=dict(color=theme.LEVEL_COLORS[0]), error_y=spread,
                          text=[f"{v:.2f}" if v is not None else "" for v in meas], textposition="outside",
                          customdata=[f"{t:.1f} tokens/s" if t is not None else "" for t in tps],
                          hovertemplate="%{x}: measured %{y:.3f} ms/token · %{customdata} (wall clock)<extra></extra>"),
@@ -105,10 +115,11 @@ def figure_compare(summaries: dict, dark: bool = False) -> go.Figure:
                          showlegend=False, hovertemplate="%{x}: %{y:.3f} tokens per target call<extra></extra>"),
                   row=1, col=2)
     fig.update_layout(barmode="group", bargap=0.3)
-    ms_top = max([v for v in pred + meas if v is not None] or [1.0])
+    ms_top = max([v for v in pred + meas + hi if v is not None] or [1.0])
     fig.update_yaxes(title_text="ms / token ↓<br>model-predicted vs wall clock", range=[0, ms_top * 1.2],
                      row=1, col=1)
     fig.update_yaxes(title_text="tokens / target call ↑<br>measured (wall-clock run)",
                      range=[0, max([v for v in tpc if v is not None] or [1.0]) * 1.2], row=1, col=2)
-    fig.update_xaxes(tickangle=0, tickfont=dict(size=12))
-    return theme.apply(fig, dark=dark, height=theme.HEIGHT["compare"], title="What-if comparison")
+    fig.update_xaxes(tickangle=0, tickfont=dict(size=theme.fs(12)))
+    title = "Measured (wall clock) vs model-predicted ms/token" + (f" · {runs} interleaved runs each" if runs > 1 else "")
+    return theme.apply(fig, dark=dark, height=theme.height("compare"), title=title)

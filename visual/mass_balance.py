@@ -78,15 +78,23 @@ def _flow(d: dict):
     return reach[: len(beta)], res, [r - s for r, s in zip(reach, res)], False
 
 
+MAX_BARS = {False: 48, True: 30}     # vocabulary bars in the top row (fewer in the presenter view)
+
+
 def _node_bars(fig, event, d, id_to_text, dark):
-    """Row 1: for each node t the top vocabulary entries, stacked overlap / excess / deficit."""
+    """Row 1: for each node t the top vocabulary entries, stacked overlap / excess / deficit (as
+    many per node as fit: the drafted token first, then by mass)."""
     nodes, n_acc = d["nodes"], _get(event, "n_accepted", 0)
+    per_node = max(2, MAX_BARS[theme.presenter()] // max(len(nodes), 1))
     cats, toks, overlap, excess, deficit, hover = [], [], [], [], [], []
     proposed = _get(event, "proposed", ())
     for t, node in enumerate(nodes):
         label = f"node {t} {_status(t, n_acc)}"
         used = set()
-        for vid, a, b in zip(node["ids"], node["target"], node["draft"]):
+        entries = list(zip(node["ids"], node["target"], node["draft"]))
+        drafted = proposed[t] if t < len(proposed) else None
+        keep = sorted(range(len(entries)), key=lambda i: (entries[i][0] != drafted, -max(entries[i][1:])))
+        for vid, a, b in (entries[i] for i in sorted(keep[:per_node])):       # in the rule's own order
             txt = theme.escape_token(_vocab_text(vid, t, event, id_to_text), 6)
             if t < len(proposed) and vid == proposed[t]:
                 txt = "▸" + txt
@@ -173,11 +181,11 @@ def figure_mass_balance(event, id_to_text: Callable[[int], str] | None = None, d
         return theme.figure_empty(f"<b>{head}</b><br>{marks}<br>greedy: exact match check, no mass to balance "
                                   "(accept while the draft equals the verifier's argmax).", dark=dark)
     backward = "arriving" in d
-    titles = ("", "excess D (/) vs deficit E (·), c_t ◆" if rule != "token" else "accept prob min(1, ρ_t)",
-              "flow: resampled / stepped back, — arriving" if backward else "flow: reject / pass on, — reach",
-              "accept whole block")
+    titles = ("", "Too much vs too little mass, per node" if rule != "token" else "Chance to keep each token",
+              "Where the rejected mass goes" if backward else "Where a rejection happens",
+              "Chance to keep the whole block")
     fig = theme.subplots(rows=2, cols=3, specs=[[{"colspan": 3}, None, None], [{}, {}, {}]],
-                        row_heights=[0.56, 0.44], vertical_spacing=0.2, horizontal_spacing=0.08,
+                        row_heights=[0.52, 0.48], vertical_spacing=0.24, horizontal_spacing=0.09,
                         subplot_titles=titles)
     _node_bars(fig, event, d, id_to_text, dark)
     _balance_panel(fig, d, rule, level, dark)
@@ -188,17 +196,46 @@ def figure_mass_balance(event, id_to_text: Callable[[int], str] | None = None, d
     fig.update_yaxes(range=[0, 1.18], row=2, col=3)
     fig.update_xaxes(title_text="node t", dtick=1, row=2, col=1)
     fig.update_xaxes(title_text="node t", dtick=1, row=2, col=2)
-    fig.update_xaxes(tickfont=dict(size=11), tickangle=0, row=1, col=1)
+    fig.update_xaxes(tickfont=dict(size=theme.fs(12)), tickangle=0, row=1, col=1)
     nxt = theme.escape_token(_get(event, "next_text", ""), 12)
     sym = theme.BONUS_SYMBOL if _get(event, "next_kind") == "bonus" else theme.REPLACE_SYMBOL
     kind = {"token": "Token-wise rejection", "block": "Block verification"}.get(rule, "Branch mass balancing")
     title = f"{kind} · {head}, then {sym} {nxt}"
     fig.update_layout(legend_traceorder="normal")
     sub = ("A = capped target c_t·p_t" if rule != "token" else "A = target p_t") + \
-        ", B = draft q_t (top entries per node) · ▸ drafted token · node ✓ kept ✗ rejected ○ not reached" \
-        f" · {theme.REPLACE_SYMBOL} replacement {theme.BONUS_SYMBOL} bonus"
+        ", B = draft q_t · ▸ drafted token · node ✓ kept ✗ rejected ○ not reached"
     for ann in fig.layout.annotations:      # subplot titles
-        ann.font = dict(size=13, color=theme.text_color(dark))
+        ann.font = dict(size=theme.fs(15), color=theme.text_color(dark))
+    caption = _wrapped(_caption(rule, backward), int(CAPTION_PX / (0.55 * theme.fs(12))))
+    fig.add_annotation(text=caption, xref="paper", yref="paper", x=0, y=-0.1, xanchor="left",
+                       yanchor="top", showarrow=False, align="left",
+                       font=dict(size=theme.fs(12), color=theme.text_color(dark)))
     if d.get("lossy"):
         sub = "<b>LOSSY teaching variant</b> (uncapped joint ratio) · " + sub.replace(" (top entries per node)", "")
-    return theme.apply(fig, dark=dark, height=theme.HEIGHT["mass_balance"], title=title, subtitle=sub)
+    theme.apply(fig, dark=dark, height=theme.height("mass_balance"), title=title, subtitle=sub)
+    lines = caption.count("<br>") + 1
+    return theme.set_layout(fig, margin=dict(b=round(theme.fs(12) * (3.2 + 1.35 * lines))))   # room for the caption
+
+
+CAPTION_PX = 1150       # the caption's width: the panel spans the page
+
+
+def _wrapped(text: str, width: int) -> str:
+    """``text`` broken into lines of at most ``width`` characters (Plotly does not wrap)."""
+    import textwrap
+
+    return "<br>".join(line for part in text.split("<br>") for line in textwrap.wrap(part, max(width, 20)))
+
+
+def _caption(rule: str, backward: bool) -> str:
+    """The notation of the bottom row, in words (the titles stay plain)."""
+    if rule == "token":
+        return ("Left: min(1, ρ_t), ρ_t = p_t(x_t) / q_t(x_t), the chance each drafted token is kept. Middle: how much "
+                "probability reaches node t and is rejected there (resampled from the target's leftover) or passed on. "
+                "Right: the chance to keep the whole block under each rule; ◀ marks the one used.")
+    flow = ("mass arriving at node t (—) is resampled there into the deficit children with probability E_t / D_t (·); "
+            "the rest steps back to the parent (×)" if backward else "mass reaching node t (—) is rejected there (·) "
+            "or passed on (×)")
+    return ("Left: D_t = Σ(B − A)₊, draft mass where the target wants less (/), against E_t = Σ(A − B)₊, target mass "
+            "the draft missed (·); ◆ c_t = min(1, c_(t−1) · ρ_t), the capped running ratio.<br>"
+            f"Middle: {flow}. Right: the chance to keep the whole block; ◀ marks the rule used.")

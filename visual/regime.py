@@ -47,7 +47,7 @@ def figure_regime(rmap, dark: bool = False) -> go.Figure:
     fig.add_trace(go.Heatmap(
         z=rmap.gain, x=list(range(nx_)), y=list(range(ny)), zmin=1.0, zmax=max(top, 1.05),
         colorscale=[[0.0, base], [1.0, green]], text=text, texttemplate="%{text}",
-        textfont=dict(size=11), hovertext=hover, hoverinfo="text", xgap=1, ygap=1,
+        textfont=dict(size=theme.fs(11)), hovertext=hover, hoverinfo="text", xgap=1, ygap=1,
         colorbar=dict(title=dict(text="stack gain", side="top"), thickness=14, len=0.8),
         name="speedup over the best without a stack"))
     if top >= PAYS and min(min(row) for row in rmap.gain) < PAYS:
@@ -68,7 +68,7 @@ def figure_regime(rmap, dark: bool = False) -> go.Figure:
                      ticktext=[_tick(rmap.x_axis, v) for v in rmap.xs], range=[-0.5, nx_ - 0.5], showgrid=False)
     fig.update_yaxes(title_text=rmap.y_axis, tickvals=list(range(ny)),
                      ticktext=[_tick(rmap.y_axis, v) for v in rmap.ys], range=[-0.5, ny - 0.5], showgrid=False)
-    return theme.apply(fig, dark=dark, height=theme.HEIGHT["regime"],
+    return theme.apply(fig, dark=dark, height=theme.height("regime"),
                        title="When does a stack pay? (model-predicted)",
                        subtitle="cell: the optimum's speedup over the best single draft or the target "
                                 "alone, and its number of drafts; ★ the measured profile")

@@ -14,10 +14,12 @@ STATUS = {"running": "decoding…", "eos": "finished (end of text)", "max_new_to
           "cancelled": "stopped"}
 
 
-def stats_markdown(trace: Trace, ar_trace: Trace | None = None, predicted_speedup: float | None = None) -> str:
+def stats_markdown(trace: Trace, ar_trace: Trace | None = None, predicted_speedup: float | None = None,
+                   predicted_from: str | None = None, prediction_note: str | None = None) -> str:
     """Tokens, tokens/s (wall clock), tokens per target call, the measured speedup over the
-    target alone (when ``ar_trace`` is given), the model-predicted one, per-edge acceptance and
-    the status."""
+    target alone (when ``ar_trace`` is given), the model-predicted one (with the profile it was
+    ``predicted_from`` and a warning line when the decode's settings differ from it), per-edge
+    acceptance and the status."""
     s = trace.summary()
     parts = [f"**{s.n_tokens} tokens** in {s.wall_ms / 1000:.2f} s",
              f"**{s.tokens_per_s:.1f} tokens/s** (wall clock)",
@@ -28,12 +30,15 @@ def stats_markdown(trace: Trace, ar_trace: Trace | None = None, predicted_speedu
             parts.append(f"**{ar.ms_per_token / s.ms_per_token:.2f}×** vs the target alone "
                          f"(wall clock, measured this run: {ar.tokens_per_s:.1f} tokens/s)")
     if predicted_speedup is not None:
-        parts.append(f"{predicted_speedup:.2f}× model-predicted vs the target alone (profile)")
+        parts.append(f"{predicted_speedup:.2f}× model-predicted vs the target alone "
+                     f"({predicted_from or 'profile'})")
     line = " · ".join(p for p in parts if p)
     edges = " · ".join(f"L{e.drafter}→L{e.verifier}: {e.rate:.0%} of {e.proposed} drafts accepted"
                        for e in s.edges)
     status = STATUS.get(s.finish_reason, s.finish_reason)
-    return f"{line}  \n**Per-edge acceptance:** {edges or 'none (autoregressive)'}  \n*Status: {status}*"
+    warn = (f"  \n⚠ **Model-predicted number:** {prediction_note[:1].upper()}{prediction_note[1:]}."
+            if prediction_note and predicted_speedup is not None else "")
+    return f"{line}{warn}  \n**Per-edge acceptance:** {edges or 'none (autoregressive)'}  \n*Status: {status}*"
 
 
 # -- the Learn tab: a trace one event at a time ---------------------------------------------
@@ -70,7 +75,7 @@ def explain(event, names: Sequence[str]) -> str:
         return _explain_verified(event, name, k)
     if event.kind == "committed":
         return (f"**Commit** — the target appends {len(event.tokens)} token(s) to the output: "
-                f"{_tok_list(event.texts)} (the **token strip** grows; ▼ on the timeline). "
+                f"{_tok_list(event.texts)} (the **output** grows; ▼ on the timeline). "
                 f"{event.total_tokens} tokens so far.")
     return ""
 

@@ -37,9 +37,41 @@ FONT_FAMILY = "Inter, 'Source Sans Pro', 'Segoe UI', 'DejaVu Sans', Arial, sans-
 MARGIN = dict(l=70, r=24, t=100, b=56)   # t is recomputed by apply() from the title block
 
 HEIGHT = {  # px; fixed so the app layout does not jump while streaming
-    "empty": 300, "timeline": 380, "accept_map": 440, "mass_balance": 700,
+    "empty": 300, "timeline": 380, "accept_map": 440, "mass_balance": 760,
     "gsp": 580, "exactness": 440, "compare": 420, "regime": 600,
 }
+
+# The presenter view (a projector, a lecture hall): every font PRESENTER_SCALE times larger and
+# every panel PRESENTER_HEIGHT times taller.  Set per request with ``presenting(True)`` (a context
+# variable, like ``deferred_template``): the builders read it through ``fs`` and ``height``.
+PRESENTER_SCALE = 1.45
+PRESENTER_HEIGHT = 1.3
+_PRESENTER: contextvars.ContextVar[bool] = contextvars.ContextVar("hsd_presenter", default=False)
+
+
+@contextmanager
+def presenting(on: bool = True):
+    """Within this block (this thread/context only) figures are drawn for the presenter view."""
+    token = _PRESENTER.set(bool(on))
+    try:
+        yield
+    finally:
+        _PRESENTER.reset(token)
+
+
+def presenter() -> bool:
+    """Whether figures are being drawn for the presenter view."""
+    return _PRESENTER.get()
+
+
+def fs(size: float) -> int:
+    """A font size in px, enlarged in the presenter view."""
+    return round(size * PRESENTER_SCALE) if _PRESENTER.get() else round(size)
+
+
+def height(kind: str) -> int:
+    """The fixed height of a ``HEIGHT`` kind of panel, taller in the presenter view."""
+    return round(HEIGHT[kind] * PRESENTER_HEIGHT) if _PRESENTER.get() else HEIGHT[kind]
 
 
 def level_color(level: int) -> str:
@@ -74,6 +106,27 @@ def tint(hex_color: str, amount: float, dark: bool = False) -> str:
     return f"#{mix(r, br):02x}{mix(g, bg):02x}{mix(b, bb):02x}"
 
 
+def luminance(hex_color: str) -> float:
+    """WCAG relative luminance of a #rrggbb colour (0 black … 1 white)."""
+    def lin(c: int) -> float:
+        c = c / 255
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+    r, g, b = _rgb(hex_color)
+    return 0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b)
+
+
+def contrast(fg: str, bg: str) -> float:
+    """WCAG contrast ratio of two #rrggbb colours (1 … 21)."""
+    hi, lo = sorted((luminance(fg), luminance(bg)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def ink_on(background_hex: str) -> str:
+    """Near-black or white: whichever reads better on ``background_hex``."""
+    dark_ink, light_ink = "#111111", "#ffffff"
+    return dark_ink if contrast(dark_ink, background_hex) >= contrast(light_ink, background_hex) else light_ink
+
+
 def rgba(hex_color: str, alpha: float) -> str:
     r, g, b = _rgb(hex_color)
     return f"rgba({r},{g},{b},{alpha})"
@@ -84,6 +137,25 @@ def short_name(name, max_chars: int = 22) -> str:
     ('HuggingFaceTB/SmolLM2-360M' → 'SmolLM2-360M'), local paths their folders; long names cut with '…'."""
     s = str(name).rstrip("/").split("/")[-1] or str(name)
     return s if len(s) <= max_chars else s[: max_chars - 1] + "…"
+
+
+def compact_names(names) -> tuple[list[str], str]:
+    """(names without the prefix they all share, that prefix): 'hsd-family-xs' … 'hsd-family-l'
+    → 'xs' … 'l'.  Only a prefix ending at a '-', '_', '.' or '/' of at least 3 characters is
+    dropped, and only when two or more names share it; names that are not model names (an
+    'ngram' level) keep theirs."""
+    named = [str(n) for n in names if str(n) != "ngram"]
+    if len(named) < 2:
+        return [str(n) for n in names], ""
+    common = named[0]
+    for n in named[1:]:
+        while not n.startswith(common):
+            common = common[:-1]
+    cut = max((common.rfind(ch) for ch in "-_./"), default=-1)
+    prefix = common[: cut + 1] if cut >= 2 else ""
+    if not prefix or any(len(n) <= len(prefix) for n in named):
+        return [str(n) for n in names], ""
+    return [str(n)[len(prefix):] if str(n).startswith(prefix) else str(n) for n in names], prefix
 
 
 def level_label(level: int, names=None, n_levels: int | None = None) -> str:
@@ -174,26 +246,28 @@ def plot_json(fig: go.Figure, dark: bool = False) -> str:
 def look(dark: bool = False, height: int | None = None, title: str | None = None, legend: bool = True,
          subtitle: str | None = None) -> dict:
     """The shared layout (everything ``apply`` sets but the template) as a plain dict."""
-    top = TITLE_TOP_PX + (TITLE_PX if title else 0) + (SUBTITLE_PX if subtitle else 0) + 4
+    k = PRESENTER_SCALE if _PRESENTER.get() else 1.0
+    top = round(TITLE_TOP_PX + k * ((TITLE_PX if title else 0) + (SUBTITLE_PX if subtitle else 0)) + 4)
     out = dict(
-        font=dict(family=FONT_FAMILY, size=FONT_SIZE, color=text_color(dark)),
-        margin=dict(MARGIN, t=top + (LEGEND_ROW_PX if legend else 0) + 12),
+        font=dict(family=FONT_FAMILY, size=fs(FONT_SIZE), color=text_color(dark)),
+        margin=dict(MARGIN, l=round(MARGIN["l"] * k), b=round(MARGIN["b"] * k),
+                    t=top + round(k * LEGEND_ROW_PX if legend else 0) + 12),
         height=height,
         uirevision=UIREVISION,
         showlegend=legend,
         legend=dict(orientation="h", xanchor="left", x=0, itemsizing="constant",
-                    font=dict(size=13), bgcolor="rgba(0,0,0,0)",
+                    font=dict(size=fs(13)), bgcolor="rgba(0,0,0,0)",
                     **(dict(yref="container", y=1 - top / height, yanchor="top") if height
                        else dict(yref="paper", y=1.02, yanchor="bottom"))),
-        hoverlabel=dict(font=dict(size=13, family=FONT_FAMILY)),
-        uniformtext=dict(minsize=10, mode="hide"),
+        hoverlabel=dict(font=dict(size=fs(14), family=FONT_FAMILY)),
+        uniformtext=dict(minsize=fs(10), mode="hide"),
     )
     if height is None:
         del out["height"]
     if title is not None:
         y = 1 - TITLE_TOP_PX / height if height else 0.96
-        out["title"] = dict(text=title, x=0.01, xanchor="left", y=y, yanchor="top", font=dict(size=17),
-                            subtitle=dict(text=subtitle or "", font=dict(size=13)))
+        out["title"] = dict(text=title, x=0.01, xanchor="left", y=y, yanchor="top", font=dict(size=fs(17)),
+                            subtitle=dict(text=subtitle or "", font=dict(size=fs(13))))
     return out
 
 
@@ -248,11 +322,11 @@ def apply(fig: go.Figure, dark: bool = False, height: int | None = None, title: 
 
 
 def figure_empty(message: str = "Run a generation to see this panel.", dark: bool = False,
-                 height: int | None = None) -> go.Figure:
+                 height_px: int | None = None) -> go.Figure:
     """Placeholder: no axes, one centred message (used before a run, or when a panel has no data)."""
     fig = go.Figure()
     fig.add_annotation(text=message, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
-                       font=dict(size=16, color=text_color(dark)), align="center")
+                       font=dict(size=fs(16), color=text_color(dark)), align="center")
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
-    return apply(fig, dark=dark, height=height or HEIGHT["empty"], legend=False)
+    return apply(fig, dark=dark, height=height_px or height("empty"), legend=False)

@@ -82,18 +82,25 @@ def _commit_markers(trace, dark: bool) -> go.Scatter | None:
         name="commit (target output)", x=[e.t_ms for e in com], y=[OUTPUT_LANE] * len(com),
         mode="markers+text" if len(com) <= 40 else "markers", text=[f"+{len(e.tokens)}" for e in com],
         textposition="top center",
-        textfont=dict(size=11, color=theme.text_color(dark)),
+        textfont=dict(size=theme.fs(11), color=theme.text_color(dark)),
         marker=dict(symbol="triangle-down", size=12, color=theme.text_color(dark)),
         hovertext=hover, hovertemplate="%{hovertext}<extra></extra>", cliponaxis=False,
     )
 
 
-def figure_timeline(trace, dark: bool = False) -> go.Figure:
+def end_ms(trace) -> float:
+    """When the last span of ``trace`` ended (ms since the decode started; wall clock)."""
+    return max((getattr(e, "t_ms", 0.0) + (getattr(e, "dur_ms", 0.0) or 0.0) for e in trace.events), default=0.0)
+
+
+def figure_timeline(trace, dark: bool = False, whole=None) -> go.Figure:
     """Gantt of one decode: one lane per level (target on top, level 0 at the bottom), a bar for
     every level-0 draft run and every verifier forward pass (text: accepted/proposed), prompt
     prefill hatched, and a top 'output' lane with a ▼ marker per commit (dotted guide lines).
-    x = wall clock, ms since the decode started.  Hover gives tokens and accepted n/γ."""
-    names = level_names(trace)
+    x = wall clock, ms since the decode started.  Hover gives tokens and accepted n/γ.  ``whole``:
+    the complete trace that ``trace`` is the start of (the step-through): the axis then spans the
+    whole decode, so it does not rescale from step to step."""
+    names = level_names(whole if whole is not None else trace)
     if not any(e.kind in ("prefill", "drafted", "verified") for e in trace.events):
         return theme.figure_empty("Waiting for the first forward pass…", dark=dark)
     fig = go.Figure()
@@ -110,10 +117,15 @@ def figure_timeline(trace, dark: bool = False) -> go.Figure:
                                        line=guide, layer="below") for e in trace.of_kind("committed")])
     lanes = [_lane(lv, names) for lv in range(len(names))] + [OUTPUT_LANE]
     fig.update_yaxes(type="category", categoryorder="array", categoryarray=lanes, range=[-0.6, len(lanes) - 0.4])
+    if whole is not None:
+        fig.update_xaxes(range=[0, max(end_ms(whole), 1e-3) * 1.03])
     fig.update_xaxes(title_text="wall clock (ms since start)", rangemode="tozero")
     fig.update_layout(barmode="overlay", bargap=0.35)
     s = trace.summary()
-    title = f"Timeline · {s.n_tokens} tokens in {s.wall_ms:.0f} ms (wall clock)"
+    if trace.of_kind("finished"):
+        title = f"Timeline · {s.n_tokens} tokens in {s.wall_ms:.0f} ms (wall clock)"
+    else:                                    # a decode still running, or one step of the step-through
+        title = f"Timeline · {s.n_tokens} tokens committed after {end_ms(trace):.1f} ms (wall clock)"
     if s.target_calls:
         title += f" · {s.tokens_per_target_call:.2f} tokens / target call"
-    return theme.apply(fig, dark=dark, height=theme.HEIGHT["timeline"], title=title)
+    return theme.apply(fig, dark=dark, height=theme.height("timeline"), title=title)

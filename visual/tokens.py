@@ -25,9 +25,21 @@ def _category(level: int, kind: str, names=None) -> str:
     return f"{cat} ({names[level]})" if names is not None and level < len(names) else cat
 
 
+BONUS_TINT = 0.55   # a bonus token's colour: its level's colour this far towards white (tests check
+                    # every pair of categories apart under three colour-vision deficiencies)
+
+
 def _colors(level: int) -> dict[str, str]:
     c = theme.level_color(level)
-    return {"draft": c, "target": c, "replacement": c, "bonus": theme.tint(c, 0.5)}
+    return {"draft": c, "target": c, "replacement": c, "bonus": theme.tint(c, BONUS_TINT)}
+
+
+def category_color(category: str) -> str:
+    """The colour of a ``token_spans`` category ('L1 bonus (m)' -> L1's bonus colour)."""
+    head = category.split(" ", 2)
+    level = int(head[0][1:]) if head and head[0][1:].isdigit() else 0
+    kind = head[1] if len(head) > 1 else "draft"
+    return _colors(level).get(kind, theme.level_color(level))
 
 
 def token_color_map(names=None, n_levels: int | None = None) -> dict[str, str]:
@@ -87,16 +99,48 @@ def token_spans(trace, with_names: bool = False) -> list[tuple[str, str]]:
 
 
 def legend_html(names) -> str:
-    """Small HTML legend: a swatch per level with its model name, plus the ✓ / ✗ key.  Text
-    takes the page's colour (Gradio's --body-text-color), so it reads in light and dark themes."""
+    """Small HTML legend: per level a swatch with its model name (for a verifier level, one for
+    its replacements and one, underlined, for its bonus tokens), plus the ✓ / ✗ key.  Text takes
+    the page's colour (Gradio's --body-text-color), so it reads in light and dark themes."""
     fg = "var(--body-text-color, inherit)"
+
+    def swatch(color: str, underline: str | None = None) -> str:
+        line = f";box-shadow:inset 0 -3px 0 {underline}" if underline else ""
+        return (f'<span style="display:inline-block;width:14px;height:14px;border-radius:3px;'
+                f'margin:0 4px 0 6px;vertical-align:-2px;background:{color}{line}"></span>')
+
     chips = []
     for lv, name in enumerate(names):
         role = "target" if lv == len(names) - 1 and len(names) > 1 else ("drafter" if lv == 0 else "middle")
-        chips.append(
-            f'<span style="display:inline-flex;align-items:center;margin-right:14px;color:{fg}">'
-            f'<span style="width:14px;height:14px;border-radius:3px;margin-right:6px;'
-            f'background:{theme.level_color(lv)}"></span>L{lv} {html.escape(str(name))} ({role})</span>')
+        if lv == 0:
+            keys = swatch(theme.level_color(0)) + ("drafted" if len(names) > 1 else "sampled")
+        else:
+            colors = _colors(lv)
+            keys = (swatch(colors["replacement"]) + "replacement" +
+                    swatch(colors["bonus"], theme.level_color(lv)) + "bonus")
+        chips.append(f'<span class="hsd-legend-level" style="display:inline-flex;align-items:center;'
+                     f'margin-right:16px;color:{fg}"><b>L{lv} {html.escape(str(name))} ({role})</b>:'
+                     f'{keys}</span>')
     chips.append(f'<span style="color:{theme.ACCEPT_COLOR};margin-right:10px">{theme.ACCEPT_SYMBOL} accepted</span>'
                  f'<span style="color:{theme.REJECT_COLOR}">{theme.REJECT_SYMBOL} rejected</span>')
-    return '<div class="hsd-legend" style="font-size:14px;line-height:1.8">' + "".join(chips) + "</div>"
+    return '<div class="hsd-legend" style="font-size:14px;line-height:1.9">' + "".join(chips) + "</div>"
+
+
+def code_html(spans) -> str:
+    """The output as code: one ``<pre>`` (monospace, whitespace and indentation kept) with every
+    token's background in its category's colour (``token_spans``), a bonus token also underlined
+    in its level's colour (never colour alone), and the token's category on hover.  The text
+    colour is picked for contrast on each background, so it reads in light and dark themes."""
+    parts = []
+    for text, category in spans:
+        bg = category_color(category)
+        head = category.split(" ", 2)
+        kind = head[1] if len(head) > 1 else "draft"
+        level = int(head[0][1:]) if head[0][1:].isdigit() else 0
+        style = f"background:{bg};color:{theme.ink_on(bg)}"
+        if kind == "bonus":
+            style += f";box-shadow:inset 0 -3px 0 {theme.level_color(level)}"
+        tip = html.escape(f"{category}: {text!r}", quote=True)
+        parts.append(f'<span class="tok tok-{kind}" style="{style}" title="{tip}">{html.escape(text)}</span>')
+    body = "".join(parts) or '<span class="tok-empty">(no tokens yet)</span>'
+    return f'<pre class="hsd-code">{body}</pre>'

@@ -15,12 +15,15 @@ import gradio as gr
 import visual
 from hsd.trace import Trace
 from ui import session, views
-from ui.context import Context, bind
-from ui.registry import default_plan
+from hsd.errors import HSDError
+from ui.context import Context, bind, unchanged
+from ui.registry import decode_kind, default_plan
 from ui.requests import RULE_LABELS, Request, chain_of, make_request, whole
 from hsd.verify import RULES
 
 SAMPLING_NAMES = ["temperature", "top_p", "top_k", "seed", "max_new_tokens"]
+# Gradio's multi-line Textbox submits on Shift+Enter (Enter types a new line)
+PROMPT_LABEL = "Prompt (Shift+Enter to generate; Enter types a new line)"
 
 
 @dataclass
@@ -30,8 +33,10 @@ class GenerateTab:
     stop_btn: gr.Button
     clear_btn: gr.Button
     legend: gr.HTML
-    tokens: gr.HighlightedText
+    code: gr.HTML                   # the output as code (monospace, per-token colours)
+    tokens: gr.HighlightedText      # the same tokens as chips (the /generate API's first output)
     stats: gr.Markdown
+    note: gr.Markdown               # one sentence when a setting was refused or changed
     family: gr.Dropdown
     models: gr.CheckboxGroup
     optimal_btn: gr.Button
@@ -69,7 +74,7 @@ class GenerateTab:
     def outputs(self) -> list:
         """/generate's outputs, in the API's order."""
         return [self.tokens, self.stats, self.timeline, self.accept_plot, self.mass_plot, self.gsp_plot,
-                self.trace_state, self.download, self.view_index, self.legend, self.view_level]
+                self.trace_state, self.download, self.view_index, self.legend, self.view_level, self.code]
 
     trace_state: gr.State = None
 
@@ -86,7 +91,7 @@ def build(ctx: Context) -> GenerateTab:
     w = {}
     with gr.Row(equal_height=False):
         with gr.Column(scale=3, min_width=320):                          # 1) prompt and output
-            w["prompt"] = gr.Textbox(label="Prompt (Enter to generate, Shift+Enter for a new line)",
+            w["prompt"] = gr.Textbox(label=PROMPT_LABEL,
                                      value=prompts[0][1], lines=3, max_lines=12, elem_id="prompt", autofocus=True)
             with gr.Row():
                 w["gen_btn"] = gr.Button("Generate", variant="primary", elem_id="generate-btn")
@@ -96,11 +101,15 @@ def build(ctx: Context) -> GenerateTab:
                         label="Example prompts (Python code: the bundled models were trained on the standard library)",
                         cache_examples=False)
             w["legend"] = gr.HTML(visual.legend_html(stack0), elem_id="legend")
-            w["tokens"] = gr.HighlightedText(label="Output: every token coloured by the level that produced it",
-                                             color_map=visual.token_color_map(n_levels=len(names0) or 1),
-                                             show_legend=True, combine_adjacent=False, elem_id="tokens",
-                                             show_inline_category=False)
+            w["code"] = gr.HTML(visual.code_html([]), label="Output: every token coloured by the level that produced it",
+                                elem_id="code-view", show_label=True, container=True)
             w["stats"] = gr.Markdown("*Press Generate.*", elem_id="stats")
+            w["note"] = gr.Markdown("", elem_id="generate-note", elem_classes=["hsd-note"])
+            with gr.Accordion("The same tokens as chips (hover the legend to pick out one level)", open=False):
+                w["tokens"] = gr.HighlightedText(label="Output tokens", show_label=False,
+                                                 color_map=visual.token_color_map(n_levels=len(names0) or 1),
+                                                 show_legend=True, combine_adjacent=False, elem_id="tokens",
+                                                 show_inline_category=False)
         with gr.Column(scale=2, min_width=300):                          # 2) the stack
             w.update(_stack_widgets(ctx, names0, stack0, buffers0))
     w.update(_panels(ctx, stack0))                                       # 3) panels
@@ -109,7 +118,7 @@ def build(ctx: Context) -> GenerateTab:
 
 def _stack_widgets(ctx: Context, names0, stack0, buffers0) -> dict:
     limits = ctx.limits
-    w = {"family": gr.Dropdown(ctx.families.choices(), value=limits.family, label="Model family",
+    w = {"family": gr.Dropdown(ctx.families.labelled_choices(), value=limits.family, label="Model family",
                                allow_custom_value=True,    # refused with a sentence unless allowed
                                info="bundled = trained offline on Python's standard library"
                                     + ("; or type comma-separated local folders / hub ids"
@@ -136,8 +145,10 @@ def _stack_widgets(ctx: Context, names0, stack0, buffers0) -> dict:
         w["top_p"] = gr.Slider(0.05, 1, value=1.0, step=0.05, label="Top-p", info="1 = off")
         w["top_k"] = gr.Slider(0, 200, value=0, step=1, label="Top-k", info="0 = off")
         w["seed"] = gr.Number(0, precision=0, label="Seed", info="same seed + settings = same text")
-        w["max_new"] = gr.Slider(1, limits.max_new_tokens, value=min(96, limits.max_new_tokens), step=1,
-                                 label="Max new tokens", info=f"at most {limits.max_new_tokens} here")
+        room = ctx.families.room_for(limits.family, ctx.prompts[0][1] if ctx.prompts else "", limits.max_new_tokens)
+        w["max_new"] = gr.Slider(1, room, value=min(96, room), step=1, label="Max new tokens", elem_id="max-new",
+                                 info=f"at most {limits.max_new_tokens} here, and what the model's context "
+                                      "leaves after the prompt")
     return w
 
 
@@ -150,10 +161,10 @@ def _panels(ctx: Context, stack0) -> dict:
     with gr.Row():
         w["view_level"] = gr.Dropdown(views.level_choices(stack0), value=len(stack0) - 1 if len(stack0) > 1 else None,
                                       label="Verifier level (accept map and mass balance)", scale=2)
-        w["view_index"] = gr.Slider(0, 1, value=0, step=1, label="Verification # (drag after a run; default: latest)",
-                                    scale=3, interactive=True)
+        w["view_index"] = gr.Slider(1, 2, value=1, step=1, label="Verification # (1 = the first; drag after a run)",
+                                    scale=3, interactive=True, elem_id="view-index")
         w["download"] = gr.DownloadButton("Download trace (JSON)", value=None, interactive=False, scale=1)
-    with gr.Row(equal_height=False):
+    with gr.Row(equal_height=False, elem_id="panels-row"):
         with gr.Column(scale=1, min_width=360):
             w["accept_plot"] = ctx.placeholder(gr.Plot(empty, label="Accept map", elem_id="accept-map",
                                                        show_label=False), views.PLACEHOLDER)
@@ -185,16 +196,22 @@ def wire(ctx: Context, tab: GenerateTab) -> None:
     submit_event = tab.prompt.submit(bind(generate, ctx, tab, names=names), inputs, tab.outputs(),
                                      api_visibility="private", **decode)
     tab.events = (gen_event, submit_event)
-    tab.stop_btn.click(None, None, None, cancels=[gen_event, submit_event], api_visibility="private")
+    tab.stop_btn.click(mark_stopped, [tab.stats], [tab.stats], cancels=[gen_event, submit_event],
+                       api_visibility="private", show_progress="hidden")
     tab.clear_btn.click(bind(clear, tab), [ctx.dark], [tab.prompt, tab.tokens, tab.stats, tab.timeline,
-                                                        tab.accept_plot, tab.mass_plot, ctx.trace_state, tab.download],
+                                                        tab.accept_plot, tab.mass_plot, ctx.trace_state, tab.download,
+                                                        tab.code, tab.note],
                         api_visibility="private", cancels=[gen_event, submit_event])
+    room = dict(trigger_mode="always_last", show_progress="hidden", api_visibility="private")
+    tab.prompt.change(bind(fit_max_new, ctx), [tab.family, tab.prompt, tab.max_new], [tab.max_new, tab.note], **room)
+    tab.family.change(bind(fit_max_new, ctx), [tab.family, tab.prompt, tab.max_new], [tab.max_new, tab.note], **room)
     views_out = [tab.accept_plot, tab.mass_plot, tab.view_index]
     tab.view_index.release(bind(redraw_views, ctx), [ctx.trace_state, tab.view_level, tab.view_index, ctx.dark],
                            views_out, api_visibility="private")
     tab.view_level.input(bind(redraw_latest, ctx), [ctx.trace_state, tab.view_level, ctx.dark], views_out,
                          api_visibility="private")
-    tab.optimal_btn.click(bind(use_optimal, ctx, tab), [tab.family, tab.models], [tab.models] + tab.buffer_sliders,
+    tab.optimal_btn.click(bind(use_optimal, ctx, tab), [tab.family, tab.models, tab.temperature],
+                          [tab.models] + tab.buffer_sliders,
                           api_visibility="private")
 
 
@@ -202,8 +219,11 @@ def on_family(ctx: Context, tab: GenerateTab, spec):
     """A new family: its models, the optimiser's (or the default) stack and buffers."""
     try:
         spec = ctx.families.check_allowed(spec)
+        reason = ctx.families.unavailable(spec)
     except Exception as e:
         raise session.as_gr_error(e) from None
+    if reason:
+        raise session.refuse(reason)
     names = ctx.families.names(spec)
     if not names:
         raise session.refuse(f"No models found for {spec!r}; use the bundled family or local model folders.")
@@ -259,7 +279,7 @@ def _stream(ctx: Context, tab: GenerateTab, req: Request, time_ar: bool, dark: b
         yield {tab.tokens: gr.update(value=[], color_map=cmap), tab.legend: legend,
                tab.stats: "*Timing the target alone first (same prompt and seed)…*"}
         ar_trace = session.run_to_end(req.with_stack([req.chain[-1]], []))
-    pred = views.predicted_speedup(ctx.families, req, names)
+    pred = views.prediction(ctx.families, req, names)
     budget = session.UiBudget(ctx.limits.ui_share, ctx.limits.panel_interval_s, ctx.limits.token_interval_s)
     panels_ctx = _PanelState(ctx, req, names, dark)
     for trace in session.stream_trace(req):                                      # 2)
@@ -270,7 +290,8 @@ def _stream(ctx: Context, tab: GenerateTab, req: Request, time_ar: bool, dark: b
         started = time.monotonic()                                               # 3)
         spans = visual.token_spans(trace, with_names=True)
         out = {tab.tokens: gr.update(value=spans, color_map=cmap) if budget.updates == 0 else spans,
-               tab.stats: visual.stats_markdown(trace, ar_trace, pred)}
+               tab.code: visual.code_html(spans),
+               tab.stats: visual.stats_markdown(trace, ar_trace, *_predicted(pred))}
         if finished:
             out[tab.stats] += (f"  \n*Page updates paused the decode {budget.spent_s * 1000:.0f} ms in all "
                                f"({budget.updates} updates).*")
@@ -280,6 +301,11 @@ def _stream(ctx: Context, tab: GenerateTab, req: Request, time_ar: bool, dark: b
             out.update(_final(tab, trace, req, level_names))
         yield out
         budget.record(started, panels=panels)
+
+
+def _predicted(pred) -> tuple:
+    """``stats_markdown``'s prediction arguments from a ``views.Prediction`` (or None)."""
+    return (None, None, None) if pred is None else (pred.speedup, pred.profile, pred.note)
 
 
 class _PanelState:
@@ -312,7 +338,7 @@ def _final(tab: GenerateTab, trace: Trace, req: Request, level_names) -> dict:
     n_target = len(views.verifications(trace))
     return {tab.trace_state: state,
             tab.download: gr.update(value=session.save_trace(state), interactive=True),
-            tab.view_index: gr.update(maximum=max(n_target - 1, 1), value=max(n_target - 1, 0)),
+            tab.view_index: gr.update(maximum=max(n_target, 2), value=max(n_target, 1)),
             tab.view_level: gr.update(choices=views.level_choices(level_names),
                                       value=len(level_names) - 1 if len(level_names) > 1 else None)}
 
@@ -321,7 +347,58 @@ def clear(tab: GenerateTab, dark):
     empty = visual.figure_empty(views.PLACEHOLDER, dark=bool(dark))
     return {tab.prompt: "", tab.tokens: [], tab.stats: "*Press Generate.*", tab.timeline: empty,
             tab.accept_plot: empty, tab.mass_plot: empty, tab.trace_state: None,
-            tab.download: gr.update(value=None, interactive=False)}
+            tab.download: gr.update(value=None, interactive=False), tab.code: visual.code_html([]), tab.note: ""}
+
+
+def mark_stopped(stats) -> str:
+    """Stop: the status line says so (the cancelled decode sends nothing more)."""
+    text = str(stats or "")
+    if "*Status:" in text:
+        return text[:text.rindex("*Status:")] + f"*Status: {visual.text.STATUS['cancelled']}*"
+    return f"*Status: {visual.text.STATUS['cancelled']}*"
+
+
+def fit_max_new(ctx: Context, spec, prompt, max_new):
+    """The max-new-tokens slider's range: what the limit and the model's context leave after this
+    prompt; a value above it comes down to it, with one sentence."""
+    tab = ctx.generate
+    try:
+        room = ctx.families.room_for(spec, prompt, ctx.limits.max_new_tokens)
+    except HSDError:                         # a family that cannot load: on_family says so
+        return unchanged([tab.max_new, tab.note])
+    try:
+        value = int(float(max_new))
+    except (TypeError, ValueError):
+        value = min(96, room)
+    if value > room:
+        return {tab.max_new: gr.update(maximum=room, value=room),
+                tab.note: f"Max new tokens lowered from {value} to {room}: {ctx.families.room_reason(spec, prompt, room)}."}
+    return {tab.max_new: gr.update(maximum=room), tab.note: ""}
+
+
+def redraw_outputs(tab: GenerateTab) -> list:
+    """The panels ``redraw_panels`` draws again."""
+    return [tab.timeline, tab.accept_plot, tab.mass_plot, tab.gsp_plot]
+
+
+def redraw_panels(ctx: Context, tab: GenerateTab, trace_dict, dark) -> dict:
+    """The panels of the stored last run (or the empty ones), in the look being drawn."""
+    dark = bool(dark)
+    if not trace_dict:
+        empty = visual.figure_empty(views.PLACEHOLDER, dark=dark)
+        return dict.fromkeys(redraw_outputs(tab), empty)
+    trace = Trace.from_dict(trace_dict)
+    meta = trace_dict.get("meta", {}).get("request", {})
+    spec = meta.get("family", trace.meta.get("family", ctx.limits.family))
+    names = ctx.families.names(spec)
+    current = (meta.get("chain", []), meta.get("buffers", []))
+    plan = ctx.families.plan(spec, names, kind=decode_kind(meta.get("temperature", 1.0))) if names else None
+    gsp = (visual.figure_gsp(plan, current=current, dark=dark) if plan is not None
+           else visual.figure_empty("Optimiser graph: no profile of this family yet.", dark=dark))
+    return {tab.timeline: visual.figure_timeline(trace, dark=dark),
+            tab.accept_plot: visual.figure_accept_map(trace, dark=dark),
+            tab.mass_plot: views.figure_mass_for(trace, None, None, views.decoder_for(ctx.families, spec), dark),
+            tab.gsp_plot: gsp}
 
 
 def redraw_views(ctx: Context, trace_dict, level, index, dark):
@@ -332,9 +409,10 @@ def redraw_views(ctx: Context, trace_dict, level, index, dark):
     lv = int(level) if level is not None else None
     n = len(views.verifications(trace, lv))
     spec = trace.meta.get("family", ctx.limits.family)
-    mb = views.figure_mass_for(trace, lv, int(index or 0), views.decoder_for(ctx.families, spec), bool(dark))
+    i = min(max(int(float(index or 1)), 1), max(n, 1))          # 1-based, as the slider shows it
+    mb = views.figure_mass_for(trace, lv, i - 1, views.decoder_for(ctx.families, spec), bool(dark))
     am = visual.figure_accept_map(trace, level=lv, dark=bool(dark))
-    return am, mb, gr.update(maximum=max(n - 1, 1))
+    return am, mb, gr.update(maximum=max(n, 2), value=i)
 
 
 def redraw_latest(ctx: Context, trace_dict, level, dark):
@@ -342,9 +420,13 @@ def redraw_latest(ctx: Context, trace_dict, level, dark):
     return redraw_views(ctx, trace_dict, level, 10**9, dark)
 
 
-def use_optimal(ctx: Context, tab: GenerateTab, spec, mods):
+def use_optimal(ctx: Context, tab: GenerateTab, spec, mods, temperature=1.0):
     names = ctx.families.names(spec)
-    plan = ctx.families.plan(spec, names)
+    try:
+        kind = decode_kind(float(temperature))
+    except (TypeError, ValueError):
+        kind = None
+    plan = ctx.families.plan(spec, names, kind=kind)
     if plan is None:
         raise session.refuse("No profile of this family yet: open the Optimise tab and press Optimise first.")
     return stack_updates(ctx, tab, plan.chain, plan.buffers, names)

@@ -34,6 +34,7 @@ class LearnTab:
     timer: gr.Timer
     explain: gr.Markdown
     tokens: gr.HighlightedText
+    code: gr.HTML                   # the output so far as code (monospace, per-token colours)
     timeline: gr.Plot
     accept: gr.Plot
     mass: gr.Plot
@@ -48,7 +49,7 @@ class LearnTab:
     scenario_note: gr.Markdown
 
     def views(self) -> list:
-        return [self.explain, self.tokens, self.timeline, self.accept, self.mass]
+        return [self.explain, self.tokens, self.timeline, self.accept, self.mass, self.code]
 
     def lab_inputs(self, ctx: Context) -> list:
         return [self.lab_kind, self.lab_vocab, self.lab_gamma, self.lab_seed, ctx.dark]
@@ -69,11 +70,14 @@ def build(ctx: Context, tab: gr.Tab) -> LearnTab:
         w["step_btn"] = gr.Button("Step ▶", size="sm", variant="primary")
         w["play_btn"] = gr.Button("Play", size="sm")
         w["pause_btn"] = gr.Button("Pause", size="sm")
-        w["slider"] = gr.Slider(0, 1, value=0, step=1, label="Step", scale=4)
+        w["slider"] = gr.Slider(1, 2, value=1, step=1, label="Step", scale=4, elem_id="learn-slider")
     w["timer"] = gr.Timer(1.2, active=False)
     w["explain"] = gr.Markdown("Load a trace to begin.", elem_id="learn-explain")
-    w["tokens"] = gr.HighlightedText(label="Output so far", color_map=visual.TOKEN_COLOR_MAP, show_legend=True,
-                                     show_inline_category=False, elem_id="learn-tokens")
+    w["code"] = gr.HTML(visual.code_html([]), label="Output so far", show_label=True, elem_id="learn-code",
+                        container=True)
+    with gr.Accordion("The same tokens as chips, with the legend of this trace's levels", open=False):
+        w["tokens"] = gr.HighlightedText(label="Output so far", color_map=visual.TOKEN_COLOR_MAP, show_legend=True,
+                                         show_inline_category=False, elem_id="learn-tokens")
     for key, elem in (("timeline", "learn-timeline"), ("accept", "learn-accept"), ("mass", "learn-mass")):
         w[key] = ctx.placeholder(gr.Plot(visual.figure_empty(NO_TRACE), show_label=False, elem_id=elem), NO_TRACE)
     gr.Markdown("### Exactness lab\nOne verification round of a γ-token draft, then the target "
@@ -123,7 +127,8 @@ def learn_load_fn(ctx: Context, tab: LearnTab, src, last_trace, dark):
             raise session.refuse(f"The recorded example {src!r} is missing.")
         d = json.loads(path.read_text(encoding="utf-8"))
     n = len(visual.learn_steps(Trace.from_dict(d)))
-    return {tab.state: d, tab.slider: gr.update(maximum=max(n - 1, 1), value=0), **learn_view(ctx, tab, d, 0, dark)}
+    return {tab.state: d, tab.slider: gr.update(minimum=1, maximum=max(n, 2), value=1),
+            **learn_view(ctx, tab, d, 1, dark)}
 
 
 def learn_auto(ctx: Context, tab: LearnTab, current, src, last_trace, dark):
@@ -134,7 +139,8 @@ def learn_auto(ctx: Context, tab: LearnTab, current, src, last_trace, dark):
 
 
 def learn_view(ctx: Context, tab: LearnTab, d, step, dark):
-    """Step ``step`` of trace ``d``: its sentence and the panels as they stood after it."""
+    """Step ``step`` (1 = the first, as the slider and the counter show it) of trace ``d``: its
+    sentence and the panels as they stood after it; the timeline keeps the whole trace's axes."""
     dark = bool(dark)
     if not d:
         return _empty_view(tab, "Load a trace to begin.", NO_TRACE, dark)
@@ -142,7 +148,7 @@ def learn_view(ctx: Context, tab: LearnTab, d, step, dark):
     steps = visual.learn_steps(trace)
     if not steps:
         return _empty_view(tab, "This trace has no steps.", "This trace has no steps.", dark)
-    step = max(0, min(int(step or 0), len(steps) - 1))
+    step = max(0, min(_whole_step(step) - 1, len(steps) - 1))
     part = visual.partial_trace(trace, steps[step])
     names = list(trace.started.models) if trace.started else []
     event = trace.events[steps[step]]
@@ -151,25 +157,35 @@ def learn_view(ctx: Context, tab: LearnTab, d, step, dark):
     id_to_text = views.decoder_for(ctx.families, trace.meta.get("family", ctx.limits.family))
     mass = (visual.figure_mass_balance(last_v, id_to_text=id_to_text, dark=dark) if last_v is not None
             else visual.figure_empty("No verification yet at this step.", dark=dark))
+    spans = visual.token_spans(part, with_names=True)
     return {tab.explain: f"**Step {step + 1} / {len(steps)}** · " + visual.explain(event, names),
-            tab.tokens: visual.token_spans(part),
-            tab.timeline: visual.figure_timeline(part, dark=dark),
+            tab.tokens: gr.update(value=spans, color_map=visual.token_color_map(names)),
+            tab.code: visual.code_html(spans),
+            tab.timeline: visual.figure_timeline(part, dark=dark, whole=trace),
             tab.accept: visual.figure_accept_map(part, level=last_v.level if last_v is not None else None, dark=dark),
             tab.mass: mass}
 
 
+def _whole_step(step) -> int:
+    try:
+        return int(float(step))
+    except (TypeError, ValueError):
+        return 1
+
+
 def _empty_view(tab: LearnTab, sentence: str, message: str, dark: bool) -> dict:
     e = visual.figure_empty(message, dark=dark)
-    return {tab.explain: sentence, tab.tokens: [], tab.timeline: e, tab.accept: e, tab.mass: e}
+    return {tab.explain: sentence, tab.tokens: [], tab.timeline: e, tab.accept: e, tab.mass: e,
+            tab.code: visual.code_html([])}
 
 
 def _step_by(tab: LearnTab, d, step, delta: int) -> dict:
     if not d:
         return unchanged([tab.slider, tab.timer])
     n = len(visual.learn_steps(Trace.from_dict(d)))
-    new = max(0, min(int(step or 0) + delta, n - 1))
+    new = max(1, min(_whole_step(step) + delta, n))
     out = {tab.slider: gr.update(value=new)}
-    if delta > 0 and new >= n - 1:                       # the end: stop playing
+    if delta > 0 and new >= n:                           # the end: stop playing
         out[tab.timer] = gr.Timer(active=False)
     return out
 
@@ -195,5 +211,5 @@ def lab_fn(tab: LearnTab, kind, vocab, gamma, seed, dark):
     try:
         lab = exactness_lab(kind, vocab=int(vocab), gamma=int(gamma), seed=int(seed or 0))
     except HSDError as e:
-        raise session.as_gr_error(e) from None
+        raise session.as_gr_error(e) from e
     return {tab.lab_fig: visual.figure_exactness(lab, dark=bool(dark)), tab.lab_df: lab_table(lab)}

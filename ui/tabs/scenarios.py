@@ -45,26 +45,30 @@ def build(ctx: Context):
 def wire(ctx: Context, buttons: dict, note, learn_tab, opt) -> None:
     gen = ctx.generate
     solved = [opt.status, opt.figure, opt.table, opt.pick, opt.plans]
-    outputs = solved + opt.costs + [opt.alphas, opt.regime, opt.scenario, ctx.tabs, note,
+    outputs = solved + opt.costs + [opt.alphas, opt.alpha_last, opt.regime, opt.scenario, note,
                                     learn_tab.lab_kind, learn_tab.lab_fig, learn_tab.lab_df]
     for key, button in buttons.items():
-        button.click(bind(run_scenario, ctx, opt, learn_tab, note, key), [gen.family, opt.max_buffer, ctx.dark],
+        button.click(bind(run_scenario, ctx, opt, learn_tab, note, key), [gen.family, opt.max_buffer, ctx.dark,
+                                                                          opt.kind],
                      outputs, api_name=f"scenario_{key}")
 
 
-def run_scenario(ctx: Context, opt, learn_tab, note, key: str, spec, max_buffer, dark=False):
-    """Set the scenario up and answer it (see the module docstring)."""
+def run_scenario(ctx: Context, opt, learn_tab, note, key: str, spec, max_buffer, dark=False, kind=None):
+    """Set the scenario up and answer it (see the module docstring).  The answer is written where
+    the question was asked (the Learn tab), and again above the Optimise tab's graph, which the
+    scenario has set up; the page stays on the Learn tab."""
     if key == "uncapped":
         return uncapped(learn_tab, note, dark)
     try:
-        spec, names, profile = optimise.measured_profile(ctx, spec)
+        spec, names, profile = optimise.measured_profile(ctx, spec, kind)
         if profile.target < 2 and key == "middle":
             raise ConfigError("This family has no middle model: it needs at least two drafts and a target.")
         mb = whole(max_buffer, "The largest buffer", 1, ctx.limits.max_buffer)
+        kind = optimise.kind_of(kind)
     except Exception as exc:
-        raise session.as_gr_error(exc) from None
-    measured = ctx.families.plan(spec, names, mb)                 # solved once per family and buffer
-    out = optimise.fill_what_if(ctx, opt, spec)
+        raise session.as_gr_error(exc) from exc
+    measured = ctx.families.plan(spec, names, mb, kind)          # solved once per family and buffer
+    out = optimise.fill_what_if(ctx, opt, spec, kind)
     if key == "middle":
         out.update(optimise.solved_outputs(opt, profile, measured, mb, dark))
         rmap = regime.regime_map(profile, "target cost ×", "adjacent α", max_buffer=min(mb, 8))
@@ -82,8 +86,8 @@ def run_scenario(ctx: Context, opt, learn_tab, note, key: str, spec, max_buffer,
         out.update(optimise.solved_outputs(opt, edited, plan, mb, dark, prefix))
         answer = cost_answer(SCENARIOS[key], model, factor, measured, plan)
     out[opt.scenario] = answer
-    out[note] = f"**{SCENARIOS[key]}** The answer is on the Optimise tab."
-    out[ctx.tabs] = gr.Tabs(selected="optimise")
+    out[note] = (answer + "  \n*The Optimise tab now shows this " + ("profile" if key == "middle" else "what-if")
+                 + ": its graph, its ranked table and the regime map.*")
     return out
 
 
@@ -116,11 +120,15 @@ def middle_answer(profile, plan, rmap) -> str:
 
 
 def cost_answer(question: str, model: str, factor: float, measured, plan) -> str:
-    moved = "stays" if plan.label == measured.label else "moves"
-    return (f"**{question}** With {model}'s forward cost ×{factor:g} the optimum {moved} from "
-            f"**{measured.label}** ({measured.speedup_vs_ar:.2f}× vs the target alone) to **{plan.label}** "
-            f"({plan.kind}, {plan.speedup_vs_ar:.2f}×), model-predicted. The GSP graph shows the new path; "
-            f"the what-if sliders hold the change, and 'Back to the measured profile' undoes it.")
+    if plan.label == measured.label:
+        change = (f"the optimum stays **{plan.label}** ({plan.kind}, {plan.speedup_vs_ar:.2f}×), against "
+                  f"{measured.speedup_vs_ar:.2f}× vs the target alone on the measured profile")
+    else:
+        change = (f"the optimum moves from **{measured.label}** ({measured.speedup_vs_ar:.2f}× vs the target "
+                  f"alone) to **{plan.label}** ({plan.kind}, {plan.speedup_vs_ar:.2f}×)")
+    return (f"**{question}** With {model}'s forward cost ×{factor:g} {change}, model-predicted. The GSP graph "
+            f"shows the new path; the what-if sliders hold the change, and 'Back to the measured profile' "
+            f"undoes it.")
 
 
 def uncapped(learn_tab, note, dark) -> dict:
