@@ -72,6 +72,12 @@ def server(tmp_path_factory):
             proc.kill()
 
 
+def wait_for_text(page, text: str, selector: str = "body", timeout_ms: int = 120_000) -> None:
+    """Until ``selector``'s visible text includes ``text``."""
+    page.wait_for_function(f"() => document.querySelector({selector!r}).innerText.includes({text!r})",
+                           timeout=timeout_ms)
+
+
 @pytest.fixture(scope="module")
 def browser():
     if CHROMIUM is None:
@@ -156,9 +162,12 @@ def test_stop_ends_the_generation_and_the_page_stays_usable(browser, server):
         time.sleep(2.0)
         assert page.locator("#code-view .tok").count() == n, "tokens kept arriving after Stop"
         assert "Status: stopped" in page.locator("#stats").inner_text()
-        page.click("#generate-btn")
-        page.wait_for_function("() => document.querySelector('#stats').innerText.includes('Status: finished')",
-                               timeout=120_000)
+        prompt = page.locator("#prompt textarea")           # the label's hint: Enter types a new line,
+        prompt.fill("class B:")                              # Shift+Enter generates
+        prompt.press("Enter")
+        assert prompt.input_value() == "class B:\n"
+        prompt.press("Shift+Enter")
+        wait_for_text(page, "Status: finished", "#stats")
         assert not outside and not errors
     finally:
         context.close()
@@ -300,16 +309,14 @@ def test_a_refused_value_is_said_in_the_page_and_the_page_keeps_working(browser,
         page.keyboard.press("Control+A")
         page.keyboard.type("1.5")
         page.keyboard.press("Enter")
-        page.wait_for_function("() => document.body.innerText.includes('must be a number from 0 to 1, got')",
-                               timeout=30_000)
+        wait_for_text(page, "must be a number from 0 to 1, got", timeout_ms=30_000)
         page.wait_for_function("() => document.querySelectorAll('#whatif-alpha .virtual-row')[0]"
                                f".querySelectorAll('.body-cell')[2].innerText.replace('⋮', '').trim() === {before!r}",
                                timeout=30_000)
         cost = page.locator("#whatif-cost-1 input[type=number]")
         cost.fill("3")
         cost.press("Enter")
-        page.wait_for_function("() => document.body.innerText.includes('What-if (model-predicted, not measured)')",
-                               timeout=60_000)
+        wait_for_text(page, "What-if (model-predicted, not measured)", timeout_ms=60_000)
         assert not outside and not errors
     finally:
         context.close()

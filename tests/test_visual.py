@@ -769,15 +769,16 @@ def test_accept_map_cells_fit_twenty_columns_and_show_unreached_tokens(trace, pr
     with theme.presenting(presenter):
         chars = accept_map.cell_chars(21)
         cell_px = (accept_map.PANEL_PX[presenter] - 90) / 21
-        assert 1 <= chars and (chars + 2) * 0.72 * theme.fs(12) <= cell_px     # the symbol, a space, the token
+        assert (chars + 2) * 0.66 * accept_map.cell_font(21) <= cell_px or chars == 0    # symbol, space, token
+        assert chars >= 2 or not presenter              # the presenter view: a token's start at 21 columns
         fig = visual.figure_accept_map(trace)
-    hm = _heatmap(fig)
-    width = len(hm.z[0])
+        hm = _heatmap(fig)
+        limit = accept_map.cell_chars(len(hm.z[0])) + 2
     for row_text in hm.text:
         for cell in row_text:
             visible = cell.replace("<i>", "").replace("</i>", "").replace("&lt;", "<").replace("&amp;", "&")
             for line in visible.split("<br>"):
-                assert len(line) <= accept_map.cell_chars(width) + 2, line
+                assert len(line) <= limit, line
     unreached = [(t, h) for zr, tr, hr in zip(hm.z, hm.text, hm.customdata) for z, t, h in zip(zr, tr, hr)
                  if z == accept_map.NOT_REACHED]
     assert unreached and all(t.startswith("<i>") and "not reached" in h for t, h in unreached)
@@ -786,7 +787,7 @@ def test_accept_map_cells_fit_twenty_columns_and_show_unreached_tokens(trace, pr
 def test_mass_balance_titles_are_plain_words_with_the_notation_in_a_caption(trace):
     ev = next(e for e in _target_events(trace) if e.diagnostics.get("nodes"))
     fig = visual.figure_mass_balance(ev)
-    titles = [a.text for a in fig.layout.annotations if a.yref != "paper" or a.y > 0]
+    titles = [a.text.replace("<br>", " ") for a in fig.layout.annotations if a.yref != "paper" or a.y > 0]
     assert "Too much vs too little mass, per node" in titles and "Chance to keep the whole block" in titles
     assert not any("(/)" in t or "◆" in t for t in titles)
     caption = next(a.text for a in fig.layout.annotations if a.y is not None and a.y < 0)

@@ -16,8 +16,8 @@ from visual import theme
 from visual.timeline import level_names
 
 ACCEPTED, REJECTED, BONUS, NOT_REACHED = 0, 1, 2, 3
-PANEL_PX = {False: 560, True: 1250}    # the heatmap's width on the page: half of it, or all of it
-                                       # in the presenter view (its panels stack, one per row)
+PANEL_PX = {False: 480, True: 1100}    # the heatmap's width on a 1024-1400 px page: half of it, or
+                                       # all of it in the presenter view (its panels stack, one per row)
 
 
 def _fills(level: int, dark: bool) -> list[str]:
@@ -35,14 +35,24 @@ def _colorscale(level: int, dark: bool) -> list:
 
 def replacement_chars(chars: int) -> int:
     """Characters of each token in a one-line rejected cell ('✗tok↻ new'), which holds two."""
-    return max(1, (chars - 1) // 2)
+    return max(0, (chars - 1) // 2)
+
+
+def _shown(text: str, chars: int) -> str:
+    """A token as its cell shows it: cut to ``chars`` (none at all when no character fits)."""
+    return theme.escape_token(text, chars) if chars > 0 else ""
+
+
+def cell_font(width: int) -> int:
+    """The cells' font size in px: a little smaller when the map has many columns."""
+    return theme.fs(12 if width <= 12 else 10.5)
 
 
 def cell_chars(width: int) -> int:
     """How many characters of a token fit in one cell (the symbol and a space come on top) when
     the map has ``width`` columns; longer tokens are cut with '…' (the hover has them whole)."""
     cell_px = (PANEL_PX[theme.presenter()] - 90) / max(width, 1)
-    return max(1, min(10, int(cell_px / (0.72 * theme.fs(12))) - 2))
+    return max(0, min(10, int(cell_px / (0.66 * cell_font(width))) - 2))     # 0: the symbol alone
 
 
 def _row_labels(events) -> list[str]:
@@ -61,16 +71,16 @@ def _cell(e, pos: int, sep: str, chars: int) -> tuple[float, str, str]:
     """(code, cell text, hover) of draft position ``pos`` (0-based) of verification ``e``."""
     ratios = e.diagnostics.get("ratios", []) if isinstance(e.diagnostics, dict) else []
     rho = f"ρ = {ratios[pos]:.3g}" if pos < len(ratios) else ""
-    tok = theme.escape_token(e.proposed_texts[pos], chars)
-    nxt = theme.escape_token(e.next_text, chars)
+    tok = _shown(e.proposed_texts[pos], chars)
+    nxt = _shown(e.next_text, chars)
     where = f"position {pos + 1}: '{theme.escape_token(e.proposed_texts[pos], 24)}' (from L{e.proposed_origins[pos]})"
     if pos < e.n_accepted:
         return ACCEPTED, f"{theme.ACCEPT_SYMBOL} {tok}", f"{where}<br>{theme.ACCEPT_SYMBOL} accepted · {rho}"
     if pos == e.n_accepted:
         if sep != "<br>":                    # one line: both tokens share the cell
             half = replacement_chars(chars)
-            cell = (f"{theme.REJECT_SYMBOL}{theme.escape_token(e.proposed_texts[pos], half)}"
-                    f"{theme.REPLACE_SYMBOL} {theme.escape_token(e.next_text, half)}")
+            cell = (f"{theme.REJECT_SYMBOL}{_shown(e.proposed_texts[pos], half)}"
+                    f"{theme.REPLACE_SYMBOL} {_shown(e.next_text, half)}")
         else:
             cell = f"{theme.REJECT_SYMBOL} {tok}{sep}{theme.REPLACE_SYMBOL} {nxt}"
         return (REJECTED, cell,
@@ -88,7 +98,7 @@ def _grid(shown, rows, width: int, sep: str, chars: int):
             if pos < len(e.proposed):
                 code, t, h = _cell(e, pos, sep, chars)
             elif pos == len(e.proposed) and e.next_kind == "bonus":
-                code, t = BONUS, f"{theme.BONUS_SYMBOL} {theme.escape_token(e.next_text, chars)}"
+                code, t = BONUS, f"{theme.BONUS_SYMBOL} {_shown(e.next_text, chars)}"
                 h = f"bonus token '{theme.escape_token(e.next_text, 24)}' sampled by L{e.level} after a full accept"
             else:
                 code, t, h = math.nan, "", ""
@@ -114,7 +124,7 @@ def figure_accept_map(trace, level: int | None = None, dark: bool = False, max_r
     z, text, hover = _grid(shown, rows, width, sep, chars)
     fig = go.Figure(go.Heatmap(
         z=z, x=list(range(1, width + 1)), y=rows, text=text, texttemplate="%{text}",
-        textfont=dict(size=theme.fs(12), color=theme.text_color(dark)), customdata=hover,
+        textfont=dict(size=cell_font(width), color=theme.text_color(dark)), customdata=hover,
         hovertemplate="%{y}<br>%{customdata}<extra></extra>", hoverongaps=False,
         colorscale=_colorscale(level, dark), zmin=-0.5, zmax=3.5, showscale=False, xgap=2, ygap=2,
     ))

@@ -2,7 +2,7 @@
 
 Exactness lab (``figure_exactness``): each rule's EXACT output distribution over short sequences
 (computed by enumeration elsewhere) next to the target's, with the total-variation distance.
-What-if comparison (``figure_compare``): predicted (our latency model) vs measured (wall clock)
+Measured side by side (``figure_compare``): predicted (our latency model) vs measured (wall clock)
 ms/token, and tokens per target call, for several hierarchies.
 """
 from __future__ import annotations

@@ -178,12 +178,12 @@ def figure_mass_balance(event, id_to_text: Callable[[int], str] | None = None, d
     head = f"round {_get(event, 'round', '?')} · L{level - 1} → L{level} · {rule} · kept {n_acc}/{gamma}"
     if d.get("greedy") or "nodes" not in d:
         marks = " ".join(_status(t, n_acc) for t in range(gamma))
-        return theme.figure_empty(f"<b>{head}</b><br>{marks}<br>greedy: exact match check, no mass to balance "
-                                  "(accept while the draft equals the verifier's argmax).", dark=dark)
+        return theme.figure_empty(f"<b>{head}</b><br>{marks}<br>greedy: exact match check, no mass to balance<br>"
+                                  "(a draft is kept while it equals the verifier's argmax).", dark=dark)
     backward = "arriving" in d
-    titles = ("", "Too much vs too little mass, per node" if rule != "token" else "Chance to keep each token",
-              "Where the rejected mass goes" if backward else "Where a rejection happens",
-              "Chance to keep the whole block")
+    titles = ("", "Too much vs too little<br>mass, per node" if rule != "token" else "Chance to keep<br>each token",
+              "Where the rejected<br>mass goes" if backward else "Where a<br>rejection happens",
+              "Chance to keep<br>the whole block")
     fig = theme.subplots(rows=2, cols=3, specs=[[{"colspan": 3}, None, None], [{}, {}, {}]],
                         row_heights=[0.52, 0.48], vertical_spacing=0.24, horizontal_spacing=0.09,
                         subplot_titles=titles)
@@ -213,11 +213,12 @@ def figure_mass_balance(event, id_to_text: Callable[[int], str] | None = None, d
     if d.get("lossy"):
         sub = "<b>LOSSY teaching variant</b> (uncapped joint ratio) · " + sub.replace(" (top entries per node)", "")
     theme.apply(fig, dark=dark, height=theme.height("mass_balance"), title=title, subtitle=sub)
-    lines = caption.count("<br>") + 1
-    return theme.set_layout(fig, margin=dict(b=round(theme.fs(12) * (3.2 + 1.35 * lines))))   # room for the caption
+    lines = caption.count("<br>") + 1            # room for the caption below the bottom row's axis titles
+    height = theme.height("mass_balance")
+    return theme.set_layout(fig, margin=dict(b=round(0.11 * height + 1.45 * theme.fs(12) * lines + 16)))
 
 
-CAPTION_PX = 1150       # the caption's width: the panel spans the page
+CAPTION_PX = 900        # the caption's width: the panel spans a 1024-1400 px page
 
 
 def _wrapped(text: str, width: int) -> str:

@@ -70,5 +70,5 @@ def figure_regime(rmap, dark: bool = False) -> go.Figure:
                      ticktext=[_tick(rmap.y_axis, v) for v in rmap.ys], range=[-0.5, ny - 0.5], showgrid=False)
     return theme.apply(fig, dark=dark, height=theme.height("regime"),
                        title="When does a stack pay? (model-predicted)",
-                       subtitle="cell: the optimum's speedup over the best single draft or the target "
-                                "alone, and its number of drafts; ★ the measured profile")
+                       subtitle="cell: the optimum's gain over the best single draft (or the target alone) "
+                                "and its drafts · ★ measured")

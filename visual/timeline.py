@@ -126,6 +126,5 @@ def figure_timeline(trace, dark: bool = False, whole=None) -> go.Figure:
         title = f"Timeline · {s.n_tokens} tokens in {s.wall_ms:.0f} ms (wall clock)"
     else:                                    # a decode still running, or one step of the step-through
         title = f"Timeline · {s.n_tokens} tokens committed after {end_ms(trace):.1f} ms (wall clock)"
-    if s.target_calls:
-        title += f" · {s.tokens_per_target_call:.2f} tokens / target call"
-    return theme.apply(fig, dark=dark, height=theme.height("timeline"), title=title)
+    subtitle = f"{s.tokens_per_target_call:.2f} tokens / target call" if s.target_calls else None
+    return theme.apply(fig, dark=dark, height=theme.height("timeline"), title=title, subtitle=subtitle)

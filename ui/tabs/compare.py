@@ -39,9 +39,10 @@ class CompareTab:
     repeats: gr.Slider
     retime: gr.Button
     retime_status: gr.Markdown
+    codes: list = None             # the output as code, per contender (after the API's older outputs)
 
     def outputs(self) -> list:
-        return [self.status, self.figure, self.table] + [c for col in self.columns for c in col]
+        return [self.status, self.figure, self.table] + [c for col in self.columns for c in col] + self.codes
 
 
 def build(ctx: Context) -> CompareTab:
@@ -65,16 +66,20 @@ def build(ctx: Context) -> CompareTab:
     figure = ctx.placeholder(gr.Plot(visual.figure_empty("Press Compare."), show_label=False, elem_id="compare-plot"),
                              "Press Compare.")
     table = gr.Dataframe(headers=CMP_HEADERS, label="Measured (wall clock) and model-predicted",
-                         interactive=False, wrap=True)
-    columns = []
+                         interactive=False, wrap=True, elem_id="cmp-table",
+                         column_widths=["24%", "17%", "8%", "7%", "8%", "8%", "6%", "14%", "8%"])
+    columns, codes = [], []
     with gr.Row(equal_height=False):
         for label in CONTENDERS:
             with gr.Column(min_width=560):          # two per row on a laptop screen
-                columns.append((gr.Markdown(f"**{label}**"),
-                                gr.HighlightedText(label="output", color_map=visual.TOKEN_COLOR_MAP, show_legend=False,
-                                                   show_inline_category=False, elem_classes=["cmp-tokens"]),
-                                gr.Plot(visual.figure_empty(" "), show_label=False)))
-    return CompareTab(prompt, contenders, button, status, figure, table, columns, repeats, retime, retime_status)
+                head = gr.Markdown(f"**{label}**", visible=False)
+                codes.append(gr.HTML(visual.code_html([]), visible=False, elem_classes=["cmp-code"]))
+                columns.append((head, gr.HighlightedText(label="output", color_map=visual.TOKEN_COLOR_MAP,
+                                                         show_legend=False, show_inline_category=False,
+                                                         visible=False),     # the API's tokens; the page shows the code
+                                gr.Plot(visual.figure_empty(" "), show_label=False, visible=False)))
+    return CompareTab(prompt, contenders, button, status, figure, table, columns, repeats, retime, retime_status,
+                      codes)
 
 
 def wire(ctx: Context, tab: CompareTab) -> None:
@@ -154,9 +159,12 @@ def _runs(ctx: Context, tab: CompareTab, req: Request, chosen: list[str], dark: 
         gr.Warning(sentence)
     contenders = distinct_contenders(runs, names)
     out = {}
-    for i, (head, txt, tl) in enumerate(tab.columns):
-        label = f"**{contenders[i].label}** · waiting" if i < len(contenders) else ""
-        out.update({head: gr.update(value=label), txt: [], tl: visual.figure_empty(" ", dark=dark)})
+    for i, (head, txt, tl) in enumerate(tab.columns):       # a column per distinct stack, the rest hidden
+        used = i < len(contenders)
+        label = f"**{contenders[i].label}** · waiting" if used else ""
+        out.update({head: gr.update(value=label, visible=used), txt: [],
+                    tl: gr.update(value=visual.figure_empty(" ", dark=dark), visible=used),
+                    tab.codes[i]: gr.update(value=visual.code_html([]), visible=used)})
     total = repeats * len(contenders)
     for r in range(repeats):                                                         # 2)
         for i, c in enumerate(contenders):
@@ -182,6 +190,7 @@ def _column(tab: CompareTab, i: int, c: _Contender, dark: bool) -> dict:
                                   f"{statistics.median(c.tokens_per_s):.1f} tokens/s (wall clock, median of {runs}) · "
                                   f"{s.tokens_per_target_call:.2f} tokens/target call"),
             txt: visual.token_spans(c.last_trace),
+            tab.codes[i]: visual.code_html(visual.token_spans(c.last_trace, with_names=True)),
             tl: session.fast_plot(lambda: visual.figure_timeline(c.last_trace, dark=dark))}
 
 

@@ -72,7 +72,8 @@ def build(ctx: Context) -> OptimiseTab:
     status = gr.Markdown("")
     figure = ctx.placeholder(gr.Plot(visual.figure_empty("Press Optimise."), show_label=False, elem_id="opt-gsp"),
                              "Press Optimise.")
-    table = gr.Dataframe(headers=PLAN_HEADERS, interactive=False, label="Ranked hierarchies (model-predicted)")
+    table = gr.Dataframe(headers=PLAN_HEADERS, interactive=False, label="Ranked hierarchies (model-predicted)",
+                         wrap=True, column_widths=["7%", "45%", "14%", "16%", "18%"], elem_id="opt-table")
     with gr.Row():
         pick = gr.Dropdown([], label="Plan to use", scale=3)
         send = gr.Button("Use this plan on the Generate tab", scale=1)
