@@ -887,3 +887,12 @@ def test_re_timing_the_costs_in_place_keeps_the_acceptances_and_feeds_the_predic
     from hsd.plan.latency import expected_ms_per_token_at
     runs, _ = ui_requests.compare_requests(families, req, NAMES, [ui_requests.CONTENDERS[0]])
     assert runs[0].predicted_ms_per_token == pytest.approx(expected_ms_per_token_at(new, [2], [], 8))
+
+
+def test_the_page_still_builds_when_its_family_cannot_load(tmp_path):
+    """The max-new-tokens range is fitted to the family's context at build time; a family that
+    cannot load then leaves the app's own limit (the first request says what is wrong)."""
+    lim = settings.Limits(family=f"{tmp_path}/missing-s,{tmp_path}/missing-l", max_new_tokens=77)
+    demo = build_demo(lim, registry.Families(lim))
+    slider = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "max-new")
+    assert slider.maximum == 77

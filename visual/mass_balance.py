@@ -156,7 +156,7 @@ def _flow_panel(fig, d, level, dark):
 def _accept_all_panel(fig, d, rule, dark):
     values = whole_block_acceptance(d.get("ratios", []))
     used = {"token": 0, "block": 1, "hsd": 1, "hsd-uncapped": 2}.get(rule, 1)
-    labels = ["token-wise", "capped c_γ", "uncapped"]
+    labels = ["token", "capped", "uncapped"]          # short: the hover names them in full
     colors = [theme.level_color(1), theme.ACCEPT_COLOR, theme.REJECT_COLOR]
     text = [f"{v:.3f}" + (" ◀ used" if i == used else "") for i, v in enumerate(values.values())]
     fig.add_trace(go.Bar(x=labels, y=list(values.values()), text=text, textposition="outside", showlegend=False,
@@ -194,6 +194,7 @@ def figure_mass_balance(event, id_to_text: Callable[[int], str] | None = None, d
     fig.update_layout(barmode="stack")
     fig.update_yaxes(title_text="mass", row=1, col=1)
     fig.update_yaxes(range=[0, 1.18], row=2, col=3)
+    fig.update_xaxes(tickangle=0, row=2, col=3)
     fig.update_xaxes(title_text="node t", dtick=1, row=2, col=1)
     fig.update_xaxes(title_text="node t", dtick=1, row=2, col=2)
     fig.update_xaxes(tickfont=dict(size=theme.fs(12)), tickangle=0, row=1, col=1)

@@ -145,7 +145,12 @@ def _stack_widgets(ctx: Context, names0, stack0, buffers0) -> dict:
         w["top_p"] = gr.Slider(0.05, 1, value=1.0, step=0.05, label="Top-p", info="1 = off")
         w["top_k"] = gr.Slider(0, 200, value=0, step=1, label="Top-k", info="0 = off")
         w["seed"] = gr.Number(0, precision=0, label="Seed", info="same seed + settings = same text")
-        room = ctx.families.room_for(limits.family, ctx.prompts[0][1] if ctx.prompts else "", limits.max_new_tokens)
+        try:                                 # a family that cannot load must not stop the app from starting
+            room = ctx.families.room_for(limits.family, ctx.prompts[0][1] if ctx.prompts else "",
+                                         limits.max_new_tokens)
+        except HSDError as exc:
+            print(f"[hsd-explorer] max new tokens not fitted to the context: {exc}", flush=True)
+            room = limits.max_new_tokens
         w["max_new"] = gr.Slider(1, room, value=min(96, room), step=1, label="Max new tokens", elem_id="max-new",
                                  info=f"at most {limits.max_new_tokens} here, and what the model's context "
                                       "leaves after the prompt")
