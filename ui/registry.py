@@ -78,20 +78,19 @@ class Families:
 
         return unavailable_reason(spec)
 
-    def room_for(self, spec: str, prompt: str, limit: int) -> int:
-        """The most new tokens a decode of ``prompt`` may ask for: ``limit``, or less when the
-        family's context (its shortest) leaves less after the prompt (at least 1)."""
+    def room(self, spec: str, prompt: str, limit: int) -> tuple[int, str]:
+        """(the most new tokens a decode of ``prompt`` may ask for, why): ``limit``, or less when
+        the family's context (its shortest) leaves less after the prompt (at least 1)."""
         prompt_tokens, context = self._context(spec, prompt)
-        if not context:
-            return max(1, int(limit))
-        return max(1, min(int(limit), context - prompt_tokens))
+        if context and context - prompt_tokens <= int(limit):
+            left = max(1, context - prompt_tokens)
+            return left, (f"this prompt is {prompt_tokens} tokens and the models read at most {context}, "
+                          f"so at most {left} new tokens fit")
+        return max(1, int(limit)), f"this app allows at most {max(1, int(limit))}"
 
-    def room_reason(self, spec: str, prompt: str, room: int) -> str:
-        prompt_tokens, context = self._context(spec, prompt)
-        if context and context - prompt_tokens <= room:
-            return (f"this prompt is {prompt_tokens} tokens and the models read at most {context}, "
-                    f"so at most {max(1, context - prompt_tokens)} new tokens fit")
-        return f"this app allows at most {room}"
+    def room_for(self, spec: str, prompt: str, limit: int) -> int:
+        """``room``'s number alone."""
+        return self.room(spec, prompt, limit)[0]
 
     def _context(self, spec: str, prompt: str) -> tuple[int, int]:
         """(the prompt's length in tokens, the family's context in tokens; 0 = unbounded)."""
@@ -189,25 +188,20 @@ class Families:
         import dataclasses
         import time as _time
 
-        from hsd.levels import SamplingSettings, build_level
-        from hsd.tools.measure import CostTimer, encode_prompt
+        from hsd.levels import SamplingSettings
+        from hsd.tools.measure import CostTimer, encode_prompt, family_levels, time_rounds
 
         old = self.profile(spec, names, kind)
         family = self.load(spec)
         meta = old.meta
         settings = SamplingSettings(float(meta.get("temperature", 1.0)), int(meta.get("top_k", 0) or 0),
                                     float(meta.get("top_p", 1.0)))
-        levels = [build_level(m, name=n, vocab_size=family.vocab_size, settings=settings, forward=self.limits.forward)
-                  for m, n in zip(family.models, family.names)]
-        prompts = load_prompts()
-        context = encode_prompt(family.tokenizer, "".join(p for _, p in prompts) * 2)
+        context = encode_prompt(family.tokenizer, "".join(p for _, p in load_prompts()) * 2)
         context = context[: int(meta.get("timing_context_tokens", 96) or 96)] or [0]
-        timer = CostTimer(levels, context, max_n=len(old.cost_ms[old.models[0]]), warmup=1)
-        for r in range(rounds):
-            timer.round()
-            if progress is not None:
-                progress((r + 1) / rounds, "timing forwards")
-        cost_ms, first_call_ms = timer.result()
+        timer = CostTimer(family_levels(family, settings, self.limits.forward), context,
+                          max_n=len(old.cost_ms[old.models[0]]), warmup=1)
+        report = None if progress is None else (lambda done, total, what: progress(done / total, what))
+        cost_ms, first_call_ms = time_rounds(timer, rounds, report)
         when = _time.strftime("%Y-%m-%dT%H:%M:%SZ", _time.gmtime())
         new = dataclasses.replace(old, cost_ms=cost_ms, first_call_ms=first_call_ms,
                                   meta=dict(meta, costs_retimed_at=when, costs_retimed_rounds=rounds))
@@ -234,40 +228,48 @@ class Families:
         return prof
 
 
+def decode_kind(temperature) -> str | None:
+    """'greedy' at temperature 0, else 'sampled'; None for a value that is not a number (the
+    family's first profile is then used)."""
+    try:
+        return "greedy" if float(temperature) == 0.0 else "sampled"
+    except (TypeError, ValueError):
+        return None
+
+
+def _profile_settings(profile) -> tuple[float, int, float]:
+    """(temperature, top-k, top-p) a profile was measured at."""
+    meta = profile.meta
+    return float(meta.get("temperature", 1.0)), int(meta.get("top_k", 0) or 0), float(meta.get("top_p", 1.0))
+
+
 def profile_kind(profile) -> str:
     """'greedy' for a profile measured at temperature 0, else 'sampled'."""
-    return "greedy" if float(profile.meta.get("temperature", 1.0)) == 0.0 else "sampled"
+    return decode_kind(_profile_settings(profile)[0])
 
 
-def decode_kind(temperature: float) -> str:
-    return "greedy" if float(temperature) == 0.0 else "sampled"
+def settings_label(temperature: float, top_k: int = 0, top_p: float = 1.0) -> str:
+    """'greedy (T = 0)' / 'T = 1' / 'T = 0.7, top-k 20, top-p 0.9'."""
+    if float(temperature) == 0.0:
+        return "greedy (T = 0)"
+    return (f"T = {float(temperature):g}" + (f", top-k {int(top_k)}" if top_k else "")
+            + (f", top-p {float(top_p):g}" if float(top_p) < 1.0 else ""))
 
 
 def profile_label(profile) -> str:
     """'greedy (T = 0) profile measured 2026-12-02' / 'T = 1 profile …' for prediction labels."""
-    meta = profile.meta
-    t = float(meta.get("temperature", 1.0))
-    temp = "greedy (T = 0)" if t == 0.0 else f"T = {t:g}"
-    if meta.get("top_k"):
-        temp += f", top-k {meta['top_k']}"
-    if float(meta.get("top_p", 1.0)) < 1.0:
-        temp += f", top-p {float(meta['top_p']):g}"
-    return f"{temp} profile measured {str(meta.get('measured_at', '?'))[:10]}"
+    return f"{settings_label(*_profile_settings(profile))} profile measured {str(profile.meta.get('measured_at', '?'))[:10]}"
 
 
 def prediction_note(profile, temperature: float, top_k: int = 0, top_p: float = 1.0) -> str | None:
     """One sentence when a decode's sampling settings differ from those ``profile`` was measured
     at (acceptance depends on them: a one-hot drafter measured greedy is accepted far less at
     T = 1), else None."""
-    meta = profile.meta
-    t = float(meta.get("temperature", 1.0))
-    settings = (t, int(meta.get("top_k", 0) or 0), float(meta.get("top_p", 1.0)))
-    if settings == (float(temperature), int(top_k), float(top_p)):
+    measured, decoded = _profile_settings(profile), (float(temperature), int(top_k), float(top_p))
+    if measured == decoded:
         return None
-    said = lambda t_, k, p: "greedy (T = 0)" if t_ == 0 else (  # noqa: E731
-        f"T = {t_:g}" + (f", top-k {k}" if k else "") + (f", top-p {p:g}" if p < 1 else ""))
-    return (f"the prediction is for another setting: the profile was measured {said(*settings)}, this "
-            f"decode samples {said(float(temperature), int(top_k), float(top_p))}, so its acceptance may differ")
+    return (f"the prediction is for another setting: the profile was measured {settings_label(*measured)}, "
+            f"this decode samples {settings_label(*decoded)}, so its acceptance may differ")
 
 
 def default_stack(names: Sequence[str], limits: Limits) -> list[str]:

@@ -50,13 +50,13 @@ def level_choices(names: Sequence[str]) -> list[tuple[str, int]]:
     return [(f"L{j} {names[j]} checks L{j - 1}" + (" (target)" if j == k else ""), j) for j in range(1, k + 1)]
 
 
-def gsp_figure(families: Families, req: Request | None, spec: str, names, dark: bool):
-    """The optimiser's graph with the user's hierarchy marked (a message without a profile)."""
-    plan = families.plan(spec, names, kind=decode_kind(req.temperature) if req is not None else None)
+def gsp_figure(families: Families, spec: str, names, current, kind: str | None, dark: bool):
+    """The optimiser's graph of the family's profile of ``kind`` with the user's hierarchy
+    ``current`` = (chain, buffers) marked (a message without a profile)."""
+    plan = families.plan(spec, names, kind=kind) if names else None
     if plan is None:
         return visual.figure_empty("Optimiser graph: no profile of this family yet.<br>"
                                    "Open the Optimise tab and press Optimise.", dark=dark)
-    current = (list(req.chain), list(req.buffers)) if req is not None else None
     return visual.figure_gsp(plan, current=current, dark=dark)
 
 

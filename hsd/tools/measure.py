@@ -326,6 +326,15 @@ class CostTimer:
         return costs, first
 
 
+def family_levels(family, settings, forward: str = "auto") -> list:
+    """A fresh level (``hsd.levels.build_level``) for every model of a loaded family, smallest
+    first, all with the same sampling ``settings``."""
+    from hsd.levels import build_level
+
+    return [build_level(m, name=n, vocab_size=family.vocab_size, settings=settings, forward=forward)
+            for m, n in zip(family.models, family.names)]
+
+
 def measure_costs(levels, context: list[int], *, max_n: int, repeats: int, warmup: int, seed: int = 0,
                   progress: ProgressFn | None = None) -> tuple[dict[str, list[float]], dict[str, float]]:
     """(cost_ms, first_call_ms).  cost_ms[name][n-1]: median wall ms of ``LevelModel.probs_after(context + n new tokens, n)``
@@ -418,7 +427,7 @@ def measure_profile(family, *, max_n: int = 17, repeats: int = 15, warmup: int =
        and committed token (``fit_engine_overhead``), which the latency model adds to the above.
     """
     import torch
-    from hsd.levels import SamplingSettings, build_level
+    from hsd.levels import SamplingSettings
 
     if not isinstance(max_n, int) or max_n < 2:
         raise ConfigError(f"profile: max-n must be a whole number ≥ 2, got {max_n!r}")
@@ -426,8 +435,7 @@ def measure_profile(family, *, max_n: int = 17, repeats: int = 15, warmup: int =
         raise ConfigError(f"profile: repeats must be a whole number ≥ 1, got {repeats!r}")
     settings = SamplingSettings(temperature, top_k, top_p)
     names = list(family.names)
-    levels = [build_level(m, name=n, vocab_size=family.vocab_size, settings=settings, forward=forward)
-              for m, n in zip(family.models, names)]
+    levels = family_levels(family, settings, forward)
     # 1) contexts produced by the target at the serving temperature
     if contexts is not None:
         ctxs = [(list(c), 1) for c in contexts if len(c) >= 2]

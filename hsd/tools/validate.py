@@ -243,12 +243,10 @@ def _cost_timer(family, profile: Profile, ar, prompt: str, max_new_tokens: int, 
                 forward: str):
     """A ``CostTimer`` over fresh levels of every model, on a context like the decodes' (the
     prompt and what the target writes after it), its first two rounds discarded."""
-    from hsd.levels import SamplingSettings, build_level
-    from hsd.tools.measure import CostTimer, encode_prompt
+    from hsd.levels import SamplingSettings
+    from hsd.tools.measure import CostTimer, encode_prompt, family_levels
 
-    settings = SamplingSettings(temperature, 0, 1.0)
-    levels = [build_level(m, name=n, vocab_size=family.vocab_size, settings=settings, forward=forward)
-              for m, n in zip(family.models, family.names)]
+    levels = family_levels(family, SamplingSettings(temperature, 0, 1.0), forward)
     written = ar.generate(prompt, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed).token_ids
     context = encode_prompt(family.tokenizer, prompt) + list(written)
     return CostTimer(levels, context, max_n=len(profile.cost_ms[profile.models[0]]), seed=seed, warmup=2)

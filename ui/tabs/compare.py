@@ -16,7 +16,7 @@ import visual
 from ui import session
 from ui.context import Context, bind
 from hsd.errors import ConfigError
-from ui.registry import decode_kind, profile_label
+from ui.registry import decode_kind, prediction_note, profile_label
 from ui.requests import CONTENDERS, Request, compare_requests, make_request, whole
 from ui.tabs.generate import SAMPLING_NAMES
 
@@ -225,7 +225,6 @@ def verdict(contenders, req: Request, profile, repeats: int) -> str:
     if profile is not None:
         lines.append(f"Model-predicted numbers: {profile.acceptance_label}, for decodes of {req.max_new_tokens} "
                      f"tokens, from the {profile_label(profile)}.")
-        from ui.registry import prediction_note
         note = prediction_note(profile, req.temperature, req.top_k, req.top_p)
         if note:
             lines.append(f"⚠ {note[:1].upper()}{note[1:]}.")
@@ -279,10 +278,7 @@ def retime_costs(ctx: Context, spec, temperature, progress=gr.Progress()):
     try:
         spec = ctx.families.check_allowed(spec)
         names = ctx.families.names(spec)
-        try:
-            kind = decode_kind(float(temperature))
-        except (TypeError, ValueError):
-            kind = None
+        kind = decode_kind(temperature)
         old = ctx.families.profile(spec, names, kind)
         if old is None:
             raise ConfigError("This family has no profile to re-time yet: press Optimise with 'measure now' first.")

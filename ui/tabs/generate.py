@@ -330,7 +330,9 @@ class _PanelState:
                tab.mass_plot: session.fast_plot(lambda: views.figure_mass_for(trace, None, None, self.id_to_text, dark))}
         if not self.gsp_sent:                            # the graph and legend do not change in a decode
             out[tab.gsp_plot] = session.fast_plot(
-                lambda: views.gsp_figure(self.ctx.families, self.req, self.req.family, self.names, dark))
+                lambda: views.gsp_figure(self.ctx.families, self.req.family, self.names,
+                                         (list(self.req.chain), list(self.req.buffers)),
+                                         decode_kind(self.req.temperature), dark))
             out[tab.legend] = legend
             self.gsp_sent = True
         return out
@@ -368,7 +370,7 @@ def fit_max_new(ctx: Context, spec, prompt, max_new):
     prompt; a value above it comes down to it, with one sentence."""
     tab = ctx.generate
     try:
-        room = ctx.families.room_for(spec, prompt, ctx.limits.max_new_tokens)
+        room, why = ctx.families.room(spec, prompt, ctx.limits.max_new_tokens)
     except HSDError:                         # a family that cannot load: on_family says so
         return unchanged([tab.max_new, tab.note])
     try:
@@ -377,7 +379,7 @@ def fit_max_new(ctx: Context, spec, prompt, max_new):
         value = min(96, room)
     if value > room:
         return {tab.max_new: gr.update(maximum=room, value=room),
-                tab.note: f"Max new tokens lowered from {value} to {room}: {ctx.families.room_reason(spec, prompt, room)}."}
+                tab.note: f"Max new tokens lowered from {value} to {room}: {why}."}
     return {tab.max_new: gr.update(maximum=room), tab.note: ""}
 
 
@@ -397,9 +399,7 @@ def redraw_panels(ctx: Context, tab: GenerateTab, trace_dict, dark) -> dict:
     spec = meta.get("family", trace.meta.get("family", ctx.limits.family))
     names = ctx.families.names(spec)
     current = (meta.get("chain", []), meta.get("buffers", []))
-    plan = ctx.families.plan(spec, names, kind=decode_kind(meta.get("temperature", 1.0))) if names else None
-    gsp = (visual.figure_gsp(plan, current=current, dark=dark) if plan is not None
-           else visual.figure_empty("Optimiser graph: no profile of this family yet.", dark=dark))
+    gsp = views.gsp_figure(ctx.families, spec, names, current, decode_kind(meta.get("temperature", 1.0)), dark)
     return {tab.timeline: visual.figure_timeline(trace, dark=dark),
             tab.accept_plot: visual.figure_accept_map(trace, dark=dark),
             tab.mass_plot: views.figure_mass_for(trace, None, None, views.decoder_for(ctx.families, spec), dark),
@@ -427,11 +427,7 @@ def redraw_latest(ctx: Context, trace_dict, level, dark):
 
 def use_optimal(ctx: Context, tab: GenerateTab, spec, mods, temperature=1.0):
     names = ctx.families.names(spec)
-    try:
-        kind = decode_kind(float(temperature))
-    except (TypeError, ValueError):
-        kind = None
-    plan = ctx.families.plan(spec, names, kind=kind)
+    plan = ctx.families.plan(spec, names, kind=decode_kind(temperature))
     if plan is None:
         raise session.refuse("No profile of this family yet: open the Optimise tab and press Optimise first.")
     return stack_updates(ctx, tab, plan.chain, plan.buffers, names)
