@@ -17,7 +17,7 @@ alone, which is what makes the latency model Markov and the shortest-path optimi
 Near the end, every block is capped by the remaining ``max_new_tokens`` budget (a function of
 the context length only, so exactness is unaffected): no level drafts past the budget.
 
-Exactness (the induction of DESIGN §2): every level hands up, with each token, ITS OWN sampling
+Exactness (the induction of docs/design.md §2): every level hands up, with each token, ITS OWN sampling
 row at that position; the level above uses those rows as ``draft_probs``.  Since a lossless rule
 makes each level's output distributed exactly as that model sampling alone, the committed text is
 distributed exactly as the target sampling alone (under the shared temperature/top-k/top-p).

@@ -1,6 +1,6 @@
 """The trace: frozen plain-data events emitted by the decoder, and the summaries derived from them.
 
-This is the one seam between the engine and the pictures (DESIGN §5): no tensors, only ints,
+This is the one seam between the engine and the pictures (docs/design.md §5): no tensors, only ints,
 floats, strings, tuples/lists and dicts of those, so a trace serialises to JSON and back.
 
 Levels are numbered 0..K, 0 = the smallest drafter, K = the target.  Times are milliseconds since

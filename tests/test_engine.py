@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 A, B = 1, 2   # token ids of 'a' and 'b' in the bigram tokenizer
 
 # next-token laws after the current token (0 = <eos>/start, 1 = a, 2 = b): the drafts lean to 'a',
-# the target to 'b' -- the regime where an uncapped joint ratio overshoots (DESIGN §3's toy).
+# the target to 'b' -- the regime where an uncapped joint ratio overshoots (docs/design.md §3's toy).
 SMALL = {0: (0.7, 0.3), A: (2 / 3, 1 / 3), B: (0.6, 0.4)}
 MIDDLE = {0: (0.5, 0.5), A: (0.5, 0.5), B: (0.45, 0.55)}
 TARGET = {0: (1 / 3, 2 / 3), A: (1 / 3, 2 / 3), B: (0.25, 0.75)}

@@ -24,7 +24,7 @@ def test_uncapped_rule_is_measurably_lossy_on_the_design_toy():
     lab = exactness_lab("toy", gamma=2)
     r = lab["rules"]["hsd-uncapped"]
     assert not r["lossless"] and r["tv"] > 0.01
-    # DESIGN §3: it starts with "ba" with probability 1/3, the target 2/9
+    # docs/design.md §3: it starts with "ba" with probability 1/3, the target 2/9
     start_ba = sum(p for s, p in zip(lab["sequences"], r["probs"]) if s.startswith("ba"))
     target_ba = sum(p for s, p in zip(lab["sequences"], lab["target"]) if s.startswith("ba"))
     assert start_ba == pytest.approx(1 / 3, abs=1e-12) and target_ba == pytest.approx(2 / 9, abs=1e-12)

@@ -65,7 +65,7 @@ def test_autoregressive_costs_one_target_forward_per_token():
 
 
 def test_single_draft_reduces_to_design_closed_form():
-    """(γ·c_0(1) + c_1(γ+1))·(1-α)/(1-α^{γ+1})  — DESIGN §4."""
+    """(γ·c_0(1) + c_1(γ+1))·(1-α)/(1-α^{γ+1})  — docs/design.md §4."""
     prof = random_profile(5, seed=2)
     for drafter, gamma in itertools.product(range(4), range(1, 17)):
         a = prof.alpha(drafter, 4)

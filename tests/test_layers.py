@@ -1,4 +1,4 @@
-"""The import direction of DESIGN §1, read from the source (every import, lazy ones included):
+"""The import direction of docs/design.md §1, read from the source (every import, lazy ones included):
 
     app.py -> ui/ -> visual/ -> hsd/ (plain data: trace, profile, plan)
               ui/ -> hsd/
@@ -121,3 +121,17 @@ def test_no_import_cycles_among_the_projects_modules():
         if node not in state:
             visit(node, [node])
     assert len(graph) > 40
+
+
+def test_every_design_section_the_code_cites_exists_in_docs_design_md():
+    import re
+
+    design = (ROOT / "docs" / "design.md").read_text(encoding="utf-8")
+    sections = set(re.findall(r"^## (\d+)\. ", design, flags=re.M))
+    cited = {}
+    for path in list(ROOT.glob("hsd/**/*.py")) + list(ROOT.glob("ui/**/*.py")) + list(ROOT.glob("visual/*.py")):
+        for n in re.findall(r"docs/design\.md §(\d+)", path.read_text(encoding="utf-8")):
+            cited.setdefault(n, []).append(path.name)
+    assert cited, "the code cites its design notes"
+    missing = {n: files for n, files in cited.items() if n not in sections}
+    assert not missing, f"cited sections missing from docs/design.md: {missing}"

@@ -42,7 +42,7 @@ def test_hsd_and_block_give_the_same_outcome_for_every_draft():
                                   atol=1e-13, rtol=0)
 
 
-TOY_P, TOY_Q = (1 / 3, 2 / 3), (2 / 3, 1 / 3)   # verifier p, drafter q at every position (DESIGN §3)
+TOY_P, TOY_Q = (1 / 3, 2 / 3), (2 / 3, 1 / 3)   # verifier p, drafter q at every position (docs/design.md §3)
 
 
 def _expected_accepted(rule, gamma=2):

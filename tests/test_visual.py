@@ -168,7 +168,7 @@ def make_handmade_plan(n_models: int = 5, buffers=range(1, 17)) -> SimpleNamespa
 
 
 def make_lab() -> dict:
-    """The DESIGN §3 toy (V={a,b}, p=(1/3,2/3), q=(2/3,1/3), γ=2): 'ba' has 2/9 under the
+    """The docs/design.md §3 toy (V={a,b}, p=(1/3,2/3), q=(2/3,1/3), γ=2): 'ba' has 2/9 under the
     target but 1/3 under hsd-uncapped (other numbers illustrative)."""
     seqs = ["aa", "ab", "ba", "bb"]
     target = [1 / 9, 2 / 9, 2 / 9, 4 / 9]

@@ -1,11 +1,11 @@
-"""The hierarchy optimiser's graph (generalised shortest path, DESIGN §4) with the chosen path.
+"""The hierarchy optimiser's graph (generalised shortest path, docs/design.md §4) with the chosen path.
 
 Reads a ``Plan`` (hsd/optimize.py) duck-typed: ``plan.graph`` is a ``networkx.DiGraph`` with nodes
 ``("draft", model, buffer)`` / ``("target", model)`` (attrs ``model``, ``name``, ``buffer``,
 ``best_cost_ms``) and arcs lower → upper (attrs ``cost_ms``, ``gain``, ``on_optimal``);
 ``plan.path`` the optimal nodes bottom → target; ``chain``, ``names``, ``buffers``,
 ``expected_ms_per_token``, ``speedup_vs_ar``, ``runners_up``.  The latency model is ours
-(DESIGN §4), so every number here is model-predicted.
+(docs/design.md §4), so every number here is model-predicted.
 
 Layout is a manual grid: x = model index (smallest left, target right), y = buffer.  Thousands
 of arcs would be unreadable, so only each node's best incoming arc is drawn (faint), plus

@@ -7,7 +7,7 @@ target's own joint over γ+1 tokens (total-variation distance ≈ 0, float64 rou
 ``hsd-uncapped`` does not.  Also computed per rule: the expected number of accepted draft tokens.
 
 Examples are next-token tables over a vocabulary of V ≤ 4 tokens ("a", "b", "c", "d"):
-- ``"toy"``: DESIGN §3's counterexample, the same rows at every position, target (1/3, 2/3),
+- ``"toy"``: docs/design.md §3's counterexample, the same rows at every position, target (1/3, 2/3),
   draft (2/3, 1/3), V = 2, γ = 2 (E[accepted] = 10/9 token-wise, 11/9 block / hsd);
 - ``"random"``: context-dependent random rows (a fixed softmax of Gaussian logits per prefix,
   seeded), the draft a noisy copy of the target so that acceptance is realistic.

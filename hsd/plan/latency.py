@@ -39,7 +39,7 @@ count, ``expected_rounds``).  Each round's cost is independent of whether the ro
     ms per committed token = (C_{K-1} + c_K(T_{K-1}+1)) / E[O_K]
 
 which is ``(γ·c_0(1) + c_1(γ+1))·(1-α)/(1-α^{γ+1})`` for one draft and ``c_K(1)`` for the target
-alone (DESIGN §4).  Because the state of level i is just (model, buffer), the expression is Markov
+alone (docs/design.md §4).  Because the state of level i is just (model, buffer), the expression is Markov
 in (model, buffer) — the basis of the shortest-path optimiser in ``hsd.optimize``.  An "at least
 T_i" (overshoot) policy would make the hand-up size random and break this.
 

@@ -1,6 +1,6 @@
 """A hardware profile of a model family: forward cost by block length, and pairwise acceptance.
 
-``Profile`` is plain data (JSON-serialisable; DESIGN §4):
+``Profile`` is plain data (JSON-serialisable; docs/design.md §4):
 
 - ``models``: names, smallest first, the last is the target;
 - ``cost_ms[name][n-1]``: wall-clock ms of one forward over ``n`` new tokens with a warm cache,
@@ -25,7 +25,7 @@
 Which acceptance model the latency model reads (``acceptance_model``, chosen at run time, not
 stored): ``"position"`` uses ``accept_lengths`` where a pair has them (beyond the measured B, the
 conditional acceptance of the last measured position continues), ``"iid"`` treats every draft
-token as accepted independently with the pair's α, the model of DESIGN §4.
+token as accepted independently with the pair's α, the model of docs/design.md §4.
 
 Plain Python only: measuring one on real models is ``hsd.tools.measure.measure_profile`` (the
 torch half), which the CLI command ``hsd profile`` wraps.
@@ -49,7 +49,7 @@ class Profile:
     cost_ms: dict[str, list[float]]
     acceptance: list[list[float]]
     meta: dict = field(default_factory=dict)
-    # optional engine overhead outside the forward passes (absent = 0, the pure DESIGN model):
+    # optional engine overhead outside the forward passes (absent = 0, the pure model of docs/design.md §4):
     #   "draft_token": ms per sampled draft token (sampling from the row)
     #   "verify": ms per verification by block length γ = 1..N (the rule + stacking draft rows)
     #   "step", "round", "token": the engine's own time per drafting step, per verification (any
