@@ -3,7 +3,14 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 import torch
+
+from hsd.levels.ggml import llamacpp_missing
+
+# the llama.cpp forward path, as a parameter: skipped (with the reason) where llama-cpp-python is not installed
+LLAMACPP = pytest.param("llamacpp", marks=pytest.mark.skipif(llamacpp_missing() is not None,
+                                                             reason=llamacpp_missing() or ""))
 
 
 def chi2_pvalue(observed, expected) -> float:

@@ -10,7 +10,7 @@ from hsd.levels import SamplingSettings
 from hsd.levels.hf import LevelModel
 from hsd.trace import Trace
 from hsd.verify import LOSSLESS_RULES
-from tests.stats import chi2_pvalue
+from tests.stats import LLAMACPP, chi2_pvalue
 from hsd.family.tiny import bigram_tables, tiny_family
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,7 +50,7 @@ def _engine_pvalue(levels, buffers, rule, n=500, length=3, wrap=lambda m: m, for
     return chi2_pvalue([counts.get(k, 0) for k in keys], [ref[k] for k in keys])
 
 
-FORWARDS = pytest.mark.parametrize("forward", ["lean", "hf"])     # every exactness claim on both paths
+FORWARDS = pytest.mark.parametrize("forward", ["lean", "hf", LLAMACPP])   # every exactness claim on every path
 
 
 @FORWARDS

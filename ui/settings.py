@@ -77,7 +77,7 @@ class Limits:
     ui_share: float = 0.04              # HSD_UI_SHARE: page updates may pause the decode this share of its time
     token_interval_s: float = 0.1       # HSD_TOKEN_INTERVAL_S: at most one token update per this
     torch_threads: int = 0              # HSD_TORCH_THREADS (0 = all CPU cores but one)
-    forward: str = "auto"               # HSD_FORWARD: auto (lean where it applies), lean or hf
+    forward: str = "auto"               # HSD_FORWARD: auto (lean where it applies), lean, hf or llamacpp
     shapes_scale: float = 1.0           # HSD_SHAPES_SCALE: real shapes scaled down (tests; 1.0 = as published)
 
     @classmethod
@@ -98,7 +98,7 @@ class Limits:
             ui_share=_env_float(env, "HSD_UI_SHARE", cls.ui_share),
             token_interval_s=_env_float(env, "HSD_TOKEN_INTERVAL_S", cls.token_interval_s),
             torch_threads=_env_int(env, "HSD_TORCH_THREADS", 0, 0, 256),
-            forward=_env_choice(env, "HSD_FORWARD", cls.forward, ("auto", "lean", "hf")),
+            forward=_env_choice(env, "HSD_FORWARD", cls.forward, ("auto", "lean", "hf", "llamacpp")),
             shapes_scale=_env_float(env, "HSD_SHAPES_SCALE", cls.shapes_scale),
         )
 

@@ -3,7 +3,8 @@
 A level turns a token sequence into this level's sampling distributions for its last positions.
 The engine (``hsd.engine``) talks to levels only through the ``Level`` protocol below, so a
 transformers model (``hsd.levels.hf.LevelModel``, the reference), the lean forward over the same
-weights (``hsd.levels.lean.LeanLevel``), or a model-free drafter can stand at any level and the
+weights (``hsd.levels.lean.LeanLevel``), the same weights run by llama.cpp
+(``hsd.levels.ggml.GGMLLevel``, ``forward="llamacpp"``), or a model-free drafter can stand at any level and the
 engine cannot tell them apart.
 
 The contract of ``probs_after(sequence, n_rows)``:
@@ -34,7 +35,7 @@ from hsd.levels.hf import LevelModel
 from hsd.levels.lean import LEAN_ARCHITECTURES, LeanLevel, lean_support
 from hsd.levels.sampling import SamplingSettings
 
-FORWARDS = ("auto", "lean", "hf")    # auto: lean where it applies, else the transformers level
+FORWARDS = ("auto", "lean", "hf", "llamacpp")   # auto: lean where it applies, else the transformers level
 
 
 @runtime_checkable
@@ -60,6 +61,16 @@ def check_forward(forward: str, models=()) -> None:
     model it does not cover (it says which architectures it does)."""
     if forward not in FORWARDS:
         raise ConfigError(f"forward must be one of {', '.join(FORWARDS)}, got {forward!r}")
+    if forward == "llamacpp":
+        from hsd.levels.ggml import llamacpp_missing
+        from hsd.levels.gguf_export import gguf_support
+
+        problem = llamacpp_missing()
+        for model in models:
+            if problem is None and not callable(getattr(model, "make_level", None)):
+                problem = gguf_support(model)
+        if problem:
+            raise ConfigError(f"--forward llamacpp: {problem}; use --forward auto, lean or hf")
     if forward == "lean":
         for model in models:
             if not callable(getattr(model, "make_level", None)):
@@ -70,13 +81,17 @@ def check_forward(forward: str, models=()) -> None:
 
 def build_level(model, *, name: str, vocab_size: int, settings: SamplingSettings, forward: str = "auto") -> Level:
     """A fresh level for one decode over ``model`` (shared, read-only).  An object with a
-    ``make_level(name=, vocab_size=, settings=)`` method builds its own kind of level; a
-    transformers causal LM gets the lean level (``forward="lean"``, or ``"auto"`` where it covers
-    the model) or the transformers level (``"hf"``, and ``"auto"`` elsewhere)."""
+    ``make_level(name=, vocab_size=, settings=)`` method builds its own kind of level (the n-gram
+    drafter, a ``hsd.levels.ggml.GGUFModel``); a transformers causal LM gets the lean level
+    (``forward="lean"``, or ``"auto"`` where it covers the model), its GGUF twin run by llama.cpp
+    (``"llamacpp"``) or the transformers level (``"hf"``, and ``"auto"`` elsewhere)."""
     make = getattr(model, "make_level", None)
     if callable(make):
         return make(name=name, vocab_size=vocab_size, settings=settings)
     check_forward(forward, [model])
+    if forward == "llamacpp":
+        from hsd.levels.ggml import ggml_model_for
+        return ggml_model_for(model).make_level(name=name, vocab_size=vocab_size, settings=settings)
     if forward == "lean" or (forward == "auto" and lean_support(model) is None):
         return LeanLevel(model, name=name, vocab_size=vocab_size, settings=settings)
     return LevelModel(model, name=name, vocab_size=vocab_size, settings=settings)

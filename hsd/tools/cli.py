@@ -19,7 +19,7 @@ import sys
 # the rules of hsd.verify.RULES, by name (checked against it by tests/test_cli.py): the CLI checks
 # rule names before torch is imported
 RULE_NAMES = ("token", "block", "hsd", "hsd-uncapped")
-FORWARDS = ("auto", "lean", "hf")     # hsd.levels.FORWARDS (tests/test_cli.py checks they agree)
+FORWARDS = ("auto", "lean", "hf", "llamacpp")     # hsd.levels.FORWARDS (tests/test_cli.py checks they agree)
 STRESS_MODULE = "ui.stress"            # the app's load test lives with the app (``python -m ui.stress``)
 
 COMMANDS = {
@@ -29,7 +29,9 @@ COMMANDS = {
     "validate": "hsd.tools.validate:run",
     "bench": "hsd.tools.bench.command:run",
     "shapes": "hsd.tools.shapes:run",
+    "export-gguf": "hsd.tools.export:run",
 }
+GGUF_TYPES = ("f32", "f16", "q8_0")         # = hsd.levels.gguf_export.GGUF_TYPES (tested)
 SHAPE_PRESETS = ("close", "distant")        # = hsd.tools.shapes.ACCEPTANCE_PRESETS (tested)
 
 
@@ -162,7 +164,8 @@ def check_generate(args) -> str | None:
 def add_forward(p) -> None:
     p.add_argument("--forward", default="auto", choices=FORWARDS,
                    help="forward path: lean (a plain Llama/Qwen2 forward over the same weights), hf "
-                        "(transformers, the reference) or auto (lean where it applies; default)")
+                        "(transformers, the reference), llamacpp (the same weights exported to GGUF and run "
+                        "by llama.cpp; needs llama-cpp-python) or auto (lean where it applies; default)")
 
 
 def add_machine(p, threads_default=None, threads_help="torch CPU threads (default: torch's choice)") -> None:
@@ -305,6 +308,34 @@ def add_shapes(sub) -> None:
     add_machine(p)
 
 
+def add_export_gguf(sub) -> None:
+    p = sub.add_parser("export-gguf", help="write a family's models as GGUF files llama.cpp loads",
+                       description="Write every model of a family (bundled, local Llama/Qwen2 folders, hub ids "
+                                   "where the Hub is reachable) as GGUF files with the family's vocabulary, "
+                                   "one per model and type, and check each against transformers' logits.")
+    p.add_argument("family", help="family spec: bundled, a preset, or comma-separated folders / hub ids")
+    p.add_argument("out", help="folder to write <model>-<type>.gguf files into (made if missing)")
+    p.add_argument("--types", type=csv, default=["f32", "f16"],
+                   help=f"comma-separated GGUF types from {', '.join(GGUF_TYPES)} (default f32,f16)")
+    p.add_argument("--no-check", action="store_true",
+                   help="skip loading each file in llama.cpp and comparing its logits with transformers'")
+
+
+def check_export(args) -> str | None:
+    bad = [t for t in args.types if t not in GGUF_TYPES]
+    if bad or not args.types:
+        return f"--types takes {', '.join(GGUF_TYPES)}, got {','.join(args.types) or 'nothing'}"
+    out = os.path.abspath(args.out)
+    probe = out
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if os.path.exists(out) and not os.path.isdir(out):
+        return f"{args.out} is a file, not a folder"
+    if not os.access(probe, os.W_OK):
+        return f"cannot write into {args.out} ({probe} is not writable)"
+    return None
+
+
 def add_stress(sub) -> None:
     sub.add_parser("stress", help="reliability of the running app (runs `python -m ui.stress`)",
                    description="The app's load and fault test lives with the app: this runs "
@@ -316,7 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="hsd", description="Hierarchical speculative decoding: generate, profile, "
                                              "optimise, validate, benchmark.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for add in (add_generate, add_profile, add_optimize, add_validate, add_bench, add_shapes, add_stress):
+    for add in (add_generate, add_profile, add_optimize, add_validate, add_bench, add_shapes, add_export_gguf,
+                add_stress):
         add(sub)
     return parser
 
@@ -342,7 +374,8 @@ def main(argv=None) -> int:
     if argv[:1] == ["stress"]:                      # every argument is ui.stress's to check
         return run_stress(argv[1:])
     args = build_parser().parse_args(argv)
-    problem = check_generate(args) if args.command == "generate" else None
+    checks = {"generate": check_generate, "export-gguf": check_export}
+    problem = checks[args.command](args) if args.command in checks else None
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
