@@ -21,7 +21,8 @@ class BenchContender:
     key: str                        # "a", "b", "c", "d", "e-token", "f-ar", …
     group: str                      # "a".."f"
     label: str                      # what the table shows
-    runner: str                     # "hf-generate" | "hf-assisted" | "engine"
+    runner: str                     # "hf-generate" | "hf-assisted" | "hf-prompt-lookup" | "engine" |
+                                    # "llamacpp-generate" | "llamacpp-speculative" | "llamacpp-lookup"
     chain: tuple[int, ...]          # model indices, target last
     names: tuple[str, ...]
     buffers: tuple[int, ...]        # draft length(s); for (b) num_assistant_tokens
@@ -41,8 +42,9 @@ def _engine(key: str, group: str, label: str, profile: Profile, plan: Plan, rule
                      expected_tokens_per_target_call(profile, plan.chain, plan.buffers))
 
 
-def pick_contenders(profile: Profile, max_buffer: int = 16) -> list[BenchContender]:
-    """(a)–(f) of ``hsd.tools.bench``'s docstring for ``profile``'s family (at least two models)."""
+def pick_contenders(profile: Profile, max_buffer: int = 16, llamacpp: bool = False) -> list[BenchContender]:
+    """(a)–(f) of ``hsd.tools.bench``'s docstring for ``profile``'s family (at least two models),
+    and with ``llamacpp`` llama.cpp's own (g), (h), (h′) (``hsd.tools.bench.llamacpp``)."""
     if profile.target < 1:
         raise ConfigError("bench needs a family of at least two models (a drafter and a target)")
     picks = pick(profile, max_buffer, roles=ROLES, distinct=False)
@@ -80,4 +82,15 @@ def pick_contenders(profile: Profile, max_buffer: int = 16) -> list[BenchContend
         if (plan.chain, plan.buffers) not in seen:
             seen.add((plan.chain, plan.buffers))
             out.append(_engine(key, "f", label, profile, plan))
+    if llamacpp:
+        out.append(BenchContender("g", "g", "(g) llama.cpp, target alone", "llamacpp-generate", ar.chain, ar.names,
+                                  (), None, None, 1.0))
+        if assisted is not None:                    # llama.cpp's draft must be a model, as transformers'
+            out.append(BenchContender("h", "h", "(h) llama.cpp speculative decoding", "llamacpp-speculative",
+                                      assisted.chain, assisted.names, assisted.buffers, None, None,
+                                      expected_tokens_per_target_call(profile, assisted.chain, assisted.buffers)))
+        if ngram:
+            out.append(BenchContender("h-lookup", "h", "(h′) llama.cpp prompt lookup", "llamacpp-lookup",
+                                      lookup.chain, lookup.names, lookup.buffers, None, None,
+                                      expected_tokens_per_target_call(profile, lookup.chain, lookup.buffers)))
     return out

@@ -24,7 +24,13 @@ def bench(family, profile: Profile, prompts: Sequence[str], *, max_new_tokens: i
           forward: str = "auto") -> dict:
     """Run every contender on every prompt × repeat at every temperature; return the report."""
     _check_inputs(family, profile, prompts, max_new_tokens, temperatures, repeats)
-    contenders = pick_contenders(profile, max_buffer)
+    contenders = pick_contenders(profile, max_buffer, llamacpp=forward == "llamacpp")
+    skipped = {}
+    if forward == "llamacpp":                  # llama.cpp's programs (h), (h′) run where they are built
+        from hsd.tools.bench.llamacpp import missing_programs
+
+        skipped = missing_programs({c.runner for c in contenders})
+        contenders = [c for c in contenders if c.runner not in skipped]
     prompt_ids = [tuple(family.tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
     _check_lengths(family, prompts, prompt_ids, max_new_tokens)
     sections = []
@@ -50,6 +56,7 @@ def bench(family, profile: Profile, prompts: Sequence[str], *, max_new_tokens: i
             sections.append(summarise(contenders, runs, temperature, family.names))
     meta = run_meta(family, profile, prompts, max_new_tokens, repeats, seed, max_buffer, stop_at_eos)
     meta["forward"] = forward
+    meta["skipped"] = {r: why for r, why in skipped.items()}
     return {"format": FORMAT, "meta": meta,
             "contenders": [asdict(c) | {"hierarchy": c.hierarchy} for c in contenders],
             "prompts": list(prompts), "sections": sections}

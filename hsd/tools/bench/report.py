@@ -21,6 +21,11 @@ def _fmt(x, spec: str, none: str = "n/a") -> str:
     return none if x is None or x != x else format(x, spec)
 
 
+def _pct(s: dict) -> str:
+    x = s.get("median") if s else None
+    return "n/a" if x is None or x != x else f"{100 * x:.0f}%"
+
+
 def format_section(section: dict) -> str:
     t = section["temperature"]
     title = "greedy (T=0)" if section["greedy"] else f"sampled (T={t:g})"
@@ -34,7 +39,7 @@ def format_section(section: dict) -> str:
             f"{r['label']:<42} {r['hierarchy']:<34} {_fmt_spread(r['tokens_per_s'], 1):>22} "
             f"{_fmt_spread(r['speedup_vs_a'], 2, '×'):>20} {_fmt(r['tokens_per_target_call'], '.2f'):>15} "
             f"{_fmt(r['predicted_ms_per_token'], '.2f'):>18} {_fmt(r['ms_per_token'], '.2f'):>17} "
-            f"{_fmt(100 * r['outside_forward_share']['median'], '.0f') + '%':>24} {eq:>12}")
+            f"{_pct(r['outside_forward_share']):>24} {eq:>12}")
     q = section["ratios"]
     lines.append(f"ratios of tokens/s (wall clock), median (min–max) over {q['c/b']['n']} paired prompt×repeat runs: "
                  f"(c)/(b) = {_fmt_spread(q['c/b'], 2, '×')}   (d)/(c) = {_fmt_spread(q['d/c'], 2, '×')}   "
@@ -43,9 +48,16 @@ def format_section(section: dict) -> str:
 
 
 def _lookup_ratio(q: dict) -> str:
-    """The (c) ÷ transformers prompt lookup ratio, when the family has the n-gram level."""
-    lookup = q.get("c/b-lookup", {})
-    return f"   (c)/(b prompt lookup) = {_fmt_spread(lookup, 2, '×')}" if lookup.get("n") else ""
+    """The (c) ÷ transformers prompt lookup ratio, when the family has the n-gram level, and the
+    ratios to llama.cpp's own contenders, when they ran."""
+    names = {"c/b-lookup": "(c)/(b prompt lookup)", "g/a": "(g)/(a)", "d/g": "(d)/(g)", "h/g": "(h)/(g)",
+             "d/h": "(d)/(h)", "d/h-lookup": "(d)/(h′)"}
+    return "".join(f"   {label} = {_fmt_spread(q[key], 2, '×')}" for key, label in names.items()
+                   if q.get(key, {}).get("n"))
+
+
+def _skipped(meta: dict) -> list[str]:
+    return [f"(not run: {why})" for why in (meta.get("skipped") or {}).values()]
 
 
 def format_report(report: dict) -> str:
@@ -61,6 +73,7 @@ def format_report(report: dict) -> str:
         lines += [SMOKE_TEST, ""]
     for section in report["sections"]:
         lines += [format_section(section), ""]
+    lines += _skipped(m)
     pt = m["profile_meta"].get("temperature")
     if pt is not None:
         lines.append(f"(profile acceptance measured at T={pt:g}; predictions use it at every temperature)")
@@ -90,12 +103,13 @@ def format_markdown(report: dict) -> str:
             lines.append(f"| {r['label']} | {r['hierarchy']} | {_fmt_spread(r['tokens_per_s'], 1)} "
                          f"| {_fmt_spread(r['speedup_vs_a'], 2, '×')} | {_fmt(r['tokens_per_target_call'], '.2f')} "
                          f"| {_fmt(r['predicted_ms_per_token'], '.2f')} | {_fmt(r['ms_per_token'], '.2f')} "
-                         f"| {_fmt(100 * r['outside_forward_share']['median'], '.0f')}% | {eq} |")
+                         f"| {_pct(r['outside_forward_share'])} | {eq} |")
         q = s["ratios"]
         lines += ["", f"Paired ratios of tokens/s (wall clock), median (min–max) over {q['c/b']['n']} prompt × repeat "
                       f"runs: **(c)/(b) = {_fmt_spread(q['c/b'], 2, '×')}**, **(d)/(c) = {_fmt_spread(q['d/c'], 2, '×')}**, "
                       f"(b)/(a) = {_fmt_spread(q['b/a'], 2, '×')}, (c)/(a) = {_fmt_spread(q['c/a'], 2, '×')}"
                       f"{_lookup_ratio(q).replace('   ', ', ')}.", ""]
+    lines += _skipped(m)
     return "\n".join(lines)
 
 

@@ -31,8 +31,11 @@ class Run:
 
     @property
     def outside_forward_share(self) -> float:
-        """Share of the wall time NOT spent inside a model forward (engine/framework overhead)."""
-        return 1.0 - sum(self.forward_ms) / self.wall_ms if self.wall_ms > 0 else float("nan")
+        """Share of the wall time NOT spent inside a model forward (engine/framework overhead);
+        NaN where no forward was seen (llama.cpp's own programs time theirs themselves)."""
+        if self.wall_ms <= 0 or not any(self.forward_calls):
+            return float("nan")
+        return 1.0 - sum(self.forward_ms) / self.wall_ms
 
 
 class ForwardMeter:
@@ -141,6 +144,11 @@ def make_runner(family, contender: BenchContender, meter: ForwardMeter, forward:
 
     sync = _synchronizer(family.device)
     target_index = contender.chain[-1]
+    if contender.runner.startswith("llamacpp-"):
+        from hsd.tools.bench import llamacpp
+
+        make = llamacpp.make_generate_runner if contender.runner == "llamacpp-generate" else llamacpp.make_program_runner
+        return make(family, contender, torch.get_num_threads())
     if contender.runner == "engine":
         from hsd.engine import Hierarchy
 

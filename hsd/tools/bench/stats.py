@@ -78,7 +78,11 @@ def summarise(contenders: Sequence[BenchContender], runs: dict[str, dict[tuple[i
     ratios = {"c/b": spread(paired_ratios(runs, "c", "b")), "d/c": spread(paired_ratios(runs, "d", "c")),
               "b/a": spread(paired_ratios(runs, "b", "a")), "c/a": spread(paired_ratios(runs, "c", "a")),
               "d/a": spread(paired_ratios(runs, "d", "a")),
-              "c/b-lookup": spread(paired_ratios(runs, "c", "b-lookup"))}          # n = 0 without an n-gram level
+              "c/b-lookup": spread(paired_ratios(runs, "c", "b-lookup")),          # n = 0 without an n-gram level
+              # llama.cpp's own contenders (n = 0 unless --forward llamacpp)
+              "g/a": spread(paired_ratios(runs, "g", "a")), "d/g": spread(paired_ratios(runs, "d", "g")),
+              "d/h": spread(paired_ratios(runs, "d", "h")), "h/g": spread(paired_ratios(runs, "h", "g")),
+              "d/h-lookup": spread(paired_ratios(runs, "d", "h-lookup"))}
     return {"temperature": temperature, "greedy": greedy, "rows": rows, "ratios": ratios,
             "runs": [asdict(r) for rs in runs.values() for r in rs.values()]}
 
