@@ -157,11 +157,23 @@ class Families:
         return [p for p in own + self._shipped[key] if list(p.models) == list(names)]
 
     def profile(self, spec: str, names: Sequence[str], kind: str | None = None):
-        """The family's profile for ``kind`` ('greedy' or 'sampled', see ``profile_kind``): the
-        first of ``profiles`` of that kind, else the first of any kind (its temperature then
-        differs: ``prediction_note`` says so); ``kind=None``: the first.  None without one."""
+        """The family's profile for ``kind`` (see ``profile_kind``): the first of ``profiles`` of
+        that kind, else the first measured on the same runtime, else the first of any kind (its
+        temperature then differs: ``prediction_note`` says so); ``kind=None``: the first.  A plain
+        'greedy' / 'sampled' means the app's own runtime: with ``HSD_FORWARD=llamacpp`` its
+        llama.cpp profile first.  None without one."""
         found = self.profiles(spec, names)
-        return next((p for p in found if kind is None or profile_kind(p) == kind), found[0] if found else None)
+        if kind is None or not found:
+            return found[0] if found else None
+        wanted = [kind]
+        if self.limits.forward == "llamacpp" and not kind.endswith(LLAMACPP_SUFFIX):
+            wanted.insert(0, kind + LLAMACPP_SUFFIX)
+        for k in wanted:
+            hit = next((p for p in found if profile_kind(p) == k), None)
+            if hit is not None:
+                return hit
+        same_runtime = next((p for p in found if runtime_of(profile_kind(p)) == runtime_of(wanted[0])), None)
+        return same_runtime or found[0]
 
     def set_profile(self, spec: str, profile) -> None:
         self._profiles[spec] = profile
@@ -243,9 +255,19 @@ def _profile_settings(profile) -> tuple[float, int, float]:
     return float(meta.get("temperature", 1.0)), int(meta.get("top_k", 0) or 0), float(meta.get("top_p", 1.0))
 
 
+LLAMACPP_SUFFIX = "-llamacpp"          # a profile measured on llama.cpp's kernels (forward llamacpp)
+
+
 def profile_kind(profile) -> str:
-    """'greedy' for a profile measured at temperature 0, else 'sampled'."""
-    return decode_kind(_profile_settings(profile)[0])
+    """'greedy' for a profile measured at temperature 0, else 'sampled'; with '-llamacpp' after
+    it when its forward costs were measured on llama.cpp (``hsd profile --forward llamacpp``)."""
+    runtime = LLAMACPP_SUFFIX if profile.meta.get("forward") == "llamacpp" else ""
+    return decode_kind(_profile_settings(profile)[0]) + runtime
+
+
+def runtime_of(kind: str | None) -> str:
+    """'llama.cpp' for a kind ending in '-llamacpp', else 'PyTorch'."""
+    return "llama.cpp" if kind and kind.endswith(LLAMACPP_SUFFIX) else "PyTorch"
 
 
 def settings_label(temperature: float, top_k: int = 0, top_p: float = 1.0) -> str:

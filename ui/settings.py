@@ -19,8 +19,11 @@ EXAMPLES_DIR = ASSETS / "examples"
 SHIPPED_PROFILE = ASSETS / "profile-bundled.json"
 # family spec -> its measured profiles, the default first (the app decodes at T = 1 by default):
 # one sampled (T = 1) and one greedy (T = 0) each, so a prediction is for the decode's temperature
-SHIPPED_PROFILES = {"bundled": (SHIPPED_PROFILE, ASSETS / "validation-bundled-t0-profile.json"),
-                    "ngram,bundled": (ASSETS / "profile-ngram-bundled-t1.json", ASSETS / "profile-ngram-bundled.json")}
+# and, beside them, the same measured on llama.cpp's kernels (``hsd profile --forward llamacpp``)
+SHIPPED_PROFILES = {"bundled": (SHIPPED_PROFILE, ASSETS / "validation-bundled-t0-profile.json",
+                                ASSETS / "profile-bundled-llamacpp-t1.json", ASSETS / "profile-bundled-llamacpp-t0.json"),
+                    "ngram,bundled": (ASSETS / "profile-ngram-bundled-t1.json", ASSETS / "profile-ngram-bundled.json",
+                                      ASSETS / "profile-ngram-bundled-llamacpp-t0.json")}
 CSS_PATH = ASSETS / "app.css"
 PROMPTS_FILE = ASSETS / "prompts" / "code.txt"
 TRUE_WORDS = {"1", "true", "yes", "on"}

@@ -22,7 +22,8 @@ from ui.tabs.generate import stack_updates
 
 MAX_WHATIF_MODELS = 8           # cost sliders built (a family's extra ones stay hidden)
 # which of a family's profiles the tab works on: the shipped profiles are measured at T = 1 and greedy
-KINDS = {"sampled (T = 1)": "sampled", "greedy (T = 0)": "greedy"}
+KINDS = {"sampled (T = 1)": "sampled", "greedy (T = 0)": "greedy",            # forward costs of PyTorch
+         "sampled (T = 1), llama.cpp": "sampled-llamacpp", "greedy (T = 0), llama.cpp": "greedy-llamacpp"}
 COST_RANGE = (0.1, 10.0)
 PLAN_HEADERS = ["rank", "hierarchy (buffer in brackets)", "kind", "ms/token (model-predicted)",
                 "speedup vs target alone (model-predicted)"]

@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from hsd.errors import ConfigError
 ROOT = Path(__file__).resolve().parents[3]
 BIN_DIR = ROOT / "build" / "llama.cpp" / "bin"
 PROGRAMS = {"llamacpp-speculative": "llama-speculative-simple", "llamacpp-lookup": "llama-lookup"}
+RETRIES = 2                 # runs again of a program that printed no timing
 BUILD_HINT = "build llama.cpp's programs with scripts/build_llama_cpp.sh"
 
 
@@ -122,11 +124,18 @@ def make_program_runner(family, contender, threads: int):
         cmd = base + ["-p", text, "-n", str(job.max_new_tokens), "--seed", str(job.seed), *sampling]
         if not job.stop_at_eos:
             cmd += ["--ignore-eos"]
-        done = subprocess.run(cmd, capture_output=True, text=True, errors="replace", timeout=600)
-        if done.returncode != 0:
-            tail = " / ".join(done.stderr.strip().splitlines()[-3:])
-            raise RuntimeError(f"{exe.name} exited with {done.returncode}: {tail[:300]}")
-        stats = parse_program_output(done.stdout, done.stderr)
+        for attempt in range(1, RETRIES + 2):       # seen here: now and then it ends, rc 0, before decoding
+            done = subprocess.run(cmd, capture_output=True, text=True, errors="replace", timeout=600)
+            try:
+                if done.returncode != 0:
+                    tail = " / ".join(done.stderr.strip().splitlines()[-3:])
+                    raise RuntimeError(f"{exe.name} exited with {done.returncode}: {tail[:300]}")
+                stats = parse_program_output(done.stdout, done.stderr)
+                break
+            except RuntimeError as exc:
+                if attempt > RETRIES:
+                    raise
+                print(f"\nnote: {exc}; running it again ({attempt} of {RETRIES})", file=sys.stderr)
         out = done.stdout
         at = out.find(text)
         out = out[at + len(text):] if at >= 0 else out

@@ -30,6 +30,9 @@ def paired_ratios(runs: dict[str, dict[tuple[int, int], Run]], num: str, den: st
     return [a[k].tokens_per_s / b[k].tokens_per_s for k in sorted(a) if k in b]
 
 
+TEXT_ONLY_RUNNERS = ("llamacpp-speculative", "llamacpp-lookup")
+
+
 def first_mismatch(ids: Sequence[int], reference: Sequence[int]) -> int | None:
     """Index of the first token where ``ids`` differs from ``reference`` (None if identical)."""
     for i, (x, y) in enumerate(zip(ids, reference)):
@@ -38,9 +41,18 @@ def first_mismatch(ids: Sequence[int], reference: Sequence[int]) -> int | None:
     return None if len(ids) == len(reference) else min(len(ids), len(reference))
 
 
+def text_mismatch(text: str, reference: str) -> int | None:
+    """Index of the first character where two texts differ within their common length (None if
+    one is a prefix of the other: they were cut at different token counts)."""
+    at = first_mismatch(text, reference)
+    return None if at is None or at == min(len(text), len(reference)) else at
+
+
 def summarise(contenders: Sequence[BenchContender], runs: dict[str, dict[tuple[int, int], Run]],
-              temperature: float, family_names: Sequence[str]) -> dict:
-    """Per-contender rows and the headline ratios for one temperature (plain data)."""
+              temperature: float, family_names: Sequence[str], decode=None) -> dict:
+    """Per-contender rows and the headline ratios for one temperature (plain data).  ``decode``
+    (ids -> text) compares the greedy output of llama.cpp's own programs, which print text, by
+    text: our tokenizer may split the same text into other ids than the ones they sampled."""
     greedy = temperature == 0
     reference = runs.get("a", {})
     rows = []
@@ -53,12 +65,15 @@ def summarise(contenders: Sequence[BenchContender], runs: dict[str, dict[tuple[i
         target_calls = sum(r.target_calls for r in runs_list)
         tps = spread([r.tokens_per_s for r in runs_list])
         mismatches = []
+        text_only = c.runner in TEXT_ONLY_RUNNERS and decode is not None
         if greedy and reference:
             for k in sorted(rs):
                 if k in reference:
-                    at = first_mismatch(rs[k].token_ids, reference[k].token_ids)
+                    at = (text_mismatch(decode(rs[k].token_ids), decode(reference[k].token_ids)) if text_only
+                          else first_mismatch(rs[k].token_ids, reference[k].token_ids))
                     if at is not None:
-                        mismatches.append({"prompt": k[0], "repeat": k[1], "first_diff_at": at})
+                        mismatches.append({"prompt": k[0], "repeat": k[1], "first_diff_at": at,
+                                           "unit": "character" if text_only else "token"})
         per_model = [sum(r.forward_calls[m] for r in runs_list) / n_tokens if n_tokens else float("nan")
                      for m in range(len(family_names))]
         rows.append({
