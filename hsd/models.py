@@ -279,6 +279,11 @@ def _load_tokenizer(ref: str):
                              f"{_WAY_FORWARD}.") from None
 
 
+def load_tokenizer(ref: str):
+    """The tokenizer of a model folder or hub id, loaded the one way this project loads one."""
+    return _load_tokenizer(ref)
+
+
 def check_tokenizers(names: list[str], tokenizers: list) -> None:
     """Raise IncompatibleModelsError unless every tokenizer has the target's vocabulary mapping."""
     reference = tokenizers[-1].get_vocab()

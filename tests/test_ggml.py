@@ -10,11 +10,10 @@ import torch
 
 from hsd.errors import ConfigError
 from hsd.levels import SamplingSettings, build_level, check_forward
-from hsd.levels.hf import LevelModel
 from hsd.levels.ggml import llamacpp_missing
 from hsd.family.tiny import tiny_family
 from tests.test_engine import ROOT
-from tests.test_levels import _llama, _qwen2
+from tests.test_levels import _llama, _max_logit_gap, _qwen2
 
 pytestmark = pytest.mark.skipif(llamacpp_missing() is not None, reason=llamacpp_missing() or "")
 
@@ -26,33 +25,12 @@ def _own_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HSD_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "hsd-cache"))
 
 
-def _steps(vocab: int):
-    """A prefill, one token, a block, a crop (a rejected block replaced), a reset, a longer block."""
-    g = torch.Generator().manual_seed(3)
-    seq = torch.randint(vocab, (60,), generator=g).tolist()
-    crop = seq[:9] + [(seq[9] + 1) % vocab] + seq[10:14]
-    return [(seq[:12], 12), (seq[:13], 1), (seq[:18], 5), (crop, 3), "reset", (seq[:40], 4), (seq[:41], 2)]
-
-
-def _max_gap(model, vocab: int) -> float:
-    settings = SamplingSettings()
-    ref = LevelModel(model, name="x", vocab_size=vocab, settings=settings)
-    ggml = build_level(model, name="x", vocab_size=vocab, settings=settings, forward="llamacpp")
-    gap = 0.0
-    for step in _steps(vocab):
-        if step == "reset":
-            ref.reset(), ggml.reset()
-            continue
-        gap = max(gap, float((ref.logits_after(*step) - ggml.logits_after(*step)).abs().max()))
-    return gap
-
-
 @pytest.mark.parametrize("build", [lambda: _llama(True), lambda: _llama(False), lambda: _qwen2(True),
                                    lambda: _qwen2(False), lambda: (tiny_family(1)[0][0], 33)],
                          ids=["llama-gqa-tied", "llama-gqa-untied", "qwen2-bias-tied", "qwen2-bias-untied", "tiny-llama"])
 def test_llama_cpp_runs_an_exported_model_to_the_transformers_logits(build):
     model, vocab = build()
-    assert _max_gap(model, vocab) < F32_GAP
+    assert _max_logit_gap(model, vocab, "llamacpp") < F32_GAP
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +44,7 @@ def bundled():
 
 def test_the_bundled_family_runs_on_llama_cpp_to_the_same_logits(bundled):
     for model in bundled.models:
-        assert _max_gap(model, bundled.vocab_size) < F32_GAP
+        assert _max_logit_gap(model, bundled.vocab_size, "llamacpp") < F32_GAP
 
 
 def test_export_writes_f32_f16_and_q8_0_files_llama_cpp_loads_and_tokenizes_like_ours(bundled, tmp_path):

@@ -121,13 +121,12 @@ def _llama(tied: bool):
         return LlamaForCausalLM(cfg).eval(), 40
 
 
-def _max_logit_gap(model, vocab: int) -> float:
-    """Largest |lean − transformers| logit over a prefill, one token, a block, a crop (a rejected
-    block replaced), a reset and a longer block after it."""
-    from hsd.levels.lean import LeanLevel
-
+def _max_logit_gap(model, vocab: int, forward: str = "lean") -> float:
+    """Largest |``forward`` − transformers| logit over a prefill, one token, a block, a crop (a
+    rejected block replaced), a reset and a longer block after it."""
     settings = SamplingSettings()
-    ref, lean = (cls(model, name="x", vocab_size=vocab, settings=settings) for cls in (LevelModel, LeanLevel))
+    ref = LevelModel(model, name="x", vocab_size=vocab, settings=settings)
+    lean = build_level(model, name="x", vocab_size=vocab, settings=settings, forward=forward)
     g = torch.Generator().manual_seed(3)
     seq = torch.randint(vocab, (60,), generator=g).tolist()
     crop = seq[:9] + [(seq[9] + 1) % vocab] + seq[10:14]

@@ -79,7 +79,7 @@ class GGUFModel:
     """A GGUF file loaded by llama.cpp, and the contexts decodes run in (see the module text)."""
 
     def __init__(self, path: str | Path, *, threads: int | None = None, n_ctx: int | None = None,
-                 kv_f32: bool = True, name: str | None = None):
+                 name: str | None = None):
         L = _lib()
         self.path = Path(path)
         if not self.path.is_file():
@@ -96,7 +96,6 @@ class GGUFModel:
         self.n_ctx_train = int(L.llama_model_n_ctx_train(self._model))
         self.n_ctx = int(n_ctx or min(self.n_ctx_train or MAX_CONTEXT, MAX_CONTEXT))
         self.threads = int(threads or torch.get_num_threads())
-        self.kv_f32 = kv_f32
         self._free: list = []
         self._lock = threading.Lock()
         self.contexts_made = 0
@@ -109,9 +108,9 @@ class GGUFModel:
         p.n_seq_max = 1
         p.n_threads = p.n_threads_batch = self.threads
         p.no_perf = True
+        # f32 KV cache and no flash attention (its f16 accumulation moved logits by ~4e-3)
         p.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_DISABLED
-        if self.kv_f32:
-            p.type_k = p.type_v = L.GGML_TYPE_F32
+        p.type_k = p.type_v = L.GGML_TYPE_F32
         ctx = L.llama_init_from_model(self._model, p)
         if not ctx:
             raise RuntimeError(f"llama.cpp could not make a context of {self.n_ctx} positions for {self.name}")
@@ -223,8 +222,8 @@ def _tokenizer_of(model):
     """The tokenizer saved beside a model loaded from a folder, or None (an in-memory model)."""
     ref = str(getattr(model.config, "_name_or_path", "") or "")
     if ref and Path(ref).is_dir() and (Path(ref) / "tokenizer.json").exists():
-        from transformers import AutoTokenizer
-        return AutoTokenizer.from_pretrained(ref)
+        from hsd.models import load_tokenizer
+        return load_tokenizer(ref)
     return None
 
 

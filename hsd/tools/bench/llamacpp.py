@@ -55,10 +55,8 @@ def make_generate_runner(family, contender, threads: int):
 
     from hsd.levels.ggml import ggml_model_for
 
-    target = family.models[contender.chain[-1]]
-    path = ggml_model_for(target, family.tokenizer).path
-    n_ctx = int(getattr(target.config, "max_position_embeddings", 0) or 2048)
-    llm = llama_cpp.Llama(str(path), n_ctx=min(n_ctx, 4096), n_threads=threads, n_threads_batch=threads,
+    twin = ggml_model_for(family.models[contender.chain[-1]], family.tokenizer)
+    llm = llama_cpp.Llama(str(twin.path), n_ctx=twin.n_ctx, n_threads=threads, n_threads_batch=threads,
                           verbose=False, flash_attn=False, logits_all=False)
     eos = getattr(family.tokenizer, "eos_token_id", None)
 
@@ -106,11 +104,10 @@ def make_program_runner(family, contender, threads: int):
     exe = program(contender.runner)
     if exe is None:
         raise ConfigError(missing_programs([contender.runner])[contender.runner])
-    target = ggml_model_for(family.models[contender.chain[-1]], family.tokenizer).path
+    target = ggml_model_for(family.models[contender.chain[-1]], family.tokenizer)
     gamma = contender.buffers[0]
-    n_ctx = min(int(getattr(family.models[-1].config, "max_position_embeddings", 0) or 4096), 4096)
-    base = [str(exe), "-m", str(target), "-t", str(threads), "-tb", str(threads), "--spec-draft-n-max", str(gamma),
-            "-fa", "off", "-c", str(n_ctx)]
+    base = [str(exe), "-m", str(target.path), "-t", str(threads), "-tb", str(threads), "--spec-draft-n-max", str(gamma),
+            "-fa", "off", "-c", str(target.n_ctx)]
     if contender.runner == "llamacpp-speculative":
         draft = ggml_model_for(family.models[contender.chain[0]], family.tokenizer).path
         base += ["-md", str(draft), "--spec-type", "draft-simple", "--spec-draft-n-min", str(gamma),
