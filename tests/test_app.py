@@ -12,6 +12,7 @@ import json
 import os
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -801,6 +802,17 @@ def test_max_new_tokens_follows_the_context_left_after_the_prompt(demo, families
     assert out[1].startswith("Max new tokens lowered from 100 to 20: this prompt is") and str(context) in out[1]
     out = endpoint(demo, "fit_max_new")(tiny_spec, "def f(x):\n", 50)
     assert out[0]["maximum"] == min(100, context - tok) and out[1] == ""
+    # the slider lowered to 20 by a long prompt goes back up to what was asked (96) for a short one,
+    # and a value the visitor chose themselves stays
+    room = min(100, context - tok)
+    out = endpoint(demo, "fit_max_new")(tiny_spec, "def f(x):\n", 20, 96)
+    assert out[0]["maximum"] == room and out[0]["value"] == min(96, room) and out[1] == ""
+    out = endpoint(demo, "fit_max_new")(tiny_spec, long_prompt, 20, 96)
+    assert out[0]["value"] == 20 and out[1].startswith("Max new tokens lowered from 96 to 20")
+    out = endpoint(demo, "fit_max_new")(tiny_spec, "def f(x):\n", 12, 12)
+    assert "value" not in out[0] and out[1] == ""
+    assert generate.keep_wanted(SimpleNamespace(limits=settings.Limits(max_new_tokens=100)), 10**9, 12) == 100
+    assert generate.keep_wanted(SimpleNamespace(limits=settings.Limits()), "nan", 12) == 12
     assert names and generate.fit_max_new.__doc__
 
 

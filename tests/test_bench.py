@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +18,7 @@ from tests._profiles import random_profile
 from hsd.family.tiny import tiny_family
 
 NAMES = ["t0", "t1", "t2"]
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
 PROMPTS = "def f(x):\\n    return (x\n# a comment line\n\nclass a:\\n\\tb = (c)\n"
 
 
@@ -246,3 +248,37 @@ def test_with_the_ngram_level_transformers_prompt_lookup_races_too_and_every_gre
     assert rows["b-lookup"]["runner"] == "hf-prompt-lookup" and rows["b-lookup"]["names"][0] == "ngram"
     assert all(r["greedy_equal_to_a"] is True for r in rows.values()), {k: r["greedy_mismatches"] for k, r in rows.items()}
     assert report["sections"][0]["ratios"]["c/b-lookup"]["n"] == 2
+
+
+@pytest.mark.skipif(__import__("hsd.levels.ggml", fromlist=["x"]).llamacpp_missing() is not None,
+                    reason="llama-cpp-python is not installed")
+def test_on_llama_cpp_its_own_contenders_race_in_the_same_run_and_greedy_text_matches_a(tmp_path):
+    """``--forward llamacpp`` on the bundled family with the n-gram level: (g) llama.cpp's target
+    alone beside (a)-(f), (h) and (h′) where llama.cpp's programs are built (else each is named in
+    meta.skipped with the script that builds it); every greedy output equals (a)'s, (g), (h), (h′)
+    by the text they print; the ratios d/g (and d/h) are paired over the prompts."""
+    from hsd.tools.bench.llamacpp import missing_programs
+
+    (tmp_path / "prompts.txt").write_text("def add(a, b):\\n    return\nclass Stack:\\n    def push(self, x):\n",
+                                          encoding="utf-8")
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        rc = main(["bench", "--family", "ngram,bundled", "--profile", str(ASSETS / "profile-ngram-bundled.json"),
+                   "--forward", "llamacpp", "--prompts",
+                   str(tmp_path / "prompts.txt"), "--quick", "--max-new-tokens", "16", "--threads", "1",
+                   "--temperature", "0", "--json", str(tmp_path / "b.json")])
+    assert rc == 0
+    report = json.loads((tmp_path / "b.json").read_text())
+    rows = {r["key"]: r for r in report["sections"][0]["rows"]}
+    assert rows["g"]["runner"] == "llamacpp-generate" and rows["g"]["names"] == [rows["a"]["names"][-1]]
+    missing = missing_programs(["llamacpp-speculative", "llamacpp-lookup"])
+    assert report["meta"]["skipped"] == missing
+    for key, runner in (("h", "llamacpp-speculative"), ("h-lookup", "llamacpp-lookup")):
+        if runner in missing:
+            assert key not in rows and "scripts/build_llama_cpp.sh" in missing[runner]
+        else:
+            assert rows[key]["runner"] == runner
+    if "llamacpp-speculative" not in missing:        # the same draft and length as the engine's best single draft
+        assert rows["h"]["names"][0] != "ngram" and rows["h"]["buffers"][0] >= 1
+    assert all(r["greedy_equal_to_a"] is True for r in rows.values()), {k: r["greedy_mismatches"] for k, r in rows.items()}
+    ratios = report["sections"][0]["ratios"]
+    assert ratios["d/g"]["n"] == 2 and ratios["d/g"]["median"] > 0

@@ -77,6 +77,7 @@ class GenerateTab:
                 self.trace_state, self.download, self.view_index, self.legend, self.view_level, self.code]
 
     trace_state: gr.State = None
+    max_new_wanted: gr.State = None     # the max new tokens the visitor asked for (a clamp lowers only the slider)
 
 
 # --------------------------------------------------------------------------------------------
@@ -154,6 +155,7 @@ def _stack_widgets(ctx: Context, names0, stack0, buffers0) -> dict:
         w["max_new"] = gr.Slider(1, room, value=min(96, room), step=1, label="Max new tokens", elem_id="max-new",
                                  info=f"at most {limits.max_new_tokens} here, and what the model's context "
                                       "leaves after the prompt")
+        w["max_new_wanted"] = gr.State(min(96, limits.max_new_tokens))
     return w
 
 
@@ -208,8 +210,11 @@ def wire(ctx: Context, tab: GenerateTab) -> None:
                                                         tab.code, tab.note],
                         api_visibility="private", cancels=[gen_event, submit_event])
     room = dict(trigger_mode="always_last", show_progress="hidden", api_visibility="private")
-    tab.prompt.change(bind(fit_max_new, ctx), [tab.family, tab.prompt, tab.max_new], [tab.max_new, tab.note], **room)
-    tab.family.change(bind(fit_max_new, ctx), [tab.family, tab.prompt, tab.max_new], [tab.max_new, tab.note], **room)
+    fit_in = [tab.family, tab.prompt, tab.max_new, tab.max_new_wanted]
+    tab.prompt.change(bind(fit_max_new, ctx), fit_in, [tab.max_new, tab.note], **room)
+    tab.family.change(bind(fit_max_new, ctx), fit_in, [tab.max_new, tab.note], **room)
+    tab.max_new.input(bind(keep_wanted, ctx), [tab.max_new, tab.max_new_wanted], [tab.max_new_wanted],
+                      api_visibility="private", show_progress="hidden")
     views_out = [tab.accept_plot, tab.mass_plot, tab.view_index]
     tab.view_index.release(bind(redraw_views, ctx), [ctx.trace_state, tab.view_level, tab.view_index, ctx.dark],
                            views_out, api_visibility="private")
@@ -365,22 +370,39 @@ def mark_stopped(stats) -> str:
     return f"*Status: {visual.text.STATUS['cancelled']}*"
 
 
-def fit_max_new(ctx: Context, spec, prompt, max_new):
+def fit_max_new(ctx: Context, spec, prompt, max_new, wanted=None):
     """The max-new-tokens slider's range: what the limit and the model's context leave after this
-    prompt; a value above it comes down to it, with one sentence."""
+    prompt.  The value the visitor asked for (``wanted``; else the slider's) comes down to the
+    range, with one sentence, and back up to what they asked once a shorter prompt leaves room."""
     tab = ctx.generate
     try:
         room, why = ctx.families.room(spec, prompt, ctx.limits.max_new_tokens)
     except HSDError:                         # a family that cannot load: on_family says so
         return unchanged([tab.max_new, tab.note])
-    try:
-        value = int(float(max_new))
-    except (TypeError, ValueError):
-        value = min(96, room)
-    if value > room:
-        return {tab.max_new: gr.update(maximum=room, value=room),
-                tab.note: f"Max new tokens lowered from {value} to {room}: {why}."}
+    value = _whole_or_none(max_new)
+    asked = _whole_or_none(wanted) or value or min(96, room)
+    if value is None or asked > room:
+        shown = min(asked, room)
+        note = f"Max new tokens lowered from {asked} to {room}: {why}." if asked > room else ""
+        return {tab.max_new: gr.update(maximum=room, value=shown), tab.note: note}
+    if value != asked:                      # an earlier prompt had lowered it: there is room again
+        return {tab.max_new: gr.update(maximum=room, value=asked), tab.note: ""}
     return {tab.max_new: gr.update(maximum=room), tab.note: ""}
+
+
+def keep_wanted(ctx: Context, max_new, wanted):
+    """The visitor moved the slider: that value (within the app's limit) is what they ask for
+    from now on."""
+    value = _whole_or_none(max_new)
+    return wanted if value is None else min(value, ctx.limits.max_new_tokens)
+
+
+def _whole_or_none(value) -> int | None:
+    try:
+        number = int(float(value))
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if number >= 1 else None
 
 
 def redraw_outputs(tab: GenerateTab) -> list:
