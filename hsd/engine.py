@@ -50,7 +50,7 @@ import torch
 from hsd.errors import ConfigError, PromptError
 from hsd.levels import Level, SamplingSettings, build_level, check_forward
 from hsd.trace import Committed, Drafted, Event, Finished, Prefill, Started, Trace, Verified
-from hsd.verify import get_rule, greedy_verdict
+from hsd.verify import get_rule, greedy_verdict_ids
 
 MAX_BUFFER = 1024  # a sanity bound; the app applies its own, smaller caps
 
@@ -98,7 +98,7 @@ class _Block:
     """Tokens a level hands up, with that level's own sampling row for each, and their origins."""
 
     tokens: list[int]
-    rows: list[torch.Tensor]        # each (V,)
+    rows: list                      # each (V,) tensor; None when greedy (a rule reads no draft row then)
     origins: list[int]
 
 
@@ -190,19 +190,22 @@ class _Decode:
         below = yield from self._produce(level - 1, ctx, gamma)
         # 2) score the whole block in ONE forward pass: rows after ctx, ctx+x1, ..., ctx+x_γ
         t, ms0 = self._now(), lm.forward_ms
-        verifier_probs = lm.probs_after(ctx + below.tokens, gamma + 1)           # (γ+1, V)
+        if self.settings.greedy:        # greedy rows are one-hot: their argmaxes are all a rule reads
+            best = _argmax_after(lm, ctx + below.tokens, gamma + 1)              # γ+1 ids
+        else:
+            verifier_probs = lm.probs_after(ctx + below.tokens, gamma + 1)       # (γ+1, V)
         dur = lm.forward_ms - ms0
-        # 3) the rule decides (float64 inside, one random draw); greedy rows are one-hot, so
-        #    the rule's greedy path is taken without converting or even stacking them
+        # 3) the rule decides (float64 inside, one random draw); greedy: keep the draft while it
+        #    is the verifier's argmax, no rows built, stacked or converted
         if self.settings.greedy:
-            verdict = greedy_verdict(rule, below.tokens, verifier_probs)
+            verdict = greedy_verdict_ids(rule, below.tokens, best)
+            rows = [None] * (verdict.n_accepted + 1)
         else:
             verdict = rule(torch.tensor(below.tokens, dtype=torch.long), torch.stack(below.rows),
                            verifier_probs, self.generator, greedy=False)
+            rows = list(verifier_probs[: verdict.n_accepted + 1])                 # this level's OWN rows
         a = verdict.n_accepted
-        kept = _Block(below.tokens[:a] + [verdict.next_token],
-                      list(verifier_probs[: a + 1]),                             # this level's OWN rows
-                      below.origins[:a] + [level])
+        kept = _Block(below.tokens[:a] + [verdict.next_token], rows, below.origins[:a] + [level])
         if limit is not None:                                                     # exact-buffer truncation
             kept = _Block(kept.tokens[:limit], kept.rows[:limit], kept.origins[:limit])
         # 4) tell the consumers
@@ -220,7 +223,11 @@ class _Decode:
         lm = self.levels[0]
         t, passes0, ms0 = self._now(), lm.forward_passes, lm.forward_ms
         tokens, rows = [], []
-        for _ in range(n):
+        if self.settings.greedy:                                                  # argmaxes only, no rows
+            for _ in range(n):
+                tokens.append(_argmax_after(lm, context + tokens, 1)[0])
+            rows = [None] * n
+        for _ in range(n - len(tokens)):
             row = lm.probs_after(context + tokens, 1)[0]                          # (V,)
             tokens.append(self.settings.sample(row, self.generator))
             rows.append(row)
@@ -257,7 +264,7 @@ class _Decode:
             for i, lm in enumerate(self.levels):
                 lm.reset()
                 t, ms0 = self._now(), lm.forward_ms
-                lm.probs_after(self.prompt, 1)
+                _argmax_after(lm, self.prompt, 1) if s.greedy else lm.probs_after(self.prompt, 1)
                 yield Prefill(level=i, n_tokens=len(self.prompt), t_ms=t, dur_ms=lm.forward_ms - ms0)
             # 3) target rounds
             reason = "max_new_tokens"
@@ -290,6 +297,15 @@ class _Decode:
     def committed_texts(self, tokens: Sequence[int]) -> tuple[str, ...]:
         """Per committed token, the text it adds to the output ("" for a special token)."""
         return tuple("" if t in self.text.special else self.token_text(t) for t in tokens)
+
+
+def _argmax_after(lm: Level, sequence: list[int], n_rows: int) -> list[int]:
+    """The argmaxes of ``lm``'s next ``n_rows`` rows: its ``argmax_after`` shortcut where it has
+    one (no rows built), else read off ``probs_after``'s one-hot rows."""
+    fast = getattr(lm, "argmax_after", None)
+    if fast is not None:
+        return fast(sequence, n_rows)
+    return lm.probs_after(sequence, n_rows).argmax(-1).tolist()
 
 
 class DecodeCancelled(Exception):

@@ -40,6 +40,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 
 TOP_ENTRIES = 6  # vocabulary entries per node kept in the diagnostics (for the pictures)
@@ -185,8 +186,12 @@ def greedy_verdict(rule: Rule | str, draft_tokens: Sequence[int] | torch.Tensor,
     """Temperature 0 (every verifier row one-hot, any dtype): keep the draft while it equals the
     verifier's argmax, then emit the argmax; no randomness is used.  The engine calls it directly
     when its sampling settings are greedy (it knows the rows are one-hot)."""
+    return greedy_verdict_ids(rule, draft_tokens, torch.as_tensor(verifier_probs).argmax(dim=-1).tolist())
+
+
+def greedy_verdict_ids(rule: Rule | str, draft_tokens: Sequence[int] | torch.Tensor, best: Sequence[int]) -> Verdict:
+    """``greedy_verdict`` from the verifier rows' argmaxes ``best`` (γ+1 ids) alone."""
     name = rule if isinstance(rule, str) else rule.name
-    best = torch.as_tensor(verifier_probs).argmax(dim=-1).tolist()            # γ+1 ids
     drafted = draft_tokens.tolist() if isinstance(draft_tokens, torch.Tensor) else list(draft_tokens)
     match = [b == d for b, d in zip(best, drafted)]
     n = match.index(False) if False in match else len(drafted)
@@ -198,8 +203,8 @@ def inverse_cdf(weights: torch.Tensor, u: float) -> int:
     """The index i where u in [0, 1] falls in the CDF of non-negative ``weights`` (unnormalised):
     the first i with Σ_{j≤i} w_j > u Σ w, which always has w_i > 0 (a zero weight adds nothing to
     the CDF); u rounding up to the total picks the last positive weight."""
-    cdf = torch.cumsum(weights, 0, dtype=torch.float64)
-    idx = int(torch.searchsorted(cdf, cdf[-1:] * u, right=True))
+    cdf = torch.cumsum(weights, 0, dtype=torch.float64).cpu().numpy()        # the search: numpy, one call
+    idx = int(np.searchsorted(cdf, cdf[-1] * u, side="right"))
     if idx >= weights.shape[0]:
         idx = int(torch.nonzero(weights > 0)[-1])
     return idx

@@ -103,7 +103,7 @@ def test_every_decode_gets_a_context_of_its_own_and_a_finished_one_is_reused(bun
     made = twin.contexts_made
     a = build_level(model, name="a", vocab_size=bundled.vocab_size, settings=settings, forward="llamacpp")
     b = build_level(model, name="b", vocab_size=bundled.vocab_size, settings=settings, forward="llamacpp")
-    assert a._ctx != b._ctx
+    assert a._slot.ctx != b._slot.ctx
     seq = list(range(10, 30))
     out = {}
 

@@ -287,3 +287,30 @@ def test_a_family_with_the_ngram_level_shares_its_models_with_the_family_without
         assert with_ngram.models[0].bigram is None                                 # no table outside bundled
     finally:
         clear_cache()
+
+
+@pytest.mark.parametrize("forward", ["lean", "hf", "llamacpp", "ngram"])
+def test_the_greedy_shortcut_names_the_argmax_of_every_one_hot_row_and_counts_as_a_forward(forward):
+    """``argmax_after`` (what the engine's greedy path calls instead of building rows) gives the
+    argmax of each row ``probs_after`` returns, on every kind of level, and is counted like it."""
+    from hsd.levels.ggml import llamacpp_missing
+    from hsd.levels.ngram import NGramDrafter
+
+    if forward == "llamacpp" and llamacpp_missing():
+        pytest.skip(llamacpp_missing())
+    models, tok = tiny_family(2)
+    greedy = SamplingSettings(temperature=0.0)
+    model = NGramDrafter(len(tok)) if forward == "ngram" else models[0]
+    kind = "auto" if forward == "ngram" else forward
+    level = build_level(model, name="a", vocab_size=len(tok), settings=greedy, forward=kind)
+    twin = build_level(model, name="b", vocab_size=len(tok), settings=greedy, forward=kind)
+    g = torch.Generator().manual_seed(3)
+    seq = torch.randint(1, len(tok), (12,), generator=g).tolist()
+    for n_rows, grow in ((1, 0), (4, 3), (1, 1), (6, 0), (2, 5)):
+        seq = seq[:len(seq) - 2] + torch.randint(1, len(tok), (grow + 2,), generator=g).tolist()  # a crop, then more
+        passes = level.forward_passes
+        best = level.argmax_after(seq, n_rows)
+        rows = twin.probs_after(seq, n_rows)
+        assert best == rows.argmax(-1).tolist() and len(best) == n_rows
+        assert bool((rows.amax(-1) == 1.0).all()) and level.forward_passes == passes + 1
+

@@ -20,6 +20,11 @@ The contract of ``probs_after(sequence, n_rows)``:
 - ``forward_passes`` / ``forward_ms`` count calls and their wall time (ms) since construction;
   the trace's timings and the benchmark's forward share read them.
 
+Optional: ``argmax_after(sequence, n_rows)`` -> the argmax of each of those rows (a list of ids,
+the first on a tie), without building the rows.  The engine's greedy path calls it where a
+level has it (its rows are one-hot there, so their argmaxes are all a rule reads) and reads the
+argmaxes off ``probs_after`` elsewhere; it counts as a forward like ``probs_after``.
+
 ``reset()`` forgets everything seen (a new prompt).  A level is used by one decode at a time;
 ``Hierarchy`` builds fresh levels for every decode, so shared read-only weights are safe.
 

@@ -2,7 +2,7 @@
 rule that decides what is still valid, and the one skeleton of ``logits_after`` (check, crop,
 forward over the new suffix, time it, count it).  A subclass supplies ``_crop(n)`` -- the ONLY
 place its cache is cut --, ``_inputs(new, kept)`` (untimed: tensors, allocations) and the timed
-``_forward(inputs, kept, n_rows)``."""
+``_forward(inputs, kept, n_rows)`` (a torch model's runs under ``torch.inference_mode``)."""
 from __future__ import annotations
 
 import time
@@ -58,7 +58,6 @@ class CachedLevel:
         """Logits (n_rows, ≥ vocab_size) of the last ``n_rows`` new positions (timed)."""
         raise NotImplementedError
 
-    @torch.inference_mode()
     def logits_after(self, sequence: list[int], n_rows: int) -> torch.Tensor:
         """Raw logits (n_rows, vocab_size) for the last ``n_rows`` positions of ``sequence`` (the
         contract of ``hsd.levels``), in one forward over the uncached suffix."""
@@ -82,3 +81,8 @@ class CachedLevel:
     def probs_after(self, sequence: list[int], n_rows: int = 1) -> torch.Tensor:
         """Processed sampling distributions (n_rows, V), float32, on the CPU."""
         return self.settings.probs(self.logits_after(sequence, n_rows)).cpu()
+
+    def argmax_after(self, sequence: list[int], n_rows: int = 1) -> list[int]:
+        """Greedy decoding's shortcut: the argmax of each row ``probs_after`` would return (the
+        first on a tie, as its one-hot rows have it), without building the rows."""
+        return self.logits_after(sequence, n_rows).argmax(-1).tolist()

@@ -101,7 +101,7 @@ class GGUFModel:
         self.contexts_made = 0
 
     # -- contexts ---------------------------------------------------------------------------
-    def _new_context(self):
+    def _new_slot(self) -> "_Slot":
         L = _lib()
         p = L.llama_context_default_params()
         p.n_ctx = p.n_batch = p.n_ubatch = self.n_ctx
@@ -115,21 +115,20 @@ class GGUFModel:
         if not ctx:
             raise RuntimeError(f"llama.cpp could not make a context of {self.n_ctx} positions for {self.name}")
         self.contexts_made += 1
-        return ctx
+        return _Slot(L, ctx, self.n_ctx)
 
-    def acquire(self):
-        """A context with an empty memory: a pooled one, else a new one."""
+    def acquire(self) -> "_Slot":
+        """A context (and its batch) with an empty memory: a pooled one, else a new one."""
         with self._lock:
-            ctx = self._free.pop() if self._free else None
-        if ctx is None:
-            return self._new_context()
-        L = _lib()
-        L.llama_memory_clear(L.llama_get_memory(ctx), True)
-        return ctx
+            slot = self._free.pop() if self._free else None
+        if slot is None:
+            return self._new_slot()
+        _lib().llama_memory_clear(slot.memory, True)
+        return slot
 
-    def release(self, ctx) -> None:
+    def release(self, slot: "_Slot") -> None:
         with self._lock:
-            self._free.append(ctx)
+            self._free.append(slot)
 
     def make_level(self, *, name: str, vocab_size: int, settings: SamplingSettings) -> "GGMLLevel":
         return GGMLLevel(self, name=name, vocab_size=vocab_size, settings=settings)
@@ -148,6 +147,23 @@ class GGUFModel:
         return f"GGUFModel({self.path.name}, threads={self.threads}, n_ctx={self.n_ctx})"
 
 
+class _Slot:
+    """One llama.cpp context and the batch its decodes fill, made once and pooled: the batch's
+    arrays are seen through numpy (a call fills them with slice assignments, not one ctypes
+    store per field and token), every position belongs to sequence 0."""
+
+    def __init__(self, L, ctx, n_ctx: int):
+        self.ctx = ctx
+        self.memory = L.llama_get_memory(ctx)
+        self.batch = b = L.llama_batch_init(n_ctx, 0, 1)
+        self.token = np.ctypeslib.as_array(b.token, shape=(n_ctx,))
+        self.pos = np.ctypeslib.as_array(b.pos, shape=(n_ctx,))
+        self.wants_logits = np.ctypeslib.as_array(b.logits, shape=(n_ctx,))
+        np.ctypeslib.as_array(b.n_seq_id, shape=(n_ctx,))[:] = 1
+        for i in range(n_ctx):
+            b.seq_id[i][0] = 0
+
+
 class GGMLLevel(CachedLevel):
     """One decode's level over a ``GGUFModel`` context.  Not thread-safe (one decode at a time)."""
 
@@ -159,44 +175,39 @@ class GGMLLevel(CachedLevel):
         self.vocab_size = int(vocab_size)
         self.max_positions = gguf_model.n_ctx
         self.device = torch.device("cpu")
-        self._ctx = gguf_model.acquire()
-        weakref.finalize(self, gguf_model.release, self._ctx)
-        self._memory = self.L.llama_get_memory(self._ctx)
-        self._batch = self.L.llama_batch_init(gguf_model.n_ctx, 0, 1)
-        weakref.finalize(self, self.L.llama_batch_free, self._batch)
+        self._slot = gguf_model.acquire()
+        weakref.finalize(self, gguf_model.release, self._slot)
+        self._n_vocab = gguf_model.n_vocab
         self._start_counters()
 
     def _crop(self, n: int) -> None:
         """The ONLY place the KV cache is cut: positions ≥ n of the one sequence go."""
         if n == 0:
-            self.L.llama_memory_clear(self._memory, True)
+            self.L.llama_memory_clear(self._slot.memory, True)
         else:
-            self.L.llama_memory_seq_rm(self._memory, 0, n, -1)
+            self.L.llama_memory_seq_rm(self._slot.memory, 0, n, -1)
 
     def _inputs(self, new: list[int], kept: int):
         if kept + len(new) > self.max_positions:
             raise ValueError(f"{self.name}: {kept + len(new)} positions exceed the context of {self.max_positions}")
-        b, m = self._batch, len(new)
-        for i, token in enumerate(new):
-            b.token[i] = token
-            b.pos[i] = kept + i
-            b.n_seq_id[i] = 1
-            b.seq_id[i][0] = 0
-            b.logits[i] = 0
-        b.n_tokens = m
+        slot, m = self._slot, len(new)
+        slot.token[:m] = new
+        slot.pos[:m] = np.arange(kept, kept + m)
+        slot.wants_logits[:m] = 0
+        slot.batch.n_tokens = m
         return m
 
     def _forward(self, m: int, kept: int, n_rows: int) -> torch.Tensor:
-        """One ``llama_decode`` over the new tokens; the logits of the last ``n_rows``."""
-        b = self._batch
-        for i in range(m - n_rows, m):
-            b.logits[i] = 1
-        code = self.L.llama_decode(self._ctx, b)
+        """One ``llama_decode`` over the new tokens; the logits of the last ``n_rows`` (copied out:
+        llama.cpp reuses its buffer on the next call)."""
+        slot = self._slot
+        slot.wants_logits[m - n_rows:m] = 1
+        code = self.L.llama_decode(slot.ctx, slot.batch)
         if code != 0:
             raise RuntimeError(f"llama_decode failed with code {code} ({self.name}, {m} tokens after {kept})")
-        ptr = self.L.llama_get_logits(self._ctx)
-        rows = np.ctypeslib.as_array(ptr, shape=(n_rows, self.gguf_model.n_vocab))
-        return torch.from_numpy(rows[:, : self.vocab_size].copy())
+        out = torch.empty((n_rows, self._n_vocab), dtype=torch.float32)
+        ctypes.memmove(out.data_ptr(), self.L.llama_get_logits(slot.ctx), out.numel() * 4)
+        return out
 
 
 # --------------------------------------------------------------------------------------------

@@ -92,16 +92,28 @@ class NGramLevel:
         token = table[last] if table is not None and 0 <= last < len(table) else last
         return token if 0 <= token < self.vocab_size else 0
 
-    def probs_after(self, sequence: list[int], n_rows: int = 1) -> torch.Tensor:
-        """(n_rows, vocab_size) one-hot rows on the proposals for the last ``n_rows`` positions."""
+    def _proposals(self, sequence: list[int], n_rows: int) -> list[int]:
         if not 1 <= n_rows <= len(sequence):
             raise ValueError(f"n_rows must be in 1..{len(sequence)}, got {n_rows}")
-        t0 = time.perf_counter()
         self._sync(sequence)
-        rows = torch.zeros(n_rows, self.vocab_size)
         start = len(sequence) - n_rows + 1
-        for r in range(n_rows):
-            rows[r, self.propose(start + r)] = 1.0
+        return [self.propose(start + r) for r in range(n_rows)]
+
+    def argmax_after(self, sequence: list[int], n_rows: int = 1) -> list[int]:
+        """The proposals for the last ``n_rows`` positions: where ``probs_after``'s one-hot rows
+        put their mass (greedy decoding's shortcut; counted and timed the same)."""
+        t0 = time.perf_counter()
+        proposals = self._proposals(sequence, n_rows)
+        self.forward_ms += (time.perf_counter() - t0) * 1000.0
+        self.forward_passes += 1
+        return proposals
+
+    def probs_after(self, sequence: list[int], n_rows: int = 1) -> torch.Tensor:
+        """(n_rows, vocab_size) one-hot rows on the proposals for the last ``n_rows`` positions."""
+        t0 = time.perf_counter()
+        rows = torch.zeros(n_rows, self.vocab_size)
+        for r, token in enumerate(self._proposals(sequence, n_rows)):
+            rows[r, token] = 1.0
         self.forward_ms += (time.perf_counter() - t0) * 1000.0
         self.forward_passes += 1
         return rows
