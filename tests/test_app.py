@@ -666,6 +666,35 @@ def test_real_shapes_are_timed_with_random_weights_labelled_assumed_and_resolved
         endpoint(demo, "shapes_resolve")(None, rows, False)
 
 
+def test_real_shapes_compare_pytorch_with_llama_cpp_on_the_same_random_weights(demo):
+    import gradio as gr
+
+    from hsd.levels.ggml import llamacpp_missing
+    from hsd.plan.profile import Profile
+
+    measure = endpoint(demo, "measure_shapes")
+    torch_only = _by_component(demo, "measure_shapes", measure("smollm2", "close", "fp32", False, "PyTorch"))
+    assert "Both runtimes" not in torch_only["shapes-status"]
+    assert Profile.load(torch_only["shapes-download"]).meta["forward"] in ("auto", "lean", "hf")
+    with pytest.raises(gr.Error, match="The runtime must be one of PyTorch, llama.cpp, both"):
+        measure("smollm2", "close", "fp32", False, "tpu")
+    if llamacpp_missing():
+        with pytest.raises(gr.Error, match="Llama.cpp is not installed here"):
+            measure("smollm2", "close", "fp32", False, "both")
+        return
+    both = _by_component(demo, "measure_shapes", measure("smollm2", "close", "bf16", False, "both"))
+    status = both["shapes-status"]
+    assert "One-token forward on llama.cpp, f16 GGUF weights" in status
+    assert "Both runtimes, the same random weights, timed in this run (wall clock)" in status
+    assert "| SmolLM2-1.7B |" in status and status.count("optimum **") == 2 and "model-predicted" in status
+    shown = Profile.load(both["shapes-download"])
+    assert shown.meta["forward"] == "llamacpp" and shown.meta["compared"][0]["runtime"].startswith("PyTorch")
+    rows = [list(r) for r in both["shapes-alpha"]["value"]]
+    rows[0][3] = 0.95                                       # a typed α re-solves both runtimes
+    again = _by_component(demo, "shapes_resolve", endpoint(demo, "shapes_resolve")(both[5], rows, False))
+    assert "Both runtimes" in again["shapes-status"] and "set by the user" in again["shapes-status"]
+
+
 # --------------------------------------------------------------------------------------------
 # a lecture-ready explorer: honest numbers, controls that answer, the presenter view
 # --------------------------------------------------------------------------------------------
@@ -684,6 +713,32 @@ def test_the_shipped_families_carry_a_greedy_and_a_sampled_profile_and_predictio
     names = fams.names("ngram,bundled")
     assert fams.profile("ngram,bundled", names, "sampled").alpha(0, 4) < fams.profile(
         "ngram,bundled", names, "greedy").alpha(0, 4) - 0.1
+
+
+def test_the_optimise_tab_switches_between_the_pytorch_and_the_llama_cpp_profiles_of_a_family():
+    """Each shipped family has profiles measured on both runtimes; the Decoding choice picks one
+    (its label names the runtime), and an app running on llama.cpp (HSD_FORWARD=llamacpp) takes
+    the llama.cpp profile for a plain 'greedy' / 'sampled'."""
+    from ui.tabs.optimise import KINDS, kind_of
+
+    fams = registry.Families(settings.Limits())
+    on_ggml = registry.Families(settings.Limits(forward="llamacpp"))
+    assert kind_of("greedy (T = 0), llama.cpp") == "greedy-llamacpp" and set(KINDS.values()) == {
+        "sampled", "greedy", "sampled-llamacpp", "greedy-llamacpp"}
+    for spec in ("bundled", "ngram,bundled"):
+        names = fams.names(spec)
+        for kind in ("greedy", "sampled"):
+            torch_prof, ggml_prof = fams.profile(spec, names, kind), fams.profile(spec, names, kind + "-llamacpp")
+            assert torch_prof.meta.get("forward") != "llamacpp" and ggml_prof.meta["forward"] == "llamacpp", (spec, kind)
+            assert registry.profile_kind(ggml_prof) == kind + "-llamacpp"
+            assert registry.profile_label(ggml_prof).endswith("on llama.cpp")
+            assert not registry.profile_label(torch_prof).endswith("on llama.cpp")
+            assert on_ggml.profile(spec, names, kind) is not None
+            assert on_ggml.profile(spec, names, kind).meta["forward"] == "llamacpp"
+            target = names[-1]                                  # llama.cpp's forwards are the cheaper
+            assert ggml_prof.cost_ms[target][0] < torch_prof.cost_ms[target][0]
+            assert fams.plan(spec, names, 16, kind + "-llamacpp").expected_ms_per_token < fams.plan(
+                spec, names, 16, kind).expected_ms_per_token
 
 
 def test_a_decode_predicted_from_a_profile_of_another_temperature_says_so(demo, families, tiny_spec, tiny_profile):

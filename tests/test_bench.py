@@ -224,6 +224,14 @@ def test_the_overhead_benchmark_reports_the_share_outside_forwards_and_both_veri
     from hsd.tools.bench.overhead import main as overhead_main
     assert overhead_main(["--family", "bundled", "--hierarchy", "0,x:1"]) == 2
     assert capsys.readouterr().err.startswith("error: --hierarchy is chain:buffers")
+    from hsd.levels import FORWARDS
+    from hsd.tools.bench.overhead import FORWARDS as OVERHEAD_FORWARDS
+    assert OVERHEAD_FORWARDS == FORWARDS                   # --forward offers every forward path
+    from hsd.levels.ggml import llamacpp_missing
+    if llamacpp_missing() is None:                         # the share on llama.cpp's level, greedy and T = 1
+        rows = decode_shares(family, hierarchies[:1], [0.0, 1.0], ["hello world"], max_new_tokens=6,
+                            forward_path="llamacpp")
+        assert len(rows) == 2 and all(0.0 < r["outside_share"] < 1.0 for r in rows)
 
 
 def test_with_the_ngram_level_transformers_prompt_lookup_races_too_and_every_greedy_output_matches(tmp_path):

@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PANELS = ("timeline", "accept-map", "mass-balance", "gsp")
+STOP_TOKENS = 400       # the server's max new tokens: the Stop test asks for all of them (~10 s of decoding)
 
 pytestmark = pytest.mark.browser
 
@@ -50,14 +51,14 @@ def server(tmp_path_factory):
     # wider and deeper than the other tests' tiny family: a decode takes about 2 s here, so the
     # streaming claim does not race the decode (at 32 × 2 the whole answer could come in one update)
     spec = tiny.save_tiny_family(tmp_path_factory.mktemp("browser-family"), names=NAMES, scale=8.0,
-                                 hidden=192, layers=6)
+                                 hidden=192, layers=6, max_positions=512)
     port = free_port()
     tmp = tmp_path_factory.mktemp("gradio-tmp")
     env = dict(os.environ, HSD_FAMILY=spec, GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1",
                GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", GRADIO_TEMP_DIR=str(tmp),
                NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost", GRADIO_SSR_MODE="False",
-               HSD_MAX_NEW_TOKENS="60", HSD_UI_SHARE="1.0", HSD_PANEL_INTERVAL_S="0.2",
-               HSD_TOKEN_INTERVAL_S="0", HSD_SHAPES_SCALE="0.05")
+               HSD_MAX_NEW_TOKENS=str(STOP_TOKENS), HSD_UI_SHARE="1.0", HSD_PANEL_INTERVAL_S="1.0",
+               HSD_TOKEN_INTERVAL_S="0.25", HSD_SHAPES_SCALE="0.05")
     proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
@@ -151,21 +152,26 @@ def test_generate_streams_coloured_tokens_and_renders_every_panel(browser, serve
 
 
 def test_stop_ends_the_generation_and_the_page_stays_usable(browser, server):
+    """Stop lands in the middle of a long decode: the decode ends there (far fewer tokens than
+    asked for), no token arrives after it, and the status says stopped."""
     context, page, outside, errors = open_page(browser, server)
     try:
         page.fill("#prompt textarea", "class A:\n")
-        # the first example prompt leaves this family's context room for 18 tokens only; a short
-        # prompt gives the slider back its full value (and this decode time to be stopped)
         page.get_by_text("Sampling settings").click()
-        page.wait_for_function("() => +document.querySelector('#max-new input[type=number]').value >= 60",
+        box = page.locator("#max-new input[type=number]")
+        box.fill(str(STOP_TOKENS))
+        box.press("Tab")
+        page.wait_for_function(f"() => +document.querySelector('#max-new input[type=number]').value === {STOP_TOKENS}",
                                timeout=10_000)
         page.click("#generate-btn")
         page.wait_for_selector("#code-view .tok", timeout=60_000)
         page.click("#stop-btn")
-        time.sleep(2.0)
+        wait_for_text(page, "Status: stopped", "#stats", timeout_ms=30_000)
+        time.sleep(1.0)                                      # what the page had already received
         n = page.locator("#code-view .tok").count()
         time.sleep(2.0)
         assert page.locator("#code-view .tok").count() == n, "tokens kept arriving after Stop"
+        assert 0 < n < STOP_TOKENS // 2, f"the decode was not stopped early: {n} of {STOP_TOKENS} tokens"
         assert "Status: stopped" in page.locator("#stats").inner_text()
         prompt = page.locator("#prompt textarea")           # the label's hint: Enter types a new line,
         prompt.fill("class B:")                              # Shift+Enter generates

@@ -208,6 +208,31 @@ def test_random_weight_models_of_scaled_down_shapes_are_timed_and_labelled_assum
     assert prof.acceptance[0][1] == 0.85 and prof.acceptance[0][2] == 0.75 and calls[-1] == "done"
 
 
+@pytest.mark.skipif(__import__("hsd.levels.ggml", fromlist=["x"]).llamacpp_missing() is not None,
+                    reason="llama-cpp-python is not installed")
+def test_shapes_are_timed_on_both_runtimes_from_the_same_random_weights_and_the_gguf_copy_goes(monkeypatch, tmp_path):
+    """``measure_shapes_on(…, ["auto", "llamacpp"])``: one profile per runtime, the same models and
+    block lengths, each labelled with its runtime and weights; llama.cpp's copy is a temporary
+    file removed after timing (nothing is left in the GGUF cache either)."""
+    import tempfile
+
+    from hsd.tools.shapes import measure_shapes_on, runtime_table
+
+    monkeypatch.setenv("HSD_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    torch_prof, ggml_prof = measure_shapes_on("smollm2", ["auto", "llamacpp"], scale=0.06, max_n=3, repeats=1,
+                                              context_tokens=6, dtype="bf16")
+    assert torch_prof.models == ggml_prof.models and len(ggml_prof.models) == 3
+    for prof in (torch_prof, ggml_prof):
+        assert all(len(c) == 3 and min(c) > 0 for c in prof.cost_ms.values())
+    assert torch_prof.meta["forward"] == "auto" and torch_prof.meta["runtime"].startswith("PyTorch")
+    assert ggml_prof.meta["forward"] == "llamacpp" and ggml_prof.meta["runtime"] == "llama.cpp, f16 GGUF weights"
+    assert torch_prof.acceptance == ggml_prof.acceptance
+    assert not any(tmp_path.rglob("*.gguf"))                          # the copies went with their timing
+    table = runtime_table([torch_prof, ggml_prof])
+    assert "SmolLM2-1.7B" in table and "llama.cpp" in table and "cheaper" in table
+
+
 def test_a_shape_that_does_not_fit_in_memory_is_refused_before_it_is_built():
     from hsd.tools.shapes import check_fits
 
@@ -215,6 +240,8 @@ def test_a_shape_that_does_not_fit_in_memory_is_refused_before_it_is_built():
             "num_hidden_layers": 200, "num_attention_heads": 512, "num_key_value_heads": 512}
     with pytest.raises(ConfigError, match=r"needs about .* GiB in bf16 with random weights, but .* GiB is available"):
         check_fits("huge", huge, "bf16")
+    with pytest.raises(ConfigError, match=r"with random weights and its llama.cpp copy, but"):
+        check_fits("huge", huge, "bf16", ["auto", "llamacpp"])
 
 
 def _pooled_conditional(fam, pair, gammas, prompts, new_tokens=16):

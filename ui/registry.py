@@ -279,8 +279,11 @@ def settings_label(temperature: float, top_k: int = 0, top_p: float = 1.0) -> st
 
 
 def profile_label(profile) -> str:
-    """'greedy (T = 0) profile measured 2026-12-02' / 'T = 1 profile …' for prediction labels."""
-    return f"{settings_label(*_profile_settings(profile))} profile measured {str(profile.meta.get('measured_at', '?'))[:10]}"
+    """'greedy (T = 0) profile measured 2026-12-02' / 'T = 1 profile …' for prediction labels,
+    with ' on llama.cpp' for costs measured there (they are some 4× below PyTorch's)."""
+    where = " on llama.cpp" if runtime_of(profile_kind(profile)) == "llama.cpp" else ""
+    return (f"{settings_label(*_profile_settings(profile))} profile measured "
+            f"{str(profile.meta.get('measured_at', '?'))[:10]}{where}")
 
 
 def prediction_note(profile, temperature: float, top_k: int = 0, top_p: float = 1.0) -> str | None:

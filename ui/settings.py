@@ -23,6 +23,7 @@ SHIPPED_PROFILE = ASSETS / "profile-bundled.json"
 SHIPPED_PROFILES = {"bundled": (SHIPPED_PROFILE, ASSETS / "validation-bundled-t0-profile.json",
                                 ASSETS / "profile-bundled-llamacpp-t1.json", ASSETS / "profile-bundled-llamacpp-t0.json"),
                     "ngram,bundled": (ASSETS / "profile-ngram-bundled-t1.json", ASSETS / "profile-ngram-bundled.json",
+                                      ASSETS / "profile-ngram-bundled-llamacpp-t1.json",
                                       ASSETS / "profile-ngram-bundled-llamacpp-t0.json")}
 CSS_PATH = ASSETS / "app.css"
 PROMPTS_FILE = ASSETS / "prompts" / "code.txt"

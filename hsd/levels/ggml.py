@@ -40,6 +40,7 @@ from hsd.levels.sampling import SamplingSettings
 INSTALL_HINT = ("the llamacpp forward needs the llama-cpp-python and gguf packages "
                 "(pip install -r requirements-llamacpp.txt)")
 MAX_CONTEXT = 4096          # positions a context holds at most (a model may allow more)
+UBATCH = 512                # llama.cpp's default micro-batch: its compute buffers are sized for it
 
 
 def llamacpp_missing() -> str | None:
@@ -99,12 +100,20 @@ class GGUFModel:
         self._free: list = []
         self._lock = threading.Lock()
         self.contexts_made = 0
+        self._release = weakref.finalize(self, _free_model, L, self._model, self._free)
+        self._release.atexit = False            # at exit the process's memory goes anyway
+
+    def close(self) -> None:
+        """Free the pooled contexts and the weights now (else when this object is collected);
+        call it once no level over this model is in use."""
+        self._release()
 
     # -- contexts ---------------------------------------------------------------------------
     def _new_slot(self) -> "_Slot":
         L = _lib()
         p = L.llama_context_default_params()
-        p.n_ctx = p.n_batch = p.n_ubatch = self.n_ctx
+        p.n_ctx = p.n_batch = self.n_ctx              # one call may carry a whole prompt; llama.cpp
+        p.n_ubatch = min(self.n_ctx, UBATCH)            # runs it in micro-batches of at most UBATCH
         p.n_seq_max = 1
         p.n_threads = p.n_threads_batch = self.threads
         p.no_perf = True
@@ -119,6 +128,8 @@ class GGUFModel:
 
     def acquire(self) -> "_Slot":
         """A context (and its batch) with an empty memory: a pooled one, else a new one."""
+        if not self._release.alive:
+            raise RuntimeError(f"{self.name}: this GGUF model was closed")
         with self._lock:
             slot = self._free.pop() if self._free else None
         if slot is None:
@@ -145,6 +156,14 @@ class GGUFModel:
 
     def __repr__(self) -> str:
         return f"GGUFModel({self.path.name}, threads={self.threads}, n_ctx={self.n_ctx})"
+
+
+def _free_model(L, model, slots: list) -> None:
+    while slots:
+        slot = slots.pop()
+        L.llama_batch_free(slot.batch)
+        L.llama_free(slot.ctx)
+    L.llama_model_free(model)
 
 
 class _Slot:

@@ -305,6 +305,9 @@ def add_shapes(sub) -> None:
     p.add_argument("--dtype", choices=["bf16", "fp32"], default="bf16", help="weights' dtype (default bf16)")
     p.add_argument("--max-n", type=whole(2), default=9, help="longest forward timed, in new tokens (default 9)")
     p.add_argument("--repeats", type=whole(1), default=5, help="timed repeats per block length (default 5)")
+    p.add_argument("--compare-llamacpp", action="store_true",
+                   help="also time each model's GGUF twin on llama.cpp (f16 for bf16, f32 for fp32) and print "
+                        "both runtimes' costs side by side (the profile written is --forward's)")
     add_machine(p)
 
 

@@ -78,11 +78,20 @@ def available_bytes() -> int:
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def check_fits(name: str, config: dict, dtype: str) -> None:
-    need = param_count(config) * BYTES[dtype] * MEMORY_MARGIN
+GGUF_OF = {"bf16": "f16", "fp32": "f32"}       # the GGUF twin's matrices: the same bytes per weight
+RUNTIMES = {"auto": "PyTorch (the lean forward)", "lean": "PyTorch (the lean forward)",
+            "hf": "PyTorch (transformers)", "llamacpp": "llama.cpp"}
+
+
+def check_fits(name: str, config: dict, dtype: str, forwards: Sequence[str] = ("auto",)) -> None:
+    """Refuse a model that would not fit: its torch weights, plus a GGUF twin's where llama.cpp
+    times it too (written to a temporary file and mapped while it is timed)."""
+    per_weight = BYTES[dtype] * (2 if "llamacpp" in forwards else 1)
+    need = param_count(config) * per_weight * MEMORY_MARGIN
     have = available_bytes()
     if need > have:
-        raise ConfigError(f"{name} needs about {need / 2**30:.1f} GiB in {dtype} with random weights, but "
+        also = " and its llama.cpp copy" if "llamacpp" in forwards else ""
+        raise ConfigError(f"{name} needs about {need / 2**30:.1f} GiB in {dtype} with random weights{also}, but "
                           f"{have / 2**30:.1f} GiB is available: try --dtype bf16 or a smaller family")
 
 
@@ -131,47 +140,91 @@ def measure_shapes(family: str, *, preset: str = "close", acceptance: Sequence[S
                    dtype: str = "bf16", max_n: int = 9, repeats: int = 5, context_tokens: int = 64,
                    scale: float = 1.0, progress: ProgressFn | None = None, forward: str = "auto") -> Profile:
     """The profile (see the module docstring); ``acceptance``: the user's matrix, else ``preset``."""
+    return measure_shapes_on(family, [forward], preset=preset, acceptance=acceptance, dtype=dtype, max_n=max_n,
+                             repeats=repeats, context_tokens=context_tokens, scale=scale, progress=progress)[0]
+
+
+def measure_shapes_on(family: str, forwards: Sequence[str], *, preset: str = "close",
+                      acceptance: Sequence[Sequence[float]] | None = None, dtype: str = "bf16", max_n: int = 9,
+                      repeats: int = 5, context_tokens: int = 64, scale: float = 1.0,
+                      progress: ProgressFn | None = None) -> list[Profile]:
+    """One profile per forward path (``"llamacpp"``: the model's GGUF twin, f16 for bf16 weights,
+    f32 for fp32, run by llama.cpp), each model built ONCE with the same random weights and timed
+    on every runtime in turn, so the runtimes' costs compare shape for shape."""
     import gc
+    import tempfile
 
     import torch
 
-    from hsd.levels import SamplingSettings, build_level
+    from hsd.levels import SamplingSettings, build_level, check_forward
     from hsd.tools.measure import measure_costs
 
     if dtype not in BYTES:
         raise ConfigError(f"dtype must be one of {', '.join(BYTES)}, got {dtype!r}")
     if acceptance is None and preset not in ACCEPTANCE_PRESETS:
         raise ConfigError(f"unknown acceptance preset {preset!r}; presets: {', '.join(ACCEPTANCE_PRESETS)}")
+    forwards = list(dict.fromkeys(forwards))
+    for forward in forwards:
+        check_forward(forward)
     shapes = load_shapes(family)
     models = shapes["models"]
     names = [m["name"] for m in models]
     configs = [scaled(m["config"], scale) for m in models]
-    cost_ms: dict[str, list[float]] = {}
-    for i, (name, config) in enumerate(zip(names, configs)):
-        check_fits(name, config, dtype)
-        if progress:
-            progress(i, len(models), f"building {name} with random weights")
-        model = build_random(config, dtype, seed=i)
-        level = build_level(model, name=name, vocab_size=config["vocab_size"], settings=SamplingSettings(),
-                            forward=forward)
-        context = torch.randint(config["vocab_size"], (context_tokens,),
-                                generator=torch.Generator().manual_seed(i)).tolist()
-        if progress:
-            progress(i, len(models), f"timing {name}")
-        costs, _ = measure_costs([level], context, max_n=max_n, repeats=repeats, warmup=1, seed=i)
-        cost_ms[name] = costs[name]
-        del level, model
-        gc.collect()
+    costs: dict[str, dict[str, list[float]]] = {f: {} for f in forwards}
+    steps = len(models) * len(forwards)
+    with tempfile.TemporaryDirectory(prefix="hsd-shapes-") as tmp:
+        for i, (name, config) in enumerate(zip(names, configs)):
+            check_fits(name, config, dtype, forwards)
+            if progress:
+                progress(i * len(forwards), steps, f"building {name} with random weights")
+            model = build_random(config, dtype, seed=i)
+            context = torch.randint(config["vocab_size"], (context_tokens,),
+                                    generator=torch.Generator().manual_seed(i)).tolist()
+            for j, forward in enumerate(forwards):
+                if progress:
+                    progress(i * len(forwards) + j, steps, f"timing {name} on {RUNTIMES[forward]}")
+                twin = None
+                if forward == "llamacpp":
+                    twin = _gguf_twin(model, Path(tmp) / f"{i}.gguf", GGUF_OF[dtype], context_tokens + max_n + 8, name)
+                    level = twin.make_level(name=name, vocab_size=config["vocab_size"], settings=SamplingSettings())
+                else:
+                    level = build_level(model, name=name, vocab_size=config["vocab_size"], settings=SamplingSettings(),
+                                        forward=forward)
+                found, _ = measure_costs([level], context, max_n=max_n, repeats=repeats, warmup=1, seed=i)
+                costs[forward][name] = found[name]
+                del level
+                gc.collect()
+                if twin is not None:
+                    twin.close()
+                    twin.path.unlink(missing_ok=True)
+            del model
+            gc.collect()
     if progress:
-        progress(len(models), len(models), "done")
+        progress(steps, steps, "done")
     matrix = assumed_acceptance(len(names), preset) if acceptance is None else [list(r) for r in acceptance]
     about = ACCEPTANCE_PRESETS[preset]["about"] if acceptance is None else "set by the user"
-    meta = {"shapes": family, "source": shapes["source"], "dtype": dtype, "scale": scale,
-            "torch_threads": torch.get_num_threads(), "repeats": repeats, "max_n": max_n,
-            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "temperature": 1.0,
-            "costs": "measured with random weights on this machine (cost depends on shape, not weights)",
-            "acceptance": f"assumed, not measured: {about}", "hub_ids": [m["hub_id"] for m in models]}
-    return Profile(models=names, cost_ms=cost_ms, acceptance=matrix, meta=meta)
+    out = []
+    for forward in forwards:
+        weights = f"{GGUF_OF[dtype]} GGUF" if forward == "llamacpp" else dtype
+        meta = {"shapes": family, "source": shapes["source"], "dtype": dtype, "scale": scale,
+                "torch_threads": torch.get_num_threads(), "repeats": repeats, "max_n": max_n,
+                "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "temperature": 1.0,
+                "forward": forward, "runtime": f"{RUNTIMES[forward]}, {weights} weights",
+                "costs": f"measured with random weights on this machine, {RUNTIMES[forward]} "
+                         "(cost depends on shape, not weights)",
+                "acceptance": f"assumed, not measured: {about}", "hub_ids": [m["hub_id"] for m in models]}
+        out.append(Profile(models=names, cost_ms=costs[forward], acceptance=[list(r) for r in matrix], meta=meta))
+    return out
+
+
+def _gguf_twin(model, path: Path, gguf_type: str, n_ctx: int, name: str):
+    """The random model written as GGUF (placeholder vocabulary: only ids are timed) and loaded
+    by llama.cpp with a context just long enough for the timing."""
+    from hsd.levels.ggml import GGUFModel
+    from hsd.levels.gguf_export import export_gguf
+
+    export_gguf(model, None, path, dtype=gguf_type, name=name)
+    return GGUFModel(path, n_ctx=n_ctx, name=name)
 
 
 def assumed_acceptance(n: int, preset: str) -> list[list[float]]:
@@ -186,13 +239,29 @@ def run(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    profile = measure_shapes(args.family, preset=args.preset, dtype=args.dtype, max_n=args.max_n,
-                             repeats=args.repeats, progress=progress_bar(), forward=args.forward)
+    forwards = [args.forward] + (["llamacpp"] if args.compare_llamacpp and args.forward != "llamacpp" else [])
+    profiles = measure_shapes_on(args.family, forwards, preset=args.preset, dtype=args.dtype, max_n=args.max_n,
+                                 repeats=args.repeats, progress=progress_bar())
+    profile = profiles[0]
     profile.save(args.out)
     print(f"\nwrote {args.out}", file=sys.stderr)
     print(f"costs measured with random weights ({args.dtype}, {torch.get_num_threads()} threads); "
           f"acceptance assumed ({args.preset})")
-    for m in profile.models:
-        c = profile.cost_ms[m]
-        print(f"{m:<16} c(1) {c[0]:9.2f} ms   c({len(c)}) {c[-1]:9.2f} ms")
+    print(runtime_table(profiles))
     return 0
+
+
+def runtime_table(profiles: Sequence[Profile]) -> str:
+    """Per model, c(1) and c(max n) on each runtime (ms, measured), and each runtime's c(1)
+    against the first's: plain text."""
+    head = f"{'model':<16}" + "".join(f"{p.meta.get('runtime', '?')[:34]:>38}" for p in profiles)
+    lines = [head]
+    base = profiles[0]
+    for m in base.models:
+        cells = []
+        for p in profiles:
+            c = p.cost_ms[m]
+            ratio = "" if p is base else f"  {base.cost_ms[m][0] / c[0]:.1f}× cheaper" if c[0] > 0 else ""
+            cells.append(f"c(1) {c[0]:8.2f} · c({len(c)}) {c[-1]:8.2f} ms{ratio}")
+        lines.append(f"{m:<16}" + "".join(f"{cell:>38}" for cell in cells))
+    return "\n".join(lines)

@@ -3,7 +3,7 @@ verification costs with the factored draw against building the whole outcome tab
 
     python -m hsd.tools.bench.overhead [--family bundled] [--hierarchy 0,3:3 --hierarchy 0,1,3:1,4]
                                        [--temperature 0,1] [--max-new-tokens 96] [--threads 2]
-                                       [--repeats 50] [--json out.json]
+                                       [--repeats 50] [--forward llamacpp] [--json out.json]
 
 1) Decodes: for each hierarchy (``chain:buffers``, chain indices into the family) and temperature,
    one decode per example prompt (eos ignored); forward time is the engine's own level counters
@@ -23,6 +23,7 @@ import sys
 import time
 
 DEFAULT_HIERARCHIES = ("0,3:3", "0,1,3:1,4")
+FORWARDS = ("auto", "lean", "hf", "llamacpp")      # = hsd.levels.FORWARDS (no torch import for --help)
 
 
 def parse_hierarchy(text: str) -> tuple[list[int], list[int]]:
@@ -30,12 +31,13 @@ def parse_hierarchy(text: str) -> tuple[list[int], list[int]]:
     return [int(x) for x in chain.split(",")], [int(x) for x in buffers.split(",") if x]
 
 
-def decode_shares(family, hierarchies, temperatures, prompts, max_new_tokens: int) -> list[dict]:
+def decode_shares(family, hierarchies, temperatures, prompts, max_new_tokens: int,
+                  forward_path: str = "auto") -> list[dict]:
     from hsd.engine import Hierarchy
 
     rows = []
     for chain, buffers in hierarchies:
-        h = Hierarchy.from_family(family, chain=chain, buffers=buffers, rules="hsd")
+        h = Hierarchy.from_family(family, chain=chain, buffers=buffers, rules="hsd", forward=forward_path)
         for temperature in temperatures:
             h.generate(prompts[0], max_new_tokens=8, temperature=temperature)           # warm-up
             shares, outside = [], []
@@ -98,6 +100,8 @@ def main(argv=None) -> int:
     p.add_argument("--max-new-tokens", type=int, default=96)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=50)
+    p.add_argument("--forward", choices=FORWARDS, default="auto",
+                   help="the levels' forward path (llamacpp: the models' GGUF twins on llama.cpp)")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     try:
@@ -116,13 +120,14 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     try:
         family = load_family(args.family)
-        decodes = decode_shares(family, hierarchies, temperatures, list(DEFAULT_PROMPTS), args.max_new_tokens)
+        decodes = decode_shares(family, hierarchies, temperatures, list(DEFAULT_PROMPTS), args.max_new_tokens,
+                                forward_path=args.forward)
     except HSDError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     rules = rule_times(family.vocab_size, (1, 3, 4), ("token", "hsd"), args.repeats)
     stamp = time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())
-    print(f"engine time outside model forwards, wall clock, {args.threads} thread(s), {stamp}; "
+    print(f"engine time outside model forwards ({args.forward} forward), wall clock, {args.threads} thread(s), {stamp}; "
           f"{len(DEFAULT_PROMPTS)} prompts × {args.max_new_tokens} new tokens, medians")
     print(f"{'hierarchy':<52} {'T':>3} {'outside forwards':>17} {'outside ms/token':>17}")
     for r in decodes:
@@ -135,7 +140,7 @@ def main(argv=None) -> int:
               f"{r['factored_over_whole']:>17.2f}")
     if args.json:
         meta = {"date": stamp, "threads": args.threads, "family": args.family, "torch": torch.__version__,
-                "prompts": len(DEFAULT_PROMPTS), "max_new_tokens": args.max_new_tokens,
+                "prompts": len(DEFAULT_PROMPTS), "max_new_tokens": args.max_new_tokens, "forward": args.forward,
                 "clock": "wall clock"}
         with open(args.json, "w") as f:
             json.dump({"format": "hsd-overhead/1", "meta": meta, "decodes": decodes, "verification": rules},
