@@ -290,3 +290,25 @@ def test_on_llama_cpp_its_own_contenders_race_in_the_same_run_and_greedy_text_ma
     assert all(r["greedy_equal_to_a"] is True for r in rows.values()), {k: r["greedy_mismatches"] for k, r in rows.items()}
     ratios = report["sections"][0]["ratios"]
     assert ratios["d/g"]["n"] == 2 and ratios["d/g"]["median"] > 0
+    assert ratios["f-ar/g"]["n"] == 2 and ratios["d/best-llamacpp"]["n"] == 2
+    runs = {(r["contender"], r["prompt"], r["repeat"]): r["n_tokens"] / r["wall_ms"]
+            for r in report["sections"][0]["runs"]}
+    keys = [k for k in ("g", "h", "h-lookup") if k in rows]
+    best = sorted(runs["d", p, 0] / max(runs[k, p, 0] for k in keys) for p in range(2))
+    assert ratios["d/best-llamacpp"]["min"] == pytest.approx(best[0])   # against the fastest, prompt by prompt
+
+
+def test_llama_cpp_programs_logs_give_their_time_tokens_and_accepted_drafts():
+    """What ``llama-lookup`` / ``llama-speculative-simple`` print on stderr (a real log's lines):
+    the encode and decode seconds, tokens decoded, drafted and accepted; no timing is an error."""
+    from hsd.tools.bench.llamacpp import parse_program_output
+
+    log = ("0.00.119.1 I encoded   22 tokens in    0.072 seconds, speed:  305.5 t/s\n"
+           "0.00.191.600 I decoded  133 tokens in    0.121 seconds, speed: 1094.984 t/s\n"
+           "0.00.191.601 I n_draft      = 15\n0.00.191.601 I n_predict    = 133\n"
+           "0.00.191.601 I n_drafted    = 120\n0.00.191.604 I n_accept     = 105\n")
+    stats = parse_program_output("", log)
+    assert stats == {"encode_s": 0.072, "decoded": 133, "decode_s": 0.121, "accepted": 105, "drafted": 120}
+    assert stats["decoded"] - stats["accepted"] == 28          # target calls: each commits its accepted drafts + 1
+    with pytest.raises(RuntimeError, match="printed no timing"):
+        parse_program_output("", "main: error: failed to load model\n")

@@ -255,6 +255,10 @@ def test_real_model_shapes_are_timed_solved_and_re_solved_in_the_page(browser, s
                                timeout=300_000)
         status = page.locator("#shapes-status").inner_text()
         assert "model-predicted" in status and "assumed, not measured" in status
+        from hsd.levels.ggml import llamacpp_missing
+        if llamacpp_missing() is None:                   # both runtimes by default, side by side
+            assert "Both runtimes, the same random weights" in status and "llama.cpp" in status
+            assert page.locator("#shapes-status table").count() == 1
         for panel in ("shapes-gsp", "shapes-regime"):
             page.wait_for_function(f"() => {{ const el = document.querySelector('#{panel} .js-plotly-plot');"
                                    f" return el && el.data && el.data.length > 0 }}", timeout=60_000)

@@ -145,6 +145,7 @@ def make_program_runner(family, contender, threads: int):
         # the tokens asked for, so ms/token is its own rate
         share = min(1.0, job.max_new_tokens / stats["decoded"]) if stats["decoded"] else 1.0
         wall = (stats["encode_s"] + stats["decode_s"] * share) * 1000.0
-        rounds = stats["drafted"] // gamma if stats["drafted"] is not None else 0
+        # every target call commits its accepted drafts and one token of its own
+        rounds = stats["decoded"] - stats["accepted"] if stats["accepted"] is not None else 0
         return ids, wall, rounds, None
     return run

@@ -51,7 +51,8 @@ def _lookup_ratio(q: dict) -> str:
     """The (c) ÷ transformers prompt lookup ratio, when the family has the n-gram level, and the
     ratios to llama.cpp's own contenders, when they ran."""
     names = {"c/b-lookup": "(c)/(b prompt lookup)", "g/a": "(g)/(a)", "d/g": "(d)/(g)", "h/g": "(h)/(g)",
-             "d/h": "(d)/(h)", "d/h-lookup": "(d)/(h′)"}
+             "d/h": "(d)/(h)", "d/h-lookup": "(d)/(h′)", "f-ar/g": "(f target alone)/(g)", "c/h": "(c)/(h)",
+             "d/best-llamacpp": "(d)/(best of g, h, h′)"}
     return "".join(f"   {label} = {_fmt_spread(q[key], 2, '×')}" for key, label in names.items()
                    if q.get(key, {}).get("n"))
 

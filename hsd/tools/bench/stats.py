@@ -30,6 +30,19 @@ def paired_ratios(runs: dict[str, dict[tuple[int, int], Run]], num: str, den: st
     return [a[k].tokens_per_s / b[k].tokens_per_s for k in sorted(a) if k in b]
 
 
+def paired_ratios_to_best(runs: dict[str, dict[tuple[int, int], Run]], num: str, dens: Sequence[str]) -> list[float]:
+    """tokens/s of ``num`` over the fastest of ``dens`` on each (prompt, repeat) where ``num`` and
+    at least one of them ran (wall clock)."""
+    a = runs.get(num, {})
+    out = []
+    for k in sorted(a):
+        rivals = [runs[d][k].tokens_per_s for d in dens if k in runs.get(d, {})]
+        if rivals:
+            out.append(a[k].tokens_per_s / max(rivals))
+    return out
+
+
+LLAMACPP_KEYS = ("g", "h", "h-lookup")      # llama.cpp's own contenders
 TEXT_ONLY_RUNNERS = ("llamacpp-speculative", "llamacpp-lookup")
 
 
@@ -97,7 +110,9 @@ def summarise(contenders: Sequence[BenchContender], runs: dict[str, dict[tuple[i
               # llama.cpp's own contenders (n = 0 unless --forward llamacpp)
               "g/a": spread(paired_ratios(runs, "g", "a")), "d/g": spread(paired_ratios(runs, "d", "g")),
               "d/h": spread(paired_ratios(runs, "d", "h")), "h/g": spread(paired_ratios(runs, "h", "g")),
-              "d/h-lookup": spread(paired_ratios(runs, "d", "h-lookup"))}
+              "d/h-lookup": spread(paired_ratios(runs, "d", "h-lookup")),
+              "f-ar/g": spread(paired_ratios(runs, "f-ar", "g")), "c/h": spread(paired_ratios(runs, "c", "h")),
+              "d/best-llamacpp": spread(paired_ratios_to_best(runs, "d", LLAMACPP_KEYS))}
     return {"temperature": temperature, "greedy": greedy, "rows": rows, "ratios": ratios,
             "runs": [asdict(r) for rs in runs.values() for r in rs.values()]}
 
