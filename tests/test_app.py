@@ -965,3 +965,23 @@ def test_the_page_still_builds_when_its_family_cannot_load(tmp_path):
     demo = build_demo(lim, registry.Families(lim))
     slider = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "max-new")
     assert slider.maximum == 77
+
+
+def test_faults_keep_their_cause_and_a_skipped_file_says_so_in_the_log(tmp_path, capsys):
+    """Every conversion of a fault to the page's one sentence chains the fault (``from exc``: the
+    server log keeps its traceback), and an example trace that cannot be read is skipped with
+    one log line, not in silence."""
+    import re as _re
+
+    ui_dir = Path(__file__).resolve().parents[1] / "ui"
+    for path in ui_dir.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        assert not _re.search(r"as_gr_error\([^)]*\)\s+from\s+None", text), path
+    (tmp_path / "good.json").write_text(json.dumps({"meta": {"label": "good", "request": {"chain": [0, 1]}}}))
+    (tmp_path / "broken.json").write_text("{not json")
+    assert list(registry.example_traces(tmp_path)) == ["good"]
+    err = capsys.readouterr().err
+    assert err.count("[hsd-explorer] example trace broken.json skipped:") == 1
+    logged = []
+    session.log_skipped("filling the what-if controls", KeyError("tiny-q"), log=logged.append)
+    assert logged == ["[hsd-explorer] filling the what-if controls skipped (KeyError: 'tiny-q')"]

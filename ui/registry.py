@@ -8,6 +8,7 @@ plans derived from them are shared the same way.  Nothing is loaded at import, a
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from pathlib import Path
 from typing import Sequence
@@ -148,10 +149,13 @@ class Families:
         if key not in self._shipped:
             found = []
             for path in SHIPPED_PROFILES.get(key, ()):
+                if not Path(path).is_file():
+                    continue                     # a profile this install does not ship
                 try:
                     found.append(Profile.load(path))
-                except (HSDError, OSError):
-                    continue
+                except (HSDError, OSError) as exc:
+                    print(f"[hsd-explorer] shipped profile {Path(path).name} skipped: {exc}", file=sys.stderr,
+                          flush=True)
             self._shipped[key] = found
         own = [self._profiles[spec]] if self._profiles.get(spec) is not None else []
         return [p for p in own + self._shipped[key] if list(p.models) == list(names)]
@@ -343,7 +347,8 @@ def example_traces(folder: Path | None = None) -> dict[str, Path]:
     for path in sorted((folder if folder is not None else EXAMPLES_DIR).glob("*.json")):
         try:
             meta = json.loads(path.read_text(encoding="utf-8")).get("meta", {})
-        except (OSError, json.JSONDecodeError):
+        except (OSError, json.JSONDecodeError) as exc:
+            print(f"[hsd-explorer] example trace {path.name} skipped: {exc}", file=sys.stderr, flush=True)
             continue
         depth = len(meta.get("request", {}).get("chain", []))
         found.append((-depth, meta.get("label") or path.stem, path))

@@ -204,6 +204,12 @@ def as_gr_error(exc: BaseException, log=None) -> gr.Error:
                     "the request was abandoned, and the app is still running.")
 
 
+def log_skipped(what: str, exc: BaseException, log=None) -> None:
+    """One log line for an error a handler answers by leaving the page as it is (never silence)."""
+    log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+    log(f"[hsd-explorer] {what} skipped ({type(exc).__name__}: {str(exc)[:200]})")
+
+
 def refuse(message: str, log=None) -> gr.Error:
     """A refusal the tabs find themselves (no HSDError): one line in the log, no traceback."""
     return as_gr_error(HSDError(message), log)

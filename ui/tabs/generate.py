@@ -231,7 +231,7 @@ def on_family(ctx: Context, tab: GenerateTab, spec):
         spec = ctx.families.check_allowed(spec)
         reason = ctx.families.unavailable(spec)
     except Exception as e:
-        raise session.as_gr_error(e) from None
+        raise session.as_gr_error(e) from e
     if reason:
         raise session.refuse(reason)
     names = ctx.families.names(spec)
@@ -250,7 +250,8 @@ def on_models(ctx: Context, tab: GenerateTab, spec, mods):
     names = ctx.families.names(spec)
     try:
         chain = chain_of(mods or [], names) if names else []
-    except Exception:
+    except Exception as exc:
+        session.log_skipped("showing the stack's buffers and rules", exc)
         chain = []
     out = {}
     for i, (row, slider, rule) in enumerate(zip(tab.level_rows, tab.buffer_sliders, tab.rule_dropdowns)):
@@ -274,7 +275,7 @@ def generate(ctx: Context, tab: GenerateTab, prompt_text, *values):
                            max_new)
         yield from _stream(ctx, tab, req, bool(time_ar), bool(dark))
     except Exception as exc:
-        raise session.as_gr_error(exc) from None
+        raise session.as_gr_error(exc) from exc
 
 
 def _stream(ctx: Context, tab: GenerateTab, req: Request, time_ar: bool, dark: bool):

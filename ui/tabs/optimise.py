@@ -353,7 +353,8 @@ def fill_what_if(ctx: Context, tab: OptimiseTab, spec, kind=None):
     try:
         names = ctx.families.names(ctx.families.check_allowed(spec))
         profile = ctx.families.profile(spec, names, kind_of(kind))
-    except Exception:
+    except Exception as exc:
+        session.log_skipped("filling the what-if controls", exc)
         return {}.fromkeys(tab.costs + [tab.alphas, tab.alpha_last], gr.skip())
     out = {s: gr.update(value=1.0, visible=i < len(names), label=f"cost × {_name(names, i)}")
            for i, s in enumerate(tab.costs)}

@@ -87,7 +87,7 @@ def measure(ctx: Context, tab: ShapesTab, family, preset, dtype, dark=False, run
                                      progress=lambda done, total, what: progress(done / total if total else 0,
                                                                                  desc=what))
     except Exception as exc:
-        raise session.as_gr_error(exc) from None
+        raise session.as_gr_error(exc) from exc
     shown = profiles[-1]                     # llama.cpp where both ran: the runtime a CPU user runs
     if len(profiles) > 1:
         shown.meta["compared"] = [{"runtime": p.meta["runtime"], "forward": p.meta["forward"], "cost_ms": p.cost_ms}
@@ -138,7 +138,7 @@ def resolve(ctx: Context, tab: ShapesTab, state, matrix, dark=False):
         meta = dict(base.meta, acceptance="assumed, not measured: set by the user")
         profile = Profile(models=names, cost_ms=base.cost_ms, acceptance=acc, meta=meta)
     except Exception as exc:
-        raise session.as_gr_error(exc) from None
+        raise session.as_gr_error(exc) from exc
     return solved(tab, profile, dark)
 
 
