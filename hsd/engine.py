@@ -227,10 +227,11 @@ class _Decode:
             for _ in range(n):
                 tokens.append(_argmax_after(lm, context + tokens, 1)[0])
             rows = [None] * n
-        for _ in range(n - len(tokens)):
-            row = lm.probs_after(context + tokens, 1)[0]                          # (V,)
-            tokens.append(self.settings.sample(row, self.generator))
-            rows.append(row)
+        else:
+            for _ in range(n):
+                row = lm.probs_after(context + tokens, 1)[0]                      # (V,)
+                tokens.append(self.settings.sample(row, self.generator))
+                rows.append(row)
         yield Drafted(round=self.round, level=0, context_len=len(context), tokens=tuple(tokens),
                       texts=self.texts(tokens), forward_passes=lm.forward_passes - passes0,
                       forward_ms=lm.forward_ms - ms0, t_ms=t, dur_ms=self._now() - t)

@@ -266,7 +266,8 @@ def _load_model(ref: str, device: torch.device, dtype: torch.dtype):
     return model
 
 
-def _load_tokenizer(ref: str):
+def load_tokenizer(ref: str):
+    """The tokenizer of a model folder or hub id, loaded the one way this project loads one."""
     from huggingface_hub.errors import HfHubHTTPError
     from transformers import AutoTokenizer
 
@@ -277,11 +278,6 @@ def _load_tokenizer(ref: str):
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(f"The tokenizer of {ref} could not be loaded ({reason}); "
                              f"{_WAY_FORWARD}.") from None
-
-
-def load_tokenizer(ref: str):
-    """The tokenizer of a model folder or hub id, loaded the one way this project loads one."""
-    return _load_tokenizer(ref)
 
 
 def check_tokenizers(names: list[str], tokenizers: list) -> None:
@@ -320,7 +316,7 @@ def load_family(spec: str | list[str] = "bundled", *, device=None, dtype=None,
     if not real:
         raise ModelLoadError(f"The model spec {spec!r} has no model to verify with; {_WAY_FORWARD}.")
     # 1) tokenizers first: cheap, and an incompatible family fails before any weights load
-    tokenizers = [_load_tokenizer(r) for r, _ in real]
+    tokenizers = [load_tokenizer(r) for r, _ in real]
     check_tokenizers([n for _, n in real], tokenizers)
     # 2) weights
     loaded = {r: _shared_model(r, dev, dt) for r, _ in real}

@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 KNOWN_APP_DEFECTS = {
     # (null / text values that Gradio's preprocess turned into a generic error are fixed: the
     # app's /generate and /compare take raw values and answer them with a sentence)
-    # (hsd.models._load_tokenizer no longer wraps its own ModelLoadError in a second one)
+    # (hsd.models.load_tokenizer no longer wraps its own ModelLoadError in a second one)
 }
 
 

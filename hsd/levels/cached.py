@@ -2,9 +2,11 @@
 rule that decides what is still valid, and the one skeleton of ``logits_after`` (check, crop,
 forward over the new suffix, time it, count it).  A subclass supplies ``_crop(n)`` -- the ONLY
 place its cache is cut --, ``_inputs(new, kept)`` (untimed: tensors, allocations) and the timed
-``_forward(inputs, kept, n_rows)`` (a torch model's runs under ``torch.inference_mode``)."""
+``_forward(inputs, kept, n_rows)``; ``_grad_mode`` is what ``logits_after`` runs under
+(``torch.inference_mode`` for a torch model, nothing for llama.cpp)."""
 from __future__ import annotations
 
+import abc
 import time
 from typing import Sequence
 
@@ -22,8 +24,9 @@ def kept_prefix(cached_ids: Sequence[int], sequence: Sequence[int], keep_at_most
     return n
 
 
-class CachedLevel:
-    """A level over a model with a KV cache (``hsd.levels.hf``, ``hsd.levels.lean``).  Subclasses
+class CachedLevel(abc.ABC):
+    """A level over a model with a KV cache (``hsd.levels.hf``, ``hsd.levels.lean``,
+    ``hsd.levels.ggml``).  Subclasses
     set ``name``, ``vocab_size``, ``settings``, ``max_positions`` and ``device`` and call
     ``_start_counters()``; not thread-safe (one decode at a time per instance)."""
 
@@ -32,6 +35,7 @@ class CachedLevel:
     settings: SamplingSettings
     max_positions: int
     device: torch.device
+    _grad_mode = staticmethod(torch.inference_mode)     # the context every call runs in
 
     def _start_counters(self) -> None:
         self.forward_passes, self.forward_ms = 0, 0.0
@@ -46,17 +50,17 @@ class CachedLevel:
         self._crop(n)
         del self.cached_ids[n:]
 
+    @abc.abstractmethod
     def _crop(self, n: int) -> None:
         """Cut the model's cache to its first ``n`` positions."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _inputs(self, new: list[int], kept: int):
         """What the forward over ``new`` (fed after ``kept`` cached tokens) needs, built untimed."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _forward(self, inputs, kept: int, n_rows: int) -> torch.Tensor:
         """Logits (n_rows, ≥ vocab_size) of the last ``n_rows`` new positions (timed)."""
-        raise NotImplementedError
 
     def logits_after(self, sequence: list[int], n_rows: int) -> torch.Tensor:
         """Raw logits (n_rows, vocab_size) for the last ``n_rows`` positions of ``sequence`` (the
@@ -65,15 +69,16 @@ class CachedLevel:
             raise ValueError(f"n_rows must be in 1..{len(sequence)}, got {n_rows}")
         # keep at most len - n_rows cached so the forward covers every row we must return
         kept = kept_prefix(self.cached_ids, sequence, len(sequence) - n_rows)
-        if kept < len(self.cached_ids):
-            self._keep(kept)
         new = sequence[kept:]                                               # (m,), m ≥ n_rows
-        inputs = self._inputs(new, kept)
-        t0 = time.perf_counter()
-        logits = self._forward(inputs, kept, n_rows)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)       # honest wall time for async devices
-        self.forward_ms += (time.perf_counter() - t0) * 1000.0
+        with self._grad_mode():
+            if kept < len(self.cached_ids):
+                self._keep(kept)
+            inputs = self._inputs(new, kept)
+            t0 = time.perf_counter()
+            logits = self._forward(inputs, kept, n_rows)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)       # honest wall time for async devices
+            self.forward_ms += (time.perf_counter() - t0) * 1000.0
         self.forward_passes += 1
         self.cached_ids.extend(new)
         return logits if logits.shape[1] == self.vocab_size else logits[:, : self.vocab_size]   # (n_rows, V)

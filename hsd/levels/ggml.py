@@ -22,6 +22,7 @@ llama.cpp's log lines are silenced (``_quiet``); errors still raise.
 from __future__ import annotations
 
 import collections
+import contextlib
 import ctypes
 import hashlib
 import json
@@ -185,6 +186,8 @@ class _Slot:
 
 class GGMLLevel(CachedLevel):
     """One decode's level over a ``GGUFModel`` context.  Not thread-safe (one decode at a time)."""
+
+    _grad_mode = staticmethod(contextlib.nullcontext)   # no torch graph to keep out: llama.cpp computes
 
     def __init__(self, gguf_model: GGUFModel, *, name: str, vocab_size: int, settings: SamplingSettings):
         self.L = _lib()

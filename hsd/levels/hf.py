@@ -39,7 +39,6 @@ class LevelModel(CachedLevel):
         self._start_counters()
         self.cache = DynamicCache(config=self.model.config)
 
-    @torch.inference_mode()
     def _crop(self, n: int) -> None:
         """The ONLY place the cache is cropped (to the first ``n`` tokens)."""
         if n == 0:
@@ -47,12 +46,10 @@ class LevelModel(CachedLevel):
         elif n < len(self.cached_ids):
             self.cache.crop(n - len(self.cached_ids))   # transformers 5.x: a negative count of tokens to drop
 
-    @torch.inference_mode()
     def _inputs(self, new: list[int], kept: int):
         return (torch.tensor([new], dtype=torch.long, device=self.device),
                 torch.arange(kept, kept + len(new), device=self.device))
 
-    @torch.inference_mode()
     def _forward(self, inputs, kept: int, n_rows: int) -> torch.Tensor:
         ids, positions = inputs
         out = self.model(input_ids=ids, past_key_values=self.cache, use_cache=True, cache_position=positions,

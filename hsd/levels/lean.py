@@ -98,7 +98,6 @@ class LeanLevel(CachedLevel):
         self._start_counters()
 
     # -- state ---------------------------------------------------------------------------
-    @torch.inference_mode()
     def _crop(self, n: int) -> None:
         """The ONLY place the cache is cropped: its length is ``len(cached_ids)``, so setting that
         (``CachedLevel._keep``) is all a crop takes; the KV tensors are kept and overwritten."""
@@ -125,12 +124,10 @@ class LeanLevel(CachedLevel):
         self._cos, self._sin = cos[0], sin[0]                               # (cap, head_dim)
 
     # -- scoring -------------------------------------------------------------------------
-    @torch.inference_mode()
     def _inputs(self, new: list[int], kept: int) -> torch.Tensor:
         self._reserve(kept + len(new))
         return torch.tensor(new, dtype=torch.long, device=self.device)
 
-    @torch.inference_mode()
     def _forward(self, ids: torch.Tensor, start: int, n_rows: int) -> torch.Tensor:
         """1) embed, 2) per layer: norm, q/k/v, rope, write k/v at ``start``, attention over the
         cache, o; norm, SwiGLU; 3) final norm and the head on the last ``n_rows`` rows."""

@@ -40,6 +40,11 @@ def encode_prompt(tokenizer, text: str) -> list[int]:
     return list(tokenizer.encode(text).ids)
 
 
+def decode_ids(tokenizer, ids) -> str:
+    """The text of ``ids``, special tokens kept and no clean-up: ``encode_prompt``'s inverse."""
+    return tokenizer.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+
 def sample_contexts(target, prompts_ids: Sequence[Sequence[int]], new_tokens: int, *,
                     seed: int = 0, eos_token_id: int | None = None) -> list[tuple[list[int], int]]:
     """The target (a ``LevelModel``) continues each prompt by ``new_tokens`` sampled tokens at its

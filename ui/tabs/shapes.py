@@ -153,7 +153,7 @@ def solved(tab: ShapesTab, profile, dark) -> dict:
               f"{plan.speedup_vs_ar:.2f}× vs the target alone, {single.expected_ms_per_token / plan.expected_ms_per_token:.2f}× "
               f"vs the best single draft (model-predicted).")
     for other in _compared(profile):
-        status += "\n\n" + _runtime_comparison(other, profile)
+        status += "\n\n" + _runtime_comparison(other, profile, plan)
     rmap = regime.regime_map(profile, "target cost ×", "adjacent α", max_buffer=MAX_N - 1)
     return {tab.status: status,
             tab.alphas: gr.update(value=alpha_rows(profile, profile.models), headers=alpha_headers(profile.models)),
@@ -182,9 +182,9 @@ def _compared(profile) -> list:
     return out
 
 
-def _runtime_comparison(a, b) -> str:
+def _runtime_comparison(a, b, b_plan) -> str:
     """A markdown table: each model's one-token and longest-block cost on runtime a and b, and
-    each runtime's optimum (model-predicted ms per token)."""
+    each runtime's optimum (model-predicted ms per token; ``b_plan``: b's, already solved)."""
     n = len(b.cost_ms[b.models[0]])
     rows = [f"| model | {a.meta['runtime']}: c(1) · c({n}) | {b.meta['runtime']}: c(1) · c({n}) | c(1) ratio |",
             "|---|---:|---:|---:|"]
@@ -193,8 +193,7 @@ def _runtime_comparison(a, b) -> str:
         ratio = f"{ca[0] / cb[0]:.1f}×" if cb[0] > 0 else "n/a"
         rows.append(f"| {m} | {ca[0]:.2f} · {ca[-1]:.2f} ms | {cb[0]:.2f} · {cb[-1]:.2f} ms | {ratio} |")
     lines = []
-    for p in (a, b):
-        plan, _ = _optimum(p)
+    for p, plan in ((a, _optimum(a)[0]), (b, b_plan)):
         lines.append(f"{p.meta['runtime']}: optimum **{plan.label}**, {plan.expected_ms_per_token:.2f} ms/token, "
                      f"{plan.speedup_vs_ar:.2f}× vs its target alone")
     return ("Both runtimes, the same random weights, timed in this run (wall clock):\n\n" + "\n".join(rows)

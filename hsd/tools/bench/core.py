@@ -2,6 +2,7 @@
 (see ``hsd.tools.bench``)."""
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import time
@@ -13,6 +14,7 @@ from hsd.plan.profile import Profile
 from hsd.tools.bench.contenders import pick_contenders
 from hsd.tools.bench.runners import Decode, ForwardMeter, Run, _timed, make_runner
 from hsd.tools.bench.stats import rotated, summarise
+from hsd.tools.measure import decode_ids
 from hsd.tools.progress import ProgressFn
 
 FORMAT = "hsd-bench/1"
@@ -53,19 +55,14 @@ def bench(family, profile: Profile, prompts: Sequence[str], *, max_new_tokens: i
                     done += 1
                     if progress:
                         progress(done, total, f"T={temperature:g} {c.label[:34]}")
-            sections.append(summarise(contenders, runs, temperature, family.names, decode=_decoder(family.tokenizer)))
+            sections.append(summarise(contenders, runs, temperature, family.names,
+                                      decode=functools.partial(decode_ids, family.tokenizer)))
     meta = run_meta(family, profile, prompts, max_new_tokens, repeats, seed, max_buffer, stop_at_eos)
     meta["forward"] = forward
     meta["skipped"] = {r: why for r, why in skipped.items()}
     return {"format": FORMAT, "meta": meta,
             "contenders": [asdict(c) | {"hierarchy": c.hierarchy} for c in contenders],
             "prompts": list(prompts), "sections": sections}
-
-
-def _decoder(tokenizer):
-    def decode(ids) -> str:
-        return tokenizer.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
-    return decode
 
 
 def _check_inputs(family, profile, prompts, max_new_tokens, temperatures, repeats) -> None:

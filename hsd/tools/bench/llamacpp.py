@@ -104,6 +104,7 @@ def parse_program_output(stdout: str, stderr: str) -> dict:
 def make_program_runner(family, contender, threads: int):
     """(h) and (h′): one llama.cpp process per decode (see the module text)."""
     from hsd.levels.ggml import ggml_model_for
+    from hsd.tools.measure import decode_ids
 
     exe = program(contender.runner)
     if exe is None:
@@ -119,7 +120,7 @@ def make_program_runner(family, contender, threads: int):
     tok = family.tokenizer
 
     def run(job):
-        text = tok.decode(list(job.prompt_ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        text = decode_ids(tok, job.prompt_ids)
         sampling = ["--temp", "0", "--top-k", "1"] if job.temperature == 0 else \
             ["--temp", f"{job.temperature:g}", "--top-k", "0", "--top-p", "1", "--min-p", "0"]
         cmd = base + ["-p", text, "-n", str(job.max_new_tokens), "--seed", str(job.seed), *sampling]
