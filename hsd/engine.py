@@ -48,6 +48,7 @@ from typing import Callable, Generator, Sequence
 import torch
 
 from hsd.errors import ConfigError, PromptError
+from hsd.threads import resolve as resolve_threads, torch_threads
 from hsd.levels import Level, SamplingSettings, build_level, check_forward
 from hsd.trace import Committed, Drafted, Event, Finished, Prefill, Started, Trace, Verified
 from hsd.verify import get_rule, greedy_verdict_ids
@@ -309,6 +310,13 @@ def _argmax_after(lm: Level, sequence: list[int], n_rows: int) -> list[int]:
     return lm.probs_after(sequence, n_rows).argmax(-1).tolist()
 
 
+def _with_threads(events: Events, threads: int) -> Events:
+    """``events`` run with torch on ``threads`` threads; the count before is back once they end
+    or the generator is closed (``yield from`` passes a thrown ``DecodeCancelled`` through)."""
+    with torch_threads(threads):
+        return (yield from events)
+
+
 class DecodeCancelled(Exception):
     """Thrown into a running decode (``events.throw(DecodeCancelled)``) to stop it at once; the
     decode then yields ``Finished("cancelled")`` and ends."""
@@ -337,15 +345,22 @@ class Hierarchy:
     call runs in its own thread.  A model may also be any object with a ``make_level`` method
     (see ``hsd.levels``).  ``forward``: ``"auto"`` (the lean forward where it covers a model, the
     transformers forward elsewhere), ``"lean"`` or ``"hf"`` (the reference).
+
+    ``threads``: torch CPU threads while a decode runs (``hsd.threads``): ``"auto"`` (default)
+    uses all cores but one, as the app does (``HSD_TORCH_THREADS`` overrides it), a number sets
+    it, and ``None`` leaves torch's own setting alone (callers that manage threads themselves:
+    the app's server, the measuring commands).  torch's previous count is restored when the
+    decode's generator ends or is closed.
     """
 
     def __init__(self, models: Sequence, *, tokenizer, names: Sequence[str] | None = None,
                  vocab_size: int | None = None, buffers: Sequence[int] = (), rules: str | Sequence[str] = "hsd",
-                 forward: str = "auto"):
+                 forward: str = "auto", threads: int | str | None = "auto"):
         if not models:
             raise ConfigError("a hierarchy needs at least one model (the target)")
         check_forward(forward, models)
         self.forward = forward
+        self.threads = resolve_threads(threads)
         self.models = list(models)
         self.tokenizer = tokenizer
         self.names = list(names) if names is not None else [
@@ -362,7 +377,8 @@ class Hierarchy:
 
     @classmethod
     def from_family(cls, family, chain: Sequence[int] | None = None, buffers: Sequence[int] = (),
-                    rules: str | Sequence[str] = "hsd", forward: str = "auto") -> "Hierarchy":
+                    rules: str | Sequence[str] = "hsd", forward: str = "auto",
+                    threads: int | str | None = "auto") -> "Hierarchy":
         """``family`` is a ``hsd.models.LoadedFamily``; ``chain`` picks model indices (increasing,
         default: all); the last index is the target."""
         chain = list(range(len(family.models))) if chain is None else list(chain)
@@ -372,7 +388,7 @@ class Hierarchy:
             raise ConfigError(f"chain must list each model at most once, smallest first, got {chain}")
         return cls([family.models[i] for i in chain], tokenizer=family.tokenizer,
                    names=[family.names[i] for i in chain], vocab_size=family.vocab_size,
-                   buffers=buffers, rules=rules, forward=forward)
+                   buffers=buffers, rules=rules, forward=forward, threads=threads)
 
     @property
     def depth(self) -> int:
@@ -397,15 +413,16 @@ class Hierarchy:
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise ConfigError(f"seed must be a whole number, got {seed!r}")
         prompt_ids = self.encode(prompt)
-        levels = [build_level(m, name=n, vocab_size=self.vocab_size, settings=settings, forward=self.forward)
-                  for m, n in zip(self.models, self.names)]
+        with torch_threads(self.threads):       # a llama.cpp level takes its thread count when built
+            levels = [build_level(m, name=n, vocab_size=self.vocab_size, settings=settings, forward=self.forward)
+                      for m, n in zip(self.models, self.names)]
         _check_prompt(prompt_ids, levels, max_new_tokens)
         eos = self.tokenizer.eos_token_id if stop_at_eos else None
         special = list(getattr(self.tokenizer, "all_special_ids", None) or [])
         decode = _Decode(levels, self.spec, settings, prompt_ids, max_new_tokens=max_new_tokens, seed=seed,
                          eos_token_id=eos, decode_ids=self._decode_ids, special_ids=special,
                          prompt_text=prompt, stop=stop, token_texts=self._token_texts)
-        return decode.run()
+        return decode.run() if self.threads is None else _with_threads(decode.run(), self.threads)
 
     def _decode_ids(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)

@@ -248,6 +248,7 @@ def _device_map(ref: str, device: torch.device, dtype: torch.dtype, local_only: 
 
 def _load_model(ref: str, device: torch.device, dtype: torch.dtype):
     from huggingface_hub.errors import HfHubHTTPError
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
 
     local_only = _local_only(ref)
@@ -256,10 +257,14 @@ def _load_model(ref: str, device: torch.device, dtype: torch.dtype):
         model = AutoModelForCausalLM.from_pretrained(
             ref, dtype=dtype, use_safetensors=True, trust_remote_code=False,
             local_files_only=local_only, device_map=device_map)
+    except SafetensorError as exc:                      # a damaged or cut-short weight file
+        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"The weights of {ref} cannot be read: the safetensors file is damaged or incomplete "
+                             f"({reason}); copy or download it again.") from exc
     except (OSError, ValueError, KeyError, HfHubHTTPError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(f"{ref} could not be loaded as a safetensors causal LM ({reason}); "
-                             f"{_WAY_FORWARD}.") from None
+                             f"{_WAY_FORWARD}.") from exc
     if device_map is None:
         model.to(device)
     model.eval().requires_grad_(False)

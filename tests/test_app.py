@@ -366,7 +366,12 @@ def test_examples_script_writes_labelled_traces_the_learn_tab_can_step_through(t
     assert len(paths) == 3
     for p in paths:
         t = Trace.load(p)
-        assert t.meta["label"] and t.summary().n_tokens == 12 or t.summary().finish_reason == "eos"
+        s = t.summary()
+        assert t.meta["label"]
+        if s.finish_reason == "eos":                   # ended early, at the family's end-of-text token
+            assert 1 <= s.n_tokens <= 12 and t.token_ids[-1] == fam.tokenizer.eos_token_id
+        else:
+            assert s.n_tokens == 12 and s.finish_reason == "max_new_tokens", (s.n_tokens, s.finish_reason)
     monkeypatch.setattr(registry, "EXAMPLES_DIR", tmp_path)
     label = next(iter(registry.example_traces()))
     state, slider, md, *_ = endpoint(demo, "learn_load_fn")(label, None, False)

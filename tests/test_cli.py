@@ -195,3 +195,132 @@ def test_profile_measures_acceptance_after_the_prompts_file_at_the_trace_blocks_
     meta = json.loads(out.read_text())["meta"]
     assert meta["contexts"] == 2 and meta["trace_blocks"] == [1, 3]           # the longest block added
     assert "between the acceptance decodes" in meta["cost"] and "c(1) ms" in capsys.readouterr().out
+
+
+# -- nothing a user asked for is lost: paths and arguments checked before any work -------------
+OUTPUT_CASES = [
+    (["generate", "--prompt", "x", "--trace", "{missing}/t.json"], "--trace"),
+    (["profile", "--out", "{missing}/p.json"], "--out"),
+    (["shapes", "--family", "smollm2", "--out", "{missing}/p.json"], "--out"),
+    (["validate", "--json", "{missing}/v.json"], "--json"),
+    (["validate", "--fresh-profile", "--save-profile", "{missing}/p.json"], "--save-profile"),
+    (["bench", "--json", "{missing}/b.json"], "--json"),
+    (["bench", "--markdown", "{missing}/b.md"], "--markdown"),
+    (["bench", "--html", "{folder}"], "--html"),
+    (["profile", "--out", "{folder}"], "--out"),
+]
+
+
+def _probe(argv: list[str]) -> tuple[int, str, bool]:
+    """main(argv) in a fresh interpreter: (exit code, stderr, whether any model was loaded)."""
+    probe = ("import json, sys\nfrom hsd.tools.cli import main\n"
+             f"rc = main({argv!r})\n"
+             "m = sys.modules.get('hsd.models')\n"
+             "print(json.dumps([rc, bool(m and m._CACHE)]))")
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    rc, loaded = json.loads(proc.stdout.strip().splitlines()[-1])
+    return rc, proc.stderr, loaded
+
+
+@pytest.mark.parametrize("args,option", OUTPUT_CASES)
+def test_an_output_path_that_cannot_be_written_is_refused_before_any_work(args, option, tmp_path):
+    argv = [a.format(missing=tmp_path / "no" / "such", folder=tmp_path) for a in args]
+    rc, err, loaded = _probe(argv)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert rc == 2 and len(lines) == 1 and lines[0].startswith("error: ") and option in lines[0], err
+    assert ("does not exist" in lines[0]) or ("is a folder" in lines[0])
+    assert not loaded
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["validate", "--profile", "{tmp}/missing.json"], "no such file"),
+    (["validate", "--profile", "{tmp}/bad.json"], "is not JSON"),
+    (["bench", "--profile", "{tmp}"], "is a folder"),
+    (["optimize", "{tmp}/missing.json"], "no such file"),
+    (["generate", "--prompt", "x", "--chain", "0,5"], "has 4 models"),
+    (["generate", "--prompt", "x", "--models", "bundled", "--chain", "1,2,3,4"], "indices 0 to 3"),
+    (["validate", "--fresh-profile", "--profile", "{tmp}/bad.json"], "exclude each other"),
+    (["validate", "--save-profile", "{tmp}/p.json"], "needs --fresh-profile"),
+])
+def test_a_bad_argument_is_answered_before_any_model_loads(args, needle, tmp_path):
+    (tmp_path / "bad.json").write_text("{not json", encoding="utf-8")
+    rc, err, loaded = _probe([a.format(tmp=tmp_path) for a in args])
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert rc == 2 and len(lines) == 1 and needle in lines[0], err
+    assert not loaded
+
+
+@pytest.mark.parametrize("args", [
+    ["generate", "--prompt", "x", "--buffer", "4"],          # not --buffers
+    ["generate", "--prompt", "x", "--temp", "0"],            # not --temperature
+    ["generate", "--prompt", "x", "--max-new", "3"],         # not --max-new-tokens
+    ["bench", "--rep", "2"],
+])
+def test_abbreviated_options_are_refused_not_guessed(args):
+    proc = _run_hsd(args)
+    assert proc.returncode == 2 and "unrecognized arguments" in proc.stderr, proc.stderr
+    assert len([ln for ln in proc.stderr.splitlines() if ln.strip()]) == 1
+
+
+def test_a_trace_that_cannot_be_written_at_the_end_still_prints_the_text_first(folders, tmp_path, capsys,
+                                                                                   monkeypatch):
+    """The folder is checked first; if it vanishes during the decode, the text is printed anyway."""
+    from hsd.trace import Trace
+
+    def vanish(self, path):
+        raise FileNotFoundError(2, "No such file or directory")
+    monkeypatch.setattr(Trace, "save", vanish)
+    code = main(["generate", "--models", ",".join(folders), "--prompt", "def f(x):", "--max-new-tokens", "5",
+                 "--trace", str(tmp_path / "t.json"), "--threads", "1"])
+    out, err = capsys.readouterr()
+    assert code == 2 and out.startswith("def f(x):") and "could not write the trace" in err
+
+
+def test_a_report_that_cannot_be_written_at_the_end_is_rescued_to_a_temporary_file(tmp_path, capsys):
+    from hsd.tools.paths import save_or_rescue
+
+    target = tmp_path / "gone" / "r.json"
+    ok = save_or_rescue(target, lambda p: Path(p).write_text("{}", encoding="utf-8"), "report")
+    err = capsys.readouterr().err
+    assert not ok and "could not write the report" in err
+    rescued = Path(err.rsplit("saved in ", 1)[1].strip())
+    assert rescued.read_text(encoding="utf-8") == "{}"
+    rescued.unlink()
+
+
+# -- threads: the app's policy on every entry point ---------------------------------------------
+def test_every_decoding_command_takes_threads_defaulting_to_all_cores_but_one(monkeypatch):
+    from hsd.threads import default_threads
+    from hsd.tools.cli import build_parser
+
+    parser = build_parser()
+    for command in (["generate", "--prompt", "x"], ["profile", "--out", "p.json"], ["validate"], ["bench"],
+                    ["shapes", "--family", "smollm2", "--out", "p.json"]):
+        assert parser.parse_args(command).threads == default_threads()
+        assert parser.parse_args(command + ["--threads", "3"]).threads == 3
+    assert [default_threads(n, env={}) for n in (1, 2, 16)] == [1, 1, 15]
+    assert default_threads(16, env={"HSD_TORCH_THREADS": "4"}) == 4
+    assert default_threads(16, env={"HSD_TORCH_THREADS": "zero"}) == 15
+
+
+def test_the_api_decodes_on_its_threads_and_gives_torch_its_count_back(folders):
+    from hsd.engine import Hierarchy
+    from hsd.errors import ConfigError
+    from hsd.models import load_family
+    from hsd.threads import default_threads
+
+    family = load_family(",".join(folders))
+    before = torch.get_num_threads()
+    other = 2 if before != 2 else 1
+    events = Hierarchy.from_family(family, buffers=[2, 2], threads=other).stream("def f(x):", max_new_tokens=8)
+    next(events)
+    assert torch.get_num_threads() == other                   # inside the decode
+    events.close()
+    assert torch.get_num_threads() == before                  # and back after it
+    list(Hierarchy.from_family(family, buffers=[2, 2], threads=other).stream("def f(x):", max_new_tokens=4))
+    assert torch.get_num_threads() == before                  # a decode run to its end, too
+    assert Hierarchy.from_family(family, buffers=[2, 2]).threads == default_threads()
+    assert Hierarchy.from_family(family, buffers=[2, 2], threads=None).threads is None
+    with pytest.raises(ConfigError, match="threads"):
+        Hierarchy.from_family(family, buffers=[2, 2], threads=0)

@@ -10,7 +10,7 @@ from hsd.levels import SamplingSettings
 from hsd.levels.hf import LevelModel
 from hsd.trace import Trace
 from hsd.verify import LOSSLESS_RULES
-from tests.stats import LLAMACPP, chi2_pvalue
+from tests.stats import LLAMACPP, chi2_pvalue, exact_law
 from hsd.family.tiny import bigram_tables, tiny_family
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,14 +24,8 @@ TARGET = {0: (1 / 3, 2 / 3), A: (1 / 3, 2 / 3), B: (0.25, 0.75)}
 
 
 def _target_joint(length, start=A):
-    out = {(): 1.0}
-    for _ in range(length):
-        nxt = {}
-        for s, p in out.items():
-            pa, pb = TARGET[s[-1] if s else start]
-            nxt[s + (A,)], nxt[s + (B,)] = p * pa, p * pb
-        out = nxt
-    return out
+    """The target's exact law of ``length`` tokens after the prompt "a" (the suite's reference)."""
+    return exact_law(lambda s: (0.0,) + TARGET[s[-1] if s else start], length)
 
 
 def _engine_pvalue(levels, buffers, rule, n=500, length=3, wrap=lambda m: m, forward="auto"):

@@ -4,7 +4,9 @@ import itertools
 import pytest
 
 from hsd.errors import ConfigError
-from hsd.plan.exactness import exactness_lab, lab_table
+from hsd.plan.exactness import exactness_lab, lab_table, random_rows, toy_rows, TOY_DRAFT, TOY_TARGET
+from hsd.verify import outcome_table
+from tests.stats import Rows, round_then_target
 
 LOSSLESS = ("token", "block", "hsd")
 
@@ -67,3 +69,22 @@ def test_random_example_is_reproducible_from_its_seed():
     a, b = exactness_lab("random", vocab=3, gamma=2, seed=7), exactness_lab("random", vocab=3, gamma=2, seed=7)
     assert a["target"] == b["target"] and a["rules"]["token"]["probs"] == b["rules"]["token"]["probs"]
     assert list(itertools.islice(a["sequences"], 3)) == ["aaa", "aab", "aac"]
+
+
+@pytest.mark.parametrize("example,vocab,gamma,seed", [("toy", 2, 2, 0), ("random", 3, 2, 1), ("random", 2, 3, 5)])
+def test_the_labs_enumeration_agrees_with_the_suites_own_reference(example, vocab, gamma, seed):
+    """The lab is not its own oracle: its target law and every rule's law (lossy included) equal
+    tests/stats.py's independent enumeration over the same rows."""
+    lab = exactness_lab(example, vocab=vocab, gamma=gamma, seed=seed)
+    ex = lab["example"]
+    if example == "toy":
+        target, draft = Rows(2, toy_rows(TOY_TARGET)), Rows(2, toy_rows(TOY_DRAFT))
+    else:
+        target = Rows(vocab, random_rows(vocab, seed, ex["sharpness"]))
+        draft = Rows(vocab, random_rows(vocab, seed, ex["sharpness"], noise=ex["noise"]))
+    sequences = list(itertools.product(range(vocab), repeat=gamma + 1))
+    reference = target.joint(gamma + 1)
+    assert lab["target"] == pytest.approx([reference.get(q, 0.0) for q in sequences], abs=1e-14)
+    for name, r in lab["rules"].items():
+        law = round_then_target(lambda t, dp, vp: outcome_table(name, t, dp, vp), draft, target, gamma)
+        assert r["probs"] == pytest.approx([law.get(q, 0.0) for q in sequences], abs=1e-14), name

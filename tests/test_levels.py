@@ -207,14 +207,17 @@ def test_a_one_hot_ngram_draft_reproduces_the_target_exactly_under_every_rule(ru
     one-hot draft every ratio ρ_t = p_t(x_t) ≤ 1, so the capped and uncapped joint ratios
     coincide: even hsd-uncapped is exact HERE (it is caught one level up, below)."""
     from hsd.levels.ngram import NGramDrafter
-    from hsd.plan.exactness import joint, random_rows, round_then_target, total_variation
+    from hsd.plan.exactness import random_rows
+    from hsd.verify import outcome_table
+    from tests.stats import Rows, round_then_target, total_variation
 
     drafter = NGramDrafter(3, bigram=[1, 2, 0])
     context = (0, 1, 2, 0, 1)                          # prompt lookup finds "0 1" -> 2
     target = random_rows(3, seed=gamma, sharpness=1.5)
-    shifted = lambda prefix: target(context + tuple(prefix))  # noqa: E731
-    got, _ = round_then_target(rule, _ngram_rows(drafter, context), shifted, 3, gamma)
-    assert total_variation(got, joint(shifted, 3, gamma + 1)) < 1e-12
+    shifted = Rows(3, lambda prefix: target(context + tuple(prefix)))
+    got = round_then_target(lambda t, dp, vp: outcome_table(rule, t, dp, vp),
+                            Rows(3, _ngram_rows(drafter, context)), shifted, gamma)
+    assert total_variation(got, shifted.joint(gamma + 1)) < 1e-12
 
 
 def test_prompt_lookup_backs_off_from_three_tokens_to_the_bigram_table_and_rolls_back_on_a_crop():

@@ -88,10 +88,24 @@ MATRIX_NAMES = [
 ]
 
 
-def test_the_matrix_covers_every_case_of_the_issue(server, tmp_path):
+def test_the_matrix_covers_every_field_of_the_issue_and_each_case_differs_from_a_normal_request(server, tmp_path):
+    """Every field the issue lists is broken by some case, every case sends something a normal
+    request does not, and each name is used once (a case that silently became a normal request,
+    or a field nobody tries, fails here; that each case is refused is the next test's claim)."""
     _, _, api = server
-    names = [c.name for c in stress.bad_cases(api, tmp_path)]
-    assert names == MATRIX_NAMES
+    cases = stress.bad_cases(api, tmp_path)
+    names = [c.name for c in cases]
+    assert len(names) == len(set(names)) and set(names) == set(MATRIX_NAMES)
+    fields = {key for c in cases for key in c.values}
+    assert {"prompt", "max_new_tokens", "temperature", "top_p", "buffers", "stack", "rules", "family",
+            "seed"} <= fields
+    normal = api.args()
+    for c in cases:
+        if c.via == "raw":
+            with pytest.raises(UnicodeDecodeError):          # the raw case really is not UTF-8
+                c.raw_body.decode("utf-8")
+            continue
+        assert api.args(**c.values) != normal, f"{c.name} sends the app's own defaults"
 
 
 def _matrix_param(name: str):
@@ -157,8 +171,12 @@ def test_a_burst_of_thirty_against_a_queue_of_six_is_queued_or_refused_cleanly_a
 # --------------------------------------------------------------------------------------------
 def test_cancel_and_a_disconnecting_client_stop_the_decode_and_the_next_request_works(server):
     url, _, api = server
-    checks = stress.check_cancel(url, api, 6, pid=None, log=lambda m: None)
-    cancel, disconnect, _memory = checks
+    # the app serves from this process, so its CPU and memory are this process's: measured, not skipped
+    checks = stress.check_cancel(url, api, 6, pid=os.getpid(), log=lambda m: None)
+    cancel, disconnect, memory = checks
+    assert cancel.figures["server_cpu_after_cores"] is not None
+    assert disconnect.figures["server_cpu_after_cores"] is not None
+    assert memory.held is not None and memory.figures["rss_before_mb"] > 0
     assert cancel.held, cancel.detail
     assert cancel.figures["tokens_streamed"] < cancel.figures["tokens_asked"]
     assert disconnect.held and disconnect.figures["was_streaming"], disconnect.detail

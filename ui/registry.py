@@ -315,7 +315,9 @@ def default_plan(families: Families, spec: str, names: Sequence[str], limits: Li
     stack with buffers of 4."""
     try:
         plan = families.plan(spec, names) if names else None
-    except Exception:                       # a broken profile must not stop the app from starting
+    except Exception as exc:                # a broken profile must not stop the app from starting
+        print(f"[hsd-explorer] the optimiser's default stack for {spec} skipped ({type(exc).__name__}: "
+              f"{str(exc)[:200]}); the fallback stack is shown", file=sys.stderr, flush=True)
         plan = None
     if plan is not None and 2 <= len(plan.chain) <= limits.max_levels and max(plan.buffers, default=1) <= limits.max_buffer:
         return [names[c] for c in plan.chain], [int(b) for b in plan.buffers]

@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -82,7 +83,7 @@ def decode_events(req: Request) -> Iterator[Event | dict]:
     from hsd.engine import Hierarchy
 
     h = Hierarchy.from_family(family, chain=list(req.chain), buffers=list(req.buffers), rules=list(req.rules),
-                              forward=req.forward)
+                              forward=req.forward, threads=None)   # the server set torch's threads (app.py)
     events = h.stream(req.prompt, max_new_tokens=req.max_new_tokens, temperature=req.temperature,
                       top_k=req.top_k, top_p=req.top_p, seed=req.seed)
     with ACTIVE:
@@ -191,7 +192,8 @@ class UiBudget:
 # --------------------------------------------------------------------------------------------
 def as_gr_error(exc: BaseException, log=None) -> gr.Error:
     """A user's mistake keeps its one sentence and is logged as one line (no traceback: it is
-    not a fault); anything else becomes a short generic message, and Gradio logs its traceback."""
+    not a fault).  Anything else is a fault: its FULL traceback (every frame down to where it was
+    raised, and its causes) goes to the server log here, and the user gets one short sentence."""
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     if isinstance(exc, gr.Error):
         return exc
@@ -200,8 +202,10 @@ def as_gr_error(exc: BaseException, log=None) -> gr.Error:
         msg = msg[:1].upper() + msg[1:]
         log(f"[hsd-explorer] refused: {msg}")
         return gr.Error(msg, print_exception=False)
+    log(f"[hsd-explorer] fault: {type(exc).__name__}: {str(exc)[:200]}\n"
+        + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip())
     return gr.Error(f"Something went wrong inside the app ({type(exc).__name__}: {str(exc)[:200]}); "
-                    "the request was abandoned, and the app is still running.")
+                    "the request was abandoned, and the app is still running.", print_exception=False)
 
 
 def log_skipped(what: str, exc: BaseException, log=None) -> None:
@@ -240,9 +244,21 @@ def save_trace(trace_dict: dict) -> str:
 
 def save_json(data: dict, kind: str) -> str:
     """Write ``data`` as ``hsd-<kind>-<id>.json`` for a download button; files older than an hour
-    are removed on the way (a long-running public app must not fill its disk)."""
+    are removed on the way (a long-running public app must not fill its disk).  A folder that
+    cannot be written is an ``HSDError`` with one sentence (the caller decides what it costs)."""
     folder = Path(tempfile.gettempdir()) / "hsd-explorer"
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"hsd-{kind}-{uuid.uuid4().hex[:10]}.json"
+        path.write_text(json.dumps(data), encoding="utf-8")
+    except OSError as exc:
+        raise HSDError(f"the server could not write the {kind} file for download into {folder} "
+                       f"({exc.strerror or type(exc).__name__})") from exc
+    _sweep(folder)
+    return str(path)
+
+
+def _sweep(folder: Path) -> None:
     now = time.time()
     if now - _LAST_SWEEP[0] > TRACE_FILES_SWEEP_S:          # not on every run: it lists the folder
         _LAST_SWEEP[0] = now
@@ -250,8 +266,7 @@ def save_json(data: dict, kind: str) -> str:
             try:
                 if old.stat().st_mtime < now - TRACE_FILES_MAX_AGE_S:
                     old.unlink()
-            except OSError:
+            except FileNotFoundError:                    # another request swept it first
                 pass
-    path = folder / f"hsd-{kind}-{uuid.uuid4().hex[:10]}.json"
-    path.write_text(json.dumps(data), encoding="utf-8")
-    return str(path)
+            except OSError as exc:
+                log_skipped(f"removing the old download {old.name}", exc)

@@ -108,13 +108,11 @@ class Limits:
 
 
 def default_torch_threads(cpus: int | None = None) -> int:
-    """torch CPU threads for the app: all cores but one (at least one).  torch's intra-op threads
-    wait for each other at every op, so the web server's work on a core the decode also uses
-    stalls every forward: measured on 2 cores, the decode ran 57 % slower inside the app than
-    alone with 2 threads, 8 % slower with 1 (and 1 thread decodes the small models as fast as 2)."""
-    cpus = cpus if cpus is not None else (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                                          else os.cpu_count() or 1)
-    return max(1, cpus - 1)
+    """torch CPU threads for the app: all cores but one (at least one), the policy of every entry
+    point (``hsd.threads``, where the measurements behind it are)."""
+    from hsd.threads import cpu_count
+
+    return max(1, (cpu_count() if cpus is None else cpus) - 1)
 
 
 def preload_wanted(env=None) -> bool:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field, replace
 
 from hsd.errors import ConfigError
@@ -294,6 +295,9 @@ class Profile:
                 text = f.read()
         except OSError as e:
             raise ConfigError(f"profile: cannot read {path} ({e.strerror})") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"profile: {os.path.basename(str(path))} is not a text file (a profile is UTF-8 JSON written "
+                              "by `hsd profile` or the Optimise tab's download)") from None
         return cls.from_json(text)
 
 

@@ -6,15 +6,26 @@ fraction of a second.  A command runs by importing its module on dispatch (``COM
 ``"module:function"``; ``run(args) -> int`` returns the exit code).
 
 Errors: every argparse mistake, and every user mistake found later (any ``hsd.errors.HSDError``),
-is printed as ONE line, ``error: …``, on stderr with exit code 2.
+is printed as ONE line, ``error: …``, on stderr with exit code 2.  Nothing a user asked for is
+lost to a mistake found late: every file a command will write is checked (its folder exists and
+is writable, it is not a folder) and every file it reads is checked (it exists, a JSON one
+parses) BEFORE any model loads or any measuring starts (``check_paths``); a ``--chain`` is checked
+against the family's size from its spec alone.  Abbreviated options are refused (``--buffer``
+is not ``--buffers``).
+
+Threads: every command that decodes takes ``--threads`` and defaults to the app's policy, all
+cores but one (``hsd.threads``; ``HSD_TORCH_THREADS`` overrides the default).
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import math
 import os
 import sys
+
+from hsd.threads import default_threads
 
 # the rules of hsd.verify.RULES, by name (checked against it by tests/test_cli.py): the CLI checks
 # rule names before torch is imported
@@ -37,6 +48,10 @@ SHAPE_PRESETS = ("close", "distant")        # = hsd.tools.shapes.ACCEPTANCE_PRES
 
 class Parser(argparse.ArgumentParser):
     """argparse with one-line errors: ``error: …`` and exit code 2 (no usage block)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)      # `--buffer 4` must not be taken as `--buffers 4`
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         command = self.prog.split()[-1] if " " in self.prog else ""
@@ -141,6 +156,7 @@ def add_generate(sub) -> None:
     p.add_argument("--top-k", type=whole(0), default=0)
     p.add_argument("--seed", type=whole(0), default=0)
     p.add_argument("--device", default=None, help="cpu, cuda or mps (default: best available)")
+    add_threads(p)
     add_forward(p)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the text")
     p.add_argument("--trace", default=None, help="also save the full trace as JSON to this path")
@@ -168,11 +184,17 @@ def add_forward(p) -> None:
                         "by llama.cpp; needs llama-cpp-python) or auto (lean where it applies; default)")
 
 
-def add_machine(p, threads_default=None, threads_help="torch CPU threads (default: torch's choice)") -> None:
+def add_threads(p) -> None:
+    p.add_argument("--threads", type=whole(1), default=default_threads(),
+                   help=f"torch CPU threads (default: all cores but one, here {default_threads()}, as the app; "
+                        "HSD_TORCH_THREADS sets the default)")
+
+
+def add_machine(p) -> None:
     """--device, --threads, --seed and --forward: where and how a measuring command runs."""
     add_forward(p)
     p.add_argument("--device", default=None, help="cpu, cuda or mps (default: best available)")
-    p.add_argument("--threads", type=whole(1), default=threads_default, help=threads_help)
+    add_threads(p)
     p.add_argument("--seed", type=whole(0), default=0)
 
 
@@ -261,6 +283,16 @@ def add_validate(sub) -> None:
     p.add_argument("--json", default=None, help="also write the full report as JSON to this path")
 
 
+def check_validate(args) -> str | None:
+    if args.profile_prompts and not args.fresh_profile:
+        return "--profile-prompts measures a profile: it needs --fresh-profile"
+    if args.save_profile and not args.fresh_profile:
+        return "--save-profile writes the profile measured in this run: it needs --fresh-profile"
+    if args.fresh_profile and args.profile:
+        return "--profile and --fresh-profile exclude each other: validate a saved profile or measure one"
+    return None
+
+
 BENCH_QUICK = {"prompts": 2, "repeats": 1, "max_new_tokens": 32}
 
 
@@ -283,7 +315,7 @@ def add_bench(sub) -> None:
     p.add_argument("--max-prompts", type=whole(1), default=None, help="use only the first N prompts")
     p.add_argument("--max-buffer", type=whole(1), default=16, help="largest buffer the optimiser considers (default 16)")
     p.add_argument("--stop-at-eos", action="store_true", help="stop every contender at eos (default: ignore eos)")
-    add_machine(p, 2, "torch CPU threads (default 2)")
+    add_machine(p)
     p.add_argument("--json", default=None, help="write the full report (every run) as JSON to this path")
     p.add_argument("--html", default=None, help="write the Plotly figure as HTML (and PNG when kaleido is installed)")
     p.add_argument("--plotlyjs", choices=["embed", "cdn"], default="embed",
@@ -339,6 +371,83 @@ def check_export(args) -> str | None:
     return None
 
 
+# every file a command writes (the attributes of its args), and every file it reads: checked
+# before anything loads.  A reader's JSON files must also parse.
+OUTPUTS = {"generate": ("trace",), "profile": ("out",), "shapes": ("out",), "validate": ("json", "save_profile"),
+           "bench": ("json", "html", "markdown")}
+INPUTS = {"profile": ("profile_prompts",), "optimize": ("profile",),
+          "validate": ("profile", "prompts_file", "profile_prompts"), "bench": ("profile", "prompts")}
+JSON_INPUTS = ("profile",)
+
+
+def check_output(path: str, option: str) -> str | None:
+    """Why ``path`` cannot be written, or None: it is a folder, its folder is missing or not a
+    folder, or that folder is not writable."""
+    if not path or not path.strip():
+        return f"{option} needs a file path, got an empty one"
+    full = os.path.abspath(os.path.expanduser(path))
+    folder = os.path.dirname(full)
+    if os.path.isdir(full):
+        return f"{option} {path} is a folder; give a file path"
+    if not os.path.isdir(folder):
+        return (f"{option} {path}: the folder {folder} does not exist" if not os.path.exists(folder)
+                else f"{option} {path}: {folder} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK) or (os.path.exists(full) and not os.access(full, os.W_OK)):
+        return f"{option} {path}: cannot write there (permission denied)"
+    return None
+
+
+def check_input(path: str, option: str, parse_json: bool) -> str | None:
+    """Why ``path`` cannot be read (missing, a folder, unreadable, or, for JSON, not JSON), or None."""
+    noun = "prompts" if "prompts" in option else "profile"
+    full = os.path.expanduser(path)
+    if not os.path.exists(full):
+        return f"cannot read the {noun} file {path} ({option}): no such file"
+    if os.path.isdir(full):
+        return f"cannot read the {noun} file {path} ({option}): it is a folder"
+    try:
+        with open(full, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        return f"cannot read the {noun} file {path} ({option}): {e.strerror}"
+    if parse_json:
+        try:
+            json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as e:
+            return f"the {noun} file {path} ({option}) is not JSON ({str(e).splitlines()[0][:80]})"
+    return None
+
+
+def check_paths(args) -> str | None:
+    """The first file ``args`` name that cannot be written or read, in one sentence; or None."""
+    for name in OUTPUTS.get(args.command, ()):
+        value = getattr(args, name, None)
+        if value is not None:
+            problem = check_output(value, "--" + name.replace("_", "-"))
+            if problem:
+                return problem
+    for name in INPUTS.get(args.command, ()):
+        value = getattr(args, name, None)
+        if value is not None:
+            option = name if args.command == "optimize" else "--" + name.replace("_", "-")
+            problem = check_input(value, option, name in JSON_INPUTS)
+            if problem:
+                return problem
+    return None
+
+
+def check_chain_fits(args) -> str | None:
+    """``generate --chain`` against the size of the family its spec names (no model is loaded)."""
+    if args.command != "generate" or not args.chain:
+        return None
+    from hsd.models import resolve_spec
+
+    size = len(resolve_spec(args.models))
+    if max(args.chain) >= size:
+        return f"--chain {','.join(map(str, args.chain))}: the family {args.models!r} has {size} models (indices 0 to {size - 1})"
+    return None
+
+
 def add_stress(sub) -> None:
     sub.add_parser("stress", help="reliability of the running app (runs `python -m ui.stress`)",
                    description="The app's load and fault test lives with the app: this runs "
@@ -377,8 +486,8 @@ def main(argv=None) -> int:
     if argv[:1] == ["stress"]:                      # every argument is ui.stress's to check
         return run_stress(argv[1:])
     args = build_parser().parse_args(argv)
-    checks = {"generate": check_generate, "export-gguf": check_export}
-    problem = checks[args.command](args) if args.command in checks else None
+    checks = {"generate": check_generate, "export-gguf": check_export, "validate": check_validate}
+    problem = (checks[args.command](args) if args.command in checks else None) or check_paths(args)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
@@ -386,6 +495,10 @@ def main(argv=None) -> int:
     from hsd.errors import HSDError
 
     try:
+        problem = check_chain_fits(args)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return 2
         return int(getattr(importlib.import_module(module), func)(args) or 0)
     except HSDError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -41,14 +41,13 @@ def run(args) -> int:
     chain = args.chain if args.chain is not None else list(range(len(family.models)))
     buffers = args.buffers if args.buffers is not None else [4] * (len(chain) - 1)
     rules = args.rule[0] if len(args.rule) == 1 else args.rule
-    h = Hierarchy.from_family(family, chain=chain, buffers=buffers, rules=rules, forward=args.forward)
+    h = Hierarchy.from_family(family, chain=chain, buffers=buffers, rules=rules, forward=args.forward,
+                              threads=args.threads)
     stop = threading.Event()
     trace = Trace()
     with ctrl_c_stops(stop):
         trace.extend(h.stream(args.prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                               top_k=args.top_k, top_p=args.top_p, seed=args.seed, stop=stop.is_set))
-    if args.trace:
-        trace.save(args.trace)
     summary = trace.summary()
     if args.json:
         print(json.dumps({"text": trace.text, "token_ids": trace.token_ids, "summary": summary.to_dict()}))
@@ -58,4 +57,10 @@ def run(args) -> int:
         print(f"\n[{summary.n_tokens} tokens, {summary.tokens_per_s:.1f} tokens/s wall clock, "
               f"{summary.tokens_per_target_call:.2f} tokens per target call, acceptance {edges}"
               + (", stopped by Ctrl-C" if summary.finish_reason == "cancelled" else "") + "]", file=sys.stderr)
+    if args.trace:                 # after the text: a write that fails now loses nothing already printed
+        try:
+            trace.save(args.trace)
+        except OSError as e:
+            print(f"error: could not write the trace to {args.trace} ({e.strerror or e})", file=sys.stderr)
+            return 2
     return 130 if summary.finish_reason == "cancelled" else 0

@@ -16,7 +16,7 @@ from typing import Sequence
 
 from hsd.errors import ConfigError
 from hsd.plan.profile import ENGINE_TERMS, Profile, law_from_conditional
-from hsd.tools.paths import PROMPT_FILES, load_prompts
+from hsd.tools.paths import PROMPT_FILES, load_prompts, save_or_rescue
 from hsd.tools.progress import ProgressFn, progress_bar
 from hsd.trace import Trace
 
@@ -174,7 +174,8 @@ def measure_trace_lengths(family, names: Sequence[str], prompts_ids: Sequence[li
         reached, kept = [0] * max_block, [0] * max_block
         for gamma in gammas:
             h = Hierarchy([family.models[i], family.models[j]], tokenizer=family.tokenizer, names=[names[i], names[j]],
-                          vocab_size=family.vocab_size, buffers=[gamma], rules=rule, forward=forward)
+                          vocab_size=family.vocab_size, buffers=[gamma], rules=rule, forward=forward,
+                          threads=None)   # the command set torch's threads
             for p, prompt in enumerate(text):
                 events = list(h.stream(prompt, max_new_tokens=new_tokens, temperature=settings.temperature,
                                        top_k=settings.top_k, top_p=settings.top_p, seed=seed + p, stop_at_eos=False))
@@ -193,7 +194,7 @@ def measure_trace_lengths(family, names: Sequence[str], prompts_ids: Sequence[li
             progress(done + 1, len(pairs), "measuring acceptance from decodes")
     if records is not None:                                  # the target alone: steps, no rounds
         h = Hierarchy([family.models[-1]], tokenizer=family.tokenizer, names=[names[-1]],
-                      vocab_size=family.vocab_size, buffers=[], forward=forward)
+                      vocab_size=family.vocab_size, buffers=[], forward=forward, threads=None)
         for p, prompt in enumerate(text):
             records.append(decode_record(list(h.stream(prompt, max_new_tokens=new_tokens, temperature=settings.temperature,
                                                        top_k=settings.top_k, top_p=settings.top_p, seed=seed + p,
@@ -551,7 +552,8 @@ def run(args) -> int:
                               progress=progress_bar(), forward=args.forward, block_every=args.block_every,
                               accept_source=args.accept_source, prompts=prompts, trace_blocks=args.trace_blocks)
     profile.meta["family"] = args.family
-    profile.save(args.out)
+    if not save_or_rescue(args.out, profile.save, "profile"):
+        return 2
     print(f"\nwrote {args.out}: {len(profile.models)} models, costs n=1..{args.max_n}", file=sys.stderr)
     width = max(len(m) for m in profile.models)
     print(f"{'model':<{width}}  {'c(1) ms':>8}  {'c(' + str(args.max_n) + ') ms':>9}  α under target")

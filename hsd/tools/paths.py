@@ -54,3 +54,35 @@ def load_prompts(path) -> list[str]:
 def default_prompts_path(family_spec: str) -> Path:
     """Python-code prompts for the bundled family, natural-language prompts for any other."""
     return PROMPT_FILES["code" if family_spec.strip().lower() == "bundled" else "natural"]
+
+
+def save_or_rescue(path, write, what: str) -> bool:
+    """``write(path)``; if that fails (the folder went away, the disk filled, a permission
+    changed since the command checked it), ``write`` again into a fresh file in the system's
+    temporary folder and say where, in one ``error:`` line: a long measurement is never lost to a
+    bad path.  True when ``path`` was written."""
+    import sys
+    import tempfile
+
+    try:
+        write(path)
+        return True
+    except OSError as e:
+        suffix = Path(str(path)).suffix or ".out"
+        fd, rescue = tempfile.mkstemp(prefix="hsd-rescued-", suffix=suffix)
+        import os
+
+        os.close(fd)
+        write(rescue)
+        print(f"error: could not write the {what} to {path} ({e.strerror or e}); it is saved in {rescue}",
+              file=sys.stderr)
+        return False
+
+
+def write_json(data, path) -> None:
+    """``data`` as indented JSON, one newline at the end."""
+    import json
+
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1)
+        f.write("\n")

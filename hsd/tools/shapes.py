@@ -22,7 +22,7 @@ from typing import Sequence
 
 from hsd.errors import ConfigError
 from hsd.plan.profile import Profile
-from hsd.tools.paths import ASSETS
+from hsd.tools.paths import ASSETS, save_or_rescue
 from hsd.tools.progress import ProgressFn
 
 SHAPES_DIR = ASSETS / "shapes"
@@ -243,7 +243,8 @@ def run(args) -> int:
     profiles = measure_shapes_on(args.family, forwards, preset=args.preset, dtype=args.dtype, max_n=args.max_n,
                                  repeats=args.repeats, progress=progress_bar())
     profile = profiles[0]
-    profile.save(args.out)
+    if not save_or_rescue(args.out, profile.save, "profile"):
+        return 2
     print(f"\nwrote {args.out}", file=sys.stderr)
     print(f"costs measured with random weights ({args.dtype}, {torch.get_num_threads()} threads); "
           f"acceptance assumed ({args.preset})")

@@ -39,7 +39,7 @@ from hsd.plan.contenders import Contender, pick_contenders
 from hsd.plan.optimize import optimal_hierarchy, plan_for
 from hsd.plan.latency import autoregressive_ms, expected_ms_per_token, horizon_counts
 from hsd.plan.profile import Profile
-from hsd.tools.paths import PROMPT_FILES, load_prompts, profile_path
+from hsd.tools.paths import PROMPT_FILES, load_prompts, profile_path, save_or_rescue, write_json
 from hsd.tools.progress import ProgressFn, progress_bar
 
 VALIDATE_PROMPTS = (
@@ -122,7 +122,7 @@ def validate(family, profile: Profile, *, prompts: Sequence[str] = VALIDATE_PROM
         contenders.append(Contender(f"{other.acceptance_model} optimum", plan_for(profile, other_optimum.chain,
                                                                                    other_optimum.buffers)))
     hierarchies = [Hierarchy.from_family(family, chain=list(c.plan.chain), buffers=list(c.plan.buffers), rules=rule,
-                                         forward=forward)
+                                         forward=forward, threads=None)   # the command set torch's threads
                    for c in contenders]
     ar_index = next(i for i, c in enumerate(contenders) if len(c.plan.chain) == 1)
     # 1) warm-up (excluded): first call of each hierarchy allocates and fills caches
@@ -330,6 +330,10 @@ def run(args) -> int:
         raise ConfigError("--profile-prompts measures a profile: it needs --fresh-profile")
     prompts = args.prompts or load_prompts(args.prompts_file or PROMPT_FILES["validate"])
     profile_prompts = load_prompts(args.profile_prompts or PROMPT_FILES["profile"]) if args.fresh_profile else None
+    path, saved = "measured in this run (--fresh-profile)", True
+    if not args.fresh_profile:                  # a missing or malformed profile answers before any model loads
+        path = profile_path(args.family, args.profile, "validate")
+        profile = Profile.load(path)
     family = load_family(args.family, device=args.device)
     if args.fresh_profile:
         from hsd.tools.measure import measure_profile
@@ -338,12 +342,8 @@ def run(args) -> int:
         profile = measure_profile(family, temperature=temperature, seed=args.seed, progress=progress_bar(),
                                   forward=args.forward, rule=args.rule, trace_blocks=args.trace_blocks,
                                   prompts=profile_prompts)
-        path = "measured in this run (--fresh-profile)"
         if args.save_profile:
-            profile.save(args.save_profile)
-    else:
-        path = profile_path(args.family, args.profile, "validate")
-        profile = Profile.load(path)
+            saved = save_or_rescue(args.save_profile, profile.save, "profile")
     report = validate(family, profile, prompts=prompts,
                       max_new_tokens=args.max_new_tokens, repeats=args.repeats, temperature=args.temperature,
                       rule=args.rule, max_buffer=args.max_buffer, seed=args.seed, progress=progress_bar(),
@@ -351,7 +351,5 @@ def run(args) -> int:
     report["profile"] = str(path)
     print(format_report(report))
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(report, f, indent=1)
-            f.write("\n")
-    return 0
+        saved &= save_or_rescue(args.json, lambda p: write_json(report, p), "report")
+    return 0 if saved else 2

@@ -349,8 +349,14 @@ def _final(tab: GenerateTab, trace: Trace, req: Request, level_names) -> dict:
     state = trace.to_dict()
     state["meta"]["request"] = req.meta(level_names)
     n_target = len(views.verifications(trace))
+    try:
+        download = gr.update(value=session.save_trace(state), interactive=True)
+    except HSDError as exc:           # the decode is complete: only its download file is missing
+        session.log_skipped("the trace download", exc)
+        gr.Warning(f"{str(exc)[:1].upper()}{str(exc)[1:]}; the text and the panels are complete.")
+        download = gr.update(value=None, interactive=False)
     return {tab.trace_state: state,
-            tab.download: gr.update(value=session.save_trace(state), interactive=True),
+            tab.download: download,
             tab.view_index: gr.update(maximum=max(n_target, 2), value=max(n_target, 1)),
             tab.view_level: gr.update(choices=views.level_choices(level_names),
                                       value=len(level_names) - 1 if len(level_names) > 1 else None)}

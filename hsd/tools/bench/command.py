@@ -2,7 +2,6 @@
 test (one repeat): the report says so, and shows the spread it has."""
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -57,15 +56,13 @@ def run(args) -> int:
                           load_avg_end=_loadavg())
     print(file=sys.stderr)
     print(format_report(report))
+    saved = True
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(report, f, indent=1)
-            f.write("\n")
+        saved &= paths.save_or_rescue(args.json, lambda p: paths.write_json(report, p), "report")
     if args.markdown:
-        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.markdown).write_text(format_markdown(report) + "\n", encoding="utf-8")
+        saved &= paths.save_or_rescue(
+            args.markdown, lambda p: Path(p).write_text(format_markdown(report) + "\n", encoding="utf-8"), "tables")
     if args.html:
         for path in write_figure(report, args.html, args.plotlyjs):
             print(f"wrote {path}", file=sys.stderr)
-    return 0
+    return 0 if saved else 2

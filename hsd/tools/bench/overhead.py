@@ -37,7 +37,7 @@ def decode_shares(family, hierarchies, temperatures, prompts, max_new_tokens: in
 
     rows = []
     for chain, buffers in hierarchies:
-        h = Hierarchy.from_family(family, chain=chain, buffers=buffers, rules="hsd", forward=forward_path)
+        h = Hierarchy.from_family(family, chain=chain, buffers=buffers, rules="hsd", forward=forward_path, threads=None)
         for temperature in temperatures:
             h.generate(prompts[0], max_new_tokens=8, temperature=temperature)           # warm-up
             shares, outside = [], []

@@ -153,7 +153,7 @@ def make_runner(family, contender: BenchContender, meter: ForwardMeter, forward:
         from hsd.engine import Hierarchy
 
         h = Hierarchy.from_family(family, chain=list(contender.chain), buffers=list(contender.buffers),
-                                  rules=contender.rule, forward=forward)
+                                  rules=contender.rule, forward=forward, threads=None)
         n_models = len(family.models)
 
         def run_engine(job: Decode):
