@@ -104,7 +104,12 @@ def _resolve_item(item: str) -> str:
     if item in bundled_names() and (BUNDLED_DIR / item).is_dir():
         return str(BUNDLED_DIR / item)
     path = Path(item).expanduser()
-    if path.exists():
+    try:
+        exists = path.exists()
+    except (OSError, ValueError):            # a name too long for a path, or with a NUL in it
+        raise ModelLoadError(f"{item[:40]!r}{'…' if len(item) > 40 else ''} is neither a model folder "
+                             f"nor a hub id; {_WAY_FORWARD}.") from None
+    if exists:
         if not path.is_dir():
             raise ModelLoadError(f"{item} is a file, not a model folder; {_WAY_FORWARD}.")
         return str(path.resolve())

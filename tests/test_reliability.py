@@ -354,3 +354,30 @@ def test_custom_code_shipped_in_a_model_folder_never_runs(tmp_path):
     finally:
         clear_cache()
     assert not marker.exists(), "code shipped with the model folder was executed"
+
+
+# --------------------------------------------------------------------------------------------
+# a real fault: the user reads one sentence, the server log keeps the whole traceback
+# --------------------------------------------------------------------------------------------
+def test_a_model_forward_that_raises_shows_one_sentence_and_its_full_traceback_in_the_log(server, tiny_spec, capfd):
+    import torch
+
+    from hsd.models import load_family
+
+    url, client, api = server
+    target = load_family(tiny_spec).models[-1]          # the very model the app serves (one load per process)
+    weight = target.model.layers[0].mlp.down_proj.weight
+    good = weight.data
+    capfd.readouterr()
+    try:
+        weight.data = torch.zeros(3, 5)                  # a damaged layer: its matmul raises in the forward
+        out = stress.call(client, stress.normal_args(api, 6, seed=5))
+    finally:
+        weight.data = good
+    log = capfd.readouterr().err
+    assert out.kind == "error" and "\n" not in out.message and out.message.startswith("Something went wrong")
+    assert "RuntimeError" in out.message and "Traceback (most recent call last)" not in out.message
+    assert "Traceback (most recent call last)" in log and "RuntimeError" in log
+    assert "hsd/levels/" in log and "hsd/engine.py" in log           # every frame, down to the forward
+    after = stress.call(client, stress.normal_args(api, 6, seed=5))
+    assert after.kind == "ok" and after.tokens                       # the app still serves

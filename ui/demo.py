@@ -10,6 +10,7 @@ from __future__ import annotations
 import gradio as gr
 
 import visual
+from ui import session
 from ui.context import PRESENTER, Context, bind, current_session, unchanged
 from ui.registry import Families, load_prompts
 from ui.settings import CSS_PATH, Limits
@@ -32,11 +33,39 @@ derivation (labelled *model-predicted*); timings are *wall clock* on this machin
 """
 
 
+class ExplorerBlocks(gr.Blocks):
+    """gr.Blocks whose API answers a malformed request with ONE sentence, never silence.
+
+    Gradio checks a request before any handler runs (the number of values, each widget's value
+    model, a choice outside a dropdown's list) and answers what fails with an exception the page
+    shows as a bare "Error", or with a message that echoes the whole bad value.  Here every such
+    failure becomes one short sentence naming the endpoint (``session.input_error``), logged as
+    one line.  And a request body FastAPI refuses (a JSON body of the wrong shape) is answered
+    with HTTP 422 even when it holds NaN or infinity, which FastAPI's own handler cannot write
+    (it answered 500)."""
+
+    async def preprocess_data(self, block_fn, inputs, state, explicit_call: bool = False):
+        try:
+            return await super().preprocess_data(block_fn, inputs, state, explicit_call)
+        except Exception as exc:
+            raise session.input_error(getattr(block_fn, "api_name", None) or getattr(block_fn, "name", "?"),
+                                      exc) from exc
+
+    def launch(self, *args, **kwargs):
+        from fastapi.exceptions import RequestValidationError
+
+        app_kwargs = dict(kwargs.pop("app_kwargs", None) or {})
+        handlers = dict(app_kwargs.get("exception_handlers") or {})
+        handlers.setdefault(RequestValidationError, session.refused_body)
+        app_kwargs["exception_handlers"] = handlers
+        return super().launch(*args, app_kwargs=app_kwargs, **kwargs)
+
+
 def build_demo(limits: Limits | None = None, families: Families | None = None) -> gr.Blocks:
     """1) the shared state, 2) each tab's layout, 3) each tab's wiring, 4) the theme redraw."""
     limits = limits or Limits.from_env()
     ctx = Context(limits=limits, families=families or Families(limits), prompts=load_prompts())
-    with gr.Blocks(title="HSD Explorer", analytics_enabled=False, delete_cache=(1800, 3600)) as demo:
+    with ExplorerBlocks(title="HSD Explorer", analytics_enabled=False, delete_cache=(1800, 3600)) as demo:
         ctx.demo = demo                                                          # 1)
         ctx.dark = gr.Checkbox(value=False, visible=False, elem_id="dark-flag")
         ctx.trace_state = gr.State(None, time_to_live=7200)

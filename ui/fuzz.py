@@ -28,9 +28,11 @@ from ui import stress
 FORMAT = "hsd-fuzz/1"
 CHECK_EVERY = 100
 HUGE_TEXT = 100_000
-# endpoints that measure on the machine for seconds to minutes when every value is valid: their
-# payloads always carry one junk value (so a fuzz run stays a fuzz run, not a benchmark)
-HEAVY = {"/measure_shapes", "/retime_costs", "/measured_profile"}
+# endpoints that measure on the machine for seconds to minutes when every value is valid (a
+# profile 'measured now' takes ten minutes on the bundled family): their payloads always carry one
+# value no widget could send (a list or an object) in a parameter that is not a checkbox, so a
+# fuzz run stays a fuzz run, not a benchmark
+HEAVY = {"/measure_shapes", "/retime_costs", "/measured_profile", "/optimize"}
 
 
 @dataclass(frozen=True)
@@ -107,21 +109,32 @@ def _valid(st, p: Param):
     return st.text()
 
 
+def bodies(params: dict[str, list[Param]], name: str):
+    """A strategy of request bodies for one endpoint."""
+    st, junk = _strategies()
+    return _body(st, junk, params, name)
+
+
 def payloads(params: dict[str, list[Param]]):
     """A strategy of (endpoint, request body) pairs."""
     st, junk = _strategies()
+    return st.sampled_from(sorted(params)).flatmap(lambda name: _body(st, junk, params, name).map(lambda b: (name, b)))
 
-    def body(name: str):
-        ps = params[name]
-        values = st.tuples(*[st.one_of(st.just(p.default), _valid(st, p), junk) for p in ps]) if ps else st.just(())
-        if name in HEAVY and ps:
-            values = st.tuples(values, st.integers(0, len(ps) - 1), junk).map(
-                lambda t: t[0][:t[1]] + (t[2],) + t[0][t[1] + 1:])
-        shape = st.sampled_from(["as is"] * 6 + ["missing fields", "extra fields", "wrong body"])
-        return st.tuples(values, shape, st.integers(0, len(ps)), st.lists(junk, min_size=1, max_size=3), junk).map(
-            lambda t: _shaped(list(t[0]), *t[1:]))
 
-    return st.sampled_from(sorted(params)).flatmap(lambda name: body(name).map(lambda b: (name, b)))
+def _body(st, junk, params: dict[str, list[Param]], name: str):
+    """One endpoint's bodies: each value valid, the default or junk; then, sometimes, fields
+    missing, extra fields, or a body of the wrong shape."""
+    ps = params[name]
+    values = st.tuples(*[st.one_of(st.just(p.default), _valid(st, p), junk) for p in ps]) if ps else st.just(())
+    checked = [i for i, p in enumerate(ps) if p.kind != "boolean"]
+    if name in HEAVY and checked:
+        never_valid = st.one_of(st.lists(st.integers(), min_size=1, max_size=3),
+                                st.dictionaries(st.text(min_size=1, max_size=6), st.integers(), min_size=1, max_size=3))
+        values = st.tuples(values, st.sampled_from(checked), never_valid).map(
+            lambda t: t[0][:t[1]] + (t[2],) + t[0][t[1] + 1:])
+    shape = st.sampled_from(["as is"] * 6 + ["missing fields", "extra fields", "wrong body"])
+    return st.tuples(values, shape, st.integers(0, len(ps)), st.lists(junk, min_size=1, max_size=3), junk).map(
+        lambda t: _shaped(list(t[0]), *t[1:]))
 
 
 def _shaped(data: list, shape: str, cut: int, extra: list, junk) -> object:
@@ -135,22 +148,29 @@ def _shaped(data: list, shape: str, cut: int, extra: list, junk) -> object:
 
 
 def draw(params: dict[str, list[Param]], n: int, seed: int = 0) -> list[tuple[str, object]]:
-    """n payloads, reproducible from ``seed`` (hypothesis' generation phase only: nothing is
-    shrunk or replayed, and no example database is written)."""
+    """n payloads, reproducible from ``seed``, the endpoints taken in turn (so every endpoint gets
+    n / endpoints of them); hypothesis' generation phase only: nothing is shrunk or replayed, and
+    no example database is written."""
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis import seed as with_seed
 
-    out: list = []
+    names = sorted(params)
+    per = -(-n // max(1, len(names)))
+    drawn: dict[str, list] = {}
+    for k, name in enumerate(names):
+        out: list = []
 
-    @with_seed(seed)
-    @settings(max_examples=n, database=None, deadline=None, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck))
-    @given(payloads(params))
-    def collect(payload):
-        out.append(payload)
+        @with_seed(seed * 1000 + k)
+        @settings(max_examples=per, database=None, deadline=None, phases=[Phase.generate],
+                  suppress_health_check=list(HealthCheck))
+        @given(bodies(params, name))
+        def collect(body):
+            out.append(body)
 
-    collect()
-    return out[:n]
+        collect()
+        drawn[name] = out
+    mixed = [(name, drawn[name][i]) for i in range(per) for name in names if i < len(drawn[name])]
+    return mixed[:n]
 
 
 # -- sending and judging -----------------------------------------------------------------------
@@ -172,7 +192,7 @@ def judge(endpoint: str, out: stress.Outcome) -> Answer:
         verdict = "result"
     elif out.kind == "error" and msg.startswith("HTTP 4"):
         verdict = "refused at the door"
-    elif out.kind in ("error", "refused") and stress.one_sentence(msg):
+    elif out.kind in ("error", "refused") and stress.one_sentence(msg) and msg != stress.NO_MESSAGE:
         verdict = "sentence"
     elif out.kind == "failed" and ("timed out" in msg.lower() or "timeout" in msg.lower()):
         verdict = "unanswered"

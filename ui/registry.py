@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import Sequence
 
-from hsd.errors import HSDError, ModelLoadError
+from hsd.errors import ConfigError, HSDError, ModelLoadError
 from ui.settings import EXAMPLES_DIR, PROMPTS_FILE, SHIPPED_PROFILES, Limits
 
 _LOAD_LOCK = threading.Lock()
@@ -108,6 +108,8 @@ class Families:
         return f"ngram,{self.limits.family}"
 
     def check_allowed(self, spec: str) -> str:
+        if spec is not None and not isinstance(spec, str):
+            raise ConfigError("The model family must be text: a family name or comma-separated model folders.")
         spec = (spec or "").strip() or self.limits.family
         if spec.replace(" ", "") == self.with_ngram():
             return self.with_ngram()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 import tempfile
 import threading
@@ -190,6 +191,29 @@ class UiBudget:
 # --------------------------------------------------------------------------------------------
 # 4) errors
 # --------------------------------------------------------------------------------------------
+MAX_MESSAGE = 280           # characters of a message a person reads in a toast
+
+
+def brief(value, limit: int = 40) -> str:
+    """``repr(value)`` short enough to quote in a sentence (a 100k-character value is not echoed)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def tidy_message(msg: str) -> str:
+    """One line, at most ``MAX_MESSAGE`` characters: a quoted value longer than 40 characters is
+    cut, and a quoted value never reads as the end of a sentence (``. `` inside it is shown as
+    ``.␣``).  Our own sentences are short; this guards the values they echo."""
+    msg = " ".join(str(msg).split())
+
+    def quoted(m):
+        inner = m.group(0)
+        inner = inner if len(inner) <= 42 else inner[:40] + "…" + inner[0]
+        return re.sub(r"([.!?])\s", "\\1␣", inner)
+    msg = re.sub(r"(?<!\w)'[^']*'(?!\w)|(?<!\w)\"[^\"]*\"(?!\w)", quoted, msg)
+    return msg if len(msg) <= MAX_MESSAGE else msg[:MAX_MESSAGE - 1] + "…"
+
+
 def as_gr_error(exc: BaseException, log=None) -> gr.Error:
     """A user's mistake keeps its one sentence and is logged as one line (no traceback: it is
     not a fault).  Anything else is a fault: its FULL traceback (every frame down to where it was
@@ -198,14 +222,41 @@ def as_gr_error(exc: BaseException, log=None) -> gr.Error:
     if isinstance(exc, gr.Error):
         return exc
     if isinstance(exc, HSDError):
-        msg = str(exc)
+        msg = tidy_message(str(exc))
         msg = msg[:1].upper() + msg[1:]
         log(f"[hsd-explorer] refused: {msg}")
         return gr.Error(msg, print_exception=False)
     log(f"[hsd-explorer] fault: {type(exc).__name__}: {str(exc)[:200]}\n"
         + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip())
-    return gr.Error(f"Something went wrong inside the app ({type(exc).__name__}: {str(exc)[:200]}); "
+    return gr.Error(f"Something went wrong inside the app ({type(exc).__name__}: {tidy_message(str(exc))[:160]}); "
                     "the request was abandoned, and the app is still running.", print_exception=False)
+
+
+def input_error(endpoint: str, exc: BaseException, log=None) -> gr.Error:
+    """A request Gradio could not hand to ``endpoint``'s handler (too few values, a value of the
+    wrong shape, a choice not offered): one sentence for the caller, one line in the log."""
+    log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+    if isinstance(exc, gr.Error):
+        detail = str(exc.message)
+    else:
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        detail = next((ln for ln in lines[1:] if not ln.startswith("For further information")), None) \
+            if len(lines) > 1 and "validation error" in lines[0] else (lines[0] if lines else type(exc).__name__)
+    msg = tidy_message(f"The request does not fit /{str(endpoint).strip('/')}'s inputs ({detail})")
+    msg = msg.rstrip(".") + "." if not msg.endswith("…") else msg
+    log(f"[hsd-explorer] refused a malformed request: {msg}")
+    return gr.Error(msg, print_exception=False)
+
+
+async def refused_body(request, exc):
+    """FastAPI's answer to a request body of the wrong shape, as HTTP 422 with one sentence (its
+    own handler fails with 500 on a body holding NaN, which JSON cannot write back)."""
+    from fastapi.responses import JSONResponse
+
+    first = next(iter(getattr(exc, "errors", lambda: [])() or []), {})
+    where = ".".join(str(x) for x in first.get("loc", ()) if x != "body") or "the body"
+    return JSONResponse(status_code=422, content={"detail": tidy_message(
+        f"The request body is not what the API takes ({where}: {first.get('msg', 'malformed')})")})
 
 
 def log_skipped(what: str, exc: BaseException, log=None) -> None:

@@ -62,6 +62,7 @@ MEMORY_TOLERANCE = 0.10            # "within 10% of its level"
 MEMORY_SLACK_MB = 5.0              # allocator noise on a small process (reported, not hidden)
 IDLE_CPU = 0.35                    # a server decoding uses ~1 core; idle it uses almost none
 GENERIC_CRASH = "something went wrong inside the app"
+NO_MESSAGE = "error (no message)"      # what the page shows of an exception that is not a gr.Error: nothing
 NORMAL_PROMPTS = ["def parse_args(argv):\n", "class Stack:\n    def push(self, item):\n",
                   "import os\n\n\ndef main():\n", "    for i in range(n):\n"]
 QUICK = {"sessions": 4, "burst": 20, "sequential": 10, "new_tokens": 12}
@@ -418,7 +419,7 @@ def rest_call(url: str, args: list | None = None, raw_body: bytes | None = None,
                         return Outcome("ok", final=data, seconds=time.monotonic() - t0)
                     if event == "error":
                         msg = data.get("error") if isinstance(data, dict) else data
-                        return Outcome("error", str(msg if msg is not None else "error (no message)"),
+                        return Outcome("error", str(msg if msg is not None else NO_MESSAGE),
                                        seconds=time.monotonic() - t0)
                     last = data
         return Outcome("failed", f"the event stream ended without a result ({str(last)[:80]})",
@@ -1133,7 +1134,9 @@ def main(argv=None) -> int:
     try:
         return run(args)
     except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
+        from hsd.tools.cli import error_line
+
+        sys.stderr.write(error_line(str(e)))
         return 2
 
 

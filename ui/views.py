@@ -102,7 +102,11 @@ def alpha_table(names, matrix) -> dict[tuple[int, int], float]:
     name first); a ConfigError naming the first cell that is not a number from 0 to 1."""
     from hsd.errors import ConfigError
 
-    rows = list(matrix) if matrix is not None else []
+    if isinstance(matrix, dict):                 # the table as the page sends it: {"headers", "data"}
+        matrix = matrix.get("data")
+    if matrix is not None and not isinstance(matrix, (list, tuple)):
+        raise ConfigError(f"the acceptance table must have {len(names)} rows of {len(names)} values, one per model")
+    rows = [list(r) if isinstance(r, (list, tuple)) else [] for r in matrix] if matrix is not None else []
     if len(rows) != len(names) or any(len(r) != len(names) + 1 for r in rows):
         raise ConfigError(f"the acceptance table must have {len(names)} rows of {len(names)} values, one per model")
     out = {}

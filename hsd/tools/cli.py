@@ -55,7 +55,14 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         command = self.prog.split()[-1] if " " in self.prog else ""
-        self.exit(2, f"error: {command + ': ' if command else ''}{message}\n")
+        self.exit(2, error_line(f"{command + ': ' if command else ''}{message}"))
+
+
+def error_line(message: str) -> str:
+    """``error: MESSAGE`` as ONE line: a control character a user typed (a newline, a record
+    separator) is shown escaped, never printed, so it cannot break the line."""
+    shown = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in str(message))
+    return f"error: {shown}\n"
 
 
 # --------------------------------------------------------------------------------------------
@@ -489,7 +496,7 @@ def main(argv=None) -> int:
     checks = {"generate": check_generate, "export-gguf": check_export, "validate": check_validate}
     problem = (checks[args.command](args) if args.command in checks else None) or check_paths(args)
     if problem:
-        print(f"error: {problem}", file=sys.stderr)
+        sys.stderr.write(error_line(problem))
         return 2
     module, func = COMMANDS[args.command].split(":")
     from hsd.errors import HSDError
@@ -497,11 +504,11 @@ def main(argv=None) -> int:
     try:
         problem = check_chain_fits(args)
         if problem:
-            print(f"error: {problem}", file=sys.stderr)
+            sys.stderr.write(error_line(problem))
             return 2
         return int(getattr(importlib.import_module(module), func)(args) or 0)
     except HSDError as e:
-        print(f"error: {e}", file=sys.stderr)
+        sys.stderr.write(error_line(str(e)))
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

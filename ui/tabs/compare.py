@@ -90,7 +90,8 @@ def wire(ctx: Context, tab: CompareTab) -> None:
                      tab.outputs(), api_name="compare", concurrency_id="decode",
                      concurrency_limit=ctx.limits.concurrency, preprocess=False)
     tab.retime.click(bind(retime_costs, ctx), [gen.family, gen.temperature], [tab.retime_status],
-                     api_name="retime_costs", concurrency_id="decode", concurrency_limit=ctx.limits.concurrency)
+                     api_name="retime_costs", concurrency_id="decode", concurrency_limit=ctx.limits.concurrency,
+                     preprocess=False)
 
 
 def compare(ctx: Context, tab: CompareTab, prompt_text, chosen, *values):
@@ -100,14 +101,30 @@ def compare(ctx: Context, tab: CompareTab, prompt_text, chosen, *values):
     temperature, top_p, top_k, seed, max_new, dark, repeats = (list(rest) + [None] * 7)[:7]
     bufs, rules = list(stack[2:2 + ctx.slots]), list(stack[2 + ctx.slots:])
     try:
-        if chosen is not None and not list(chosen):
-            raise ConfigError("Tick at least one hierarchy to compare.")
+        chosen = _chosen(chosen)
         runs = whole(DEFAULT_REPEATS if repeats is None else repeats, "Runs per hierarchy", 1, MAX_REPEATS)
         req = make_request(ctx.families, prompt_text, stack[0], stack[1], bufs, rules, temperature, top_p, top_k,
                            seed, max_new)
-        yield from _runs(ctx, tab, req, list(chosen or CONTENDERS), bool(dark), runs)
+        yield from _runs(ctx, tab, req, chosen, bool(dark), runs)
     except Exception as exc:
         raise session.as_gr_error(exc) from exc
+
+
+def _chosen(chosen) -> list[str]:
+    """The hierarchies ticked (None: all of them), each one of ``CONTENDERS``; one sentence else."""
+    if chosen is None:
+        return list(CONTENDERS)
+    if isinstance(chosen, str):
+        chosen = [chosen]
+    if not isinstance(chosen, (list, tuple)):
+        raise ConfigError(f"The hierarchies to compare must be a list of names from {', '.join(CONTENDERS)}.")
+    if not chosen:
+        raise ConfigError("Tick at least one hierarchy to compare.")
+    unknown = [c for c in chosen if c not in CONTENDERS]
+    if unknown:
+        raise ConfigError(f"{session.brief(unknown[0])} is not a hierarchy to compare; choose from "
+                          f"{', '.join(CONTENDERS)}.")
+    return list(chosen)
 
 
 @dataclass

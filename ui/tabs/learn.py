@@ -126,7 +126,7 @@ def learn_load_fn(ctx: Context, tab: LearnTab, src, last_trace, dark):
         if path is None:
             raise session.refuse(f"The recorded example {src!r} is missing.")
         d = json.loads(path.read_text(encoding="utf-8"))
-    n = len(visual.learn_steps(Trace.from_dict(d)))
+    n = len(visual.learn_steps(_trace(d)))
     return {tab.state: d, tab.slider: gr.update(minimum=1, maximum=max(n, 2), value=1),
             **learn_view(ctx, tab, d, 1, dark)}
 
@@ -144,7 +144,7 @@ def learn_view(ctx: Context, tab: LearnTab, d, step, dark):
     dark = bool(dark)
     if not d:
         return _empty_view(tab, "Load a trace to begin.", NO_TRACE, dark)
-    trace = Trace.from_dict(d)
+    trace = _trace(d)
     steps = visual.learn_steps(trace)
     if not steps:
         return _empty_view(tab, "This trace has no steps.", "This trace has no steps.", dark)
@@ -169,8 +169,17 @@ def learn_view(ctx: Context, tab: LearnTab, d, step, dark):
 def _whole_step(step) -> int:
     try:
         return int(float(step))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):       # junk, NaN, ±inf: the first step
         return 1
+
+
+def _trace(d) -> Trace:
+    """The stored trace, or one sentence when it is not one (a damaged file, a foreign dict)."""
+    try:
+        return Trace.from_dict(d)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise session.refuse(f"This trace cannot be read ({type(exc).__name__}); load an example or "
+                             "press Generate again.") from exc
 
 
 def _empty_view(tab: LearnTab, sentence: str, message: str, dark: bool) -> dict:
@@ -182,7 +191,7 @@ def _empty_view(tab: LearnTab, sentence: str, message: str, dark: bool) -> dict:
 def _step_by(tab: LearnTab, d, step, delta: int) -> dict:
     if not d:
         return unchanged([tab.slider, tab.timer])
-    n = len(visual.learn_steps(Trace.from_dict(d)))
+    n = len(visual.learn_steps(_trace(d)))
     new = max(1, min(_whole_step(step) + delta, n))
     out = {tab.slider: gr.update(value=new)}
     if delta > 0 and new >= n:                           # the end: stop playing

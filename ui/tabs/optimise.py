@@ -141,7 +141,7 @@ def wire(ctx: Context, tab: OptimiseTab) -> None:
     gen = ctx.generate
     solving = tab.button.click(bind(optimize, ctx, tab), [gen.family, tab.source, tab.max_buffer, ctx.dark, tab.kind],
                                [tab.status, tab.figure, tab.table, tab.pick, tab.plans], api_name="optimize",
-                               concurrency_id="decode", concurrency_limit=ctx.limits.concurrency)
+                               concurrency_id="decode", concurrency_limit=ctx.limits.concurrency, **RAW)
     tab.send.click(bind(send_plan, ctx, tab), [gen.family, tab.pick, tab.plans],
                    [gen.models] + gen.buffer_sliders + [ctx.tabs], api_visibility="private")
     solved = [tab.status, tab.figure, tab.table, tab.pick, tab.plans]
@@ -149,7 +149,7 @@ def wire(ctx: Context, tab: OptimiseTab) -> None:
     inputs = [gen.family, tab.max_buffer, tab.alphas, ctx.dark] + tab.costs + [tab.kind]
     what = bind(what_if, ctx, tab, names=["family", "max_buffer", "alphas", "dark"] +
                 [f"cost_{i}" for i in range(MAX_WHATIF_MODELS)] + ["kind"])
-    tab.what_if_api.click(what, inputs, solved, api_name="what_if", show_progress="hidden")
+    tab.what_if_api.click(what, inputs, solved, api_name="what_if", show_progress="hidden", **RAW)
     # the page's edits: a refused cell is put back with one sentence, a pair's two cells move together
     edit = dict(trigger_mode="always_last", show_progress="hidden", api_visibility="private")
     page_inputs = [gen.family, tab.max_buffer, tab.alphas, ctx.dark, tab.alpha_last] + tab.costs + [tab.kind]
@@ -157,16 +157,24 @@ def wire(ctx: Context, tab: OptimiseTab) -> None:
     for slider in tab.costs:            # while dragging too: "always_last" drops the stale edits
         slider.input(bind(edit_what_if, ctx, tab), page_inputs, solved + [tab.alphas, tab.alpha_last], **edit)
     again = [gen.family, tab.max_buffer, ctx.dark, tab.kind]
-    tab.reset.click(bind(measured_again, ctx, tab), again, solved + filled, api_name="measured_profile")
+    tab.reset.click(bind(measured_again, ctx, tab), again, solved + filled, api_name="measured_profile", **RAW)
     tab.kind.input(bind(measured_again, ctx, tab), again, solved + filled, api_visibility="private")
     # once the profile is solved (measured now, perhaps): the what-if controls start from it
     solving.success(bind(fill_what_if, ctx, tab), [gen.family, tab.kind], filled, api_visibility="private")
     tab.upload.upload(bind(upload_profile, ctx, tab), [gen.family, tab.upload, tab.max_buffer, ctx.dark],
                       solved + filled, api_name="upload_profile")
-    tab.download.click(bind(download_profile, ctx), [gen.family, tab.kind], [tab.download], api_name="download_profile")
+    tab.download.click(bind(download_profile, ctx), [gen.family, tab.kind], [tab.download], api_name="download_profile",
+                       **RAW)
     shapes.wire(ctx, ctx.shapes)
     tab.regime_button.click(bind(regime_map, ctx), [gen.family, tab.regime_x, tab.regime_y, tab.max_buffer, ctx.dark,
-                                                    tab.kind], [tab.regime], api_name="regime_map")
+                                                    tab.kind], [tab.regime], api_name="regime_map", **RAW)
+
+
+# the API's endpoints take the values as sent (no Gradio preprocessing, which answers a value
+# outside a widget's choices or range with a message that echoes the whole value): every handler
+# checks what it reads and answers a bad value with one sentence
+RAW = dict(preprocess=False)
+SOURCES = ("shipped profile", "measure now")
 
 
 def kind_of(label) -> str | None:
@@ -189,6 +197,9 @@ def optimize(ctx: Context, tab: OptimiseTab, spec, source, max_buffer, dark=Fals
         spec = families.check_allowed(spec)
         names = families.names(spec)
         kind = kind_of(kind)
+        if source not in SOURCES:
+            raise ConfigError(f"The profile source must be {' or '.join(repr(s) for s in SOURCES)}, "
+                              f"got {session.brief(source)}.")
         if source == "measure now":
             families.measure(spec, lambda frac, what: progress(frac, desc=what))
             kind = None                                   # the profile just measured
@@ -404,9 +415,9 @@ def download_profile(ctx: Context, spec, kind=None):
     """The family's current profile (measured here, uploaded or shipped) as a JSON file."""
     try:
         spec, _, profile = measured_profile(ctx, spec, kind)
+        return session.save_json(profile.to_dict(), "profile")
     except Exception as exc:
         raise session.as_gr_error(exc) from exc
-    return session.save_json(profile.to_dict(), "profile")
 
 
 def regime_map(ctx: Context, spec, x_axis, y_axis, max_buffer, dark=False, kind=None):

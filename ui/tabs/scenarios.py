@@ -50,7 +50,7 @@ def wire(ctx: Context, buttons: dict, note, learn_tab, opt) -> None:
     for key, button in buttons.items():
         button.click(bind(run_scenario, ctx, opt, learn_tab, note, key), [gen.family, opt.max_buffer, ctx.dark,
                                                                           opt.kind],
-                     outputs, api_name=f"scenario_{key}")
+                     outputs, api_name=f"scenario_{key}", preprocess=False)     # raw values: checked here
 
 
 def run_scenario(ctx: Context, opt, learn_tab, note, key: str, spec, max_buffer, dark=False, kind=None):

@@ -71,7 +71,8 @@ def build(ctx: Context) -> ShapesTab:
 def wire(ctx: Context, tab: ShapesTab) -> None:
     outputs = [tab.status, tab.alphas, tab.figure, tab.regime, tab.download, tab.state]
     tab.button.click(bind(measure, ctx, tab), [tab.family, tab.preset, tab.dtype, ctx.dark, tab.runtime], outputs,
-                     api_name="measure_shapes", concurrency_id="decode", concurrency_limit=ctx.limits.concurrency)
+                     api_name="measure_shapes", concurrency_id="decode", concurrency_limit=ctx.limits.concurrency,
+                     preprocess=False)                  # raw values: checked in ``measure``
     tab.resolve.click(bind(resolve, ctx, tab), [tab.state, tab.alphas, ctx.dark], outputs, api_name="shapes_resolve")
 
 
