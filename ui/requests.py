@@ -96,6 +96,10 @@ def chain_of(models, names: list[str]) -> list[int]:
         raise ConfigError("The stack is empty (null): send a list of model names, [] for the target alone.")
     if isinstance(models, str):
         models = [m for m in models.split(",") if m.strip()]
+    elif isinstance(models, (int, float)) and not isinstance(models, bool):
+        models = [models]                                         # one index
+    elif not isinstance(models, (list, tuple)):
+        raise ConfigError("The stack must be a list of model names from this family, [] for the target alone.")
     picked = set()
     for m in models:
         if isinstance(m, (int, float)) and not isinstance(m, bool) and float(m).is_integer() and 0 <= int(m) < len(names):
