@@ -42,7 +42,7 @@ class ExplorerBlocks(gr.Blocks):
     failure becomes one short sentence naming the endpoint (``session.input_error``), logged as
     one line.  And a request body FastAPI refuses (a JSON body of the wrong shape) is answered
     with HTTP 422 even when it holds NaN or infinity, which FastAPI's own handler cannot write
-    (it answered 500)."""
+    (it answered 500).  It keeps at most ``Limits.max_sessions`` sessions' state."""
 
     async def preprocess_data(self, block_fn, inputs, state, explicit_call: bool = False):
         try:
@@ -51,9 +51,12 @@ class ExplorerBlocks(gr.Blocks):
             raise session.input_error(getattr(block_fn, "api_name", None) or getattr(block_fn, "name", "?"),
                                       exc) from exc
 
+    max_sessions = Limits.max_sessions
+
     def launch(self, *args, **kwargs):
         from fastapi.exceptions import RequestValidationError
 
+        kwargs.setdefault("state_session_capacity", self.max_sessions)     # bounded memory (Limits)
         app_kwargs = dict(kwargs.pop("app_kwargs", None) or {})
         handlers = dict(app_kwargs.get("exception_handlers") or {})
         handlers.setdefault(RequestValidationError, session.refused_body)
@@ -67,6 +70,7 @@ def build_demo(limits: Limits | None = None, families: Families | None = None) -
     ctx = Context(limits=limits, families=families or Families(limits), prompts=load_prompts())
     with ExplorerBlocks(title="HSD Explorer", analytics_enabled=False, delete_cache=(1800, 3600)) as demo:
         ctx.demo = demo                                                          # 1)
+        demo.max_sessions = limits.max_sessions
         ctx.dark = gr.Checkbox(value=False, visible=False, elem_id="dark-flag")
         ctx.trace_state = gr.State(None, time_to_live=7200)
         with gr.Row(elem_id="presenter-row"):

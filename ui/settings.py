@@ -3,7 +3,8 @@
 No gradio here: plain data, testable alone.  Variables (see ``Limits``): HSD_FAMILY,
 HSD_MAX_PROMPT_CHARS, HSD_MAX_NEW_TOKENS, HSD_MAX_BUFFER, HSD_MAX_LEVELS, HSD_ALLOW_CUSTOM_MODELS
 (default: on locally, off on a Space), HSD_QUEUE_SIZE, HSD_CONCURRENCY, HSD_PANEL_INTERVAL_S,
-HSD_TOKEN_INTERVAL_S, HSD_UI_SHARE, HSD_TORCH_THREADS, HSD_FORWARD, HSD_PRELOAD, HSD_SWITCH_INTERVAL_S.
+HSD_TOKEN_INTERVAL_S, HSD_UI_SHARE, HSD_TORCH_THREADS, HSD_FORWARD, HSD_PRELOAD, HSD_SWITCH_INTERVAL_S,
+HSD_MAX_SESSIONS.
 """
 from __future__ import annotations
 
@@ -83,6 +84,10 @@ class Limits:
     torch_threads: int = 0              # HSD_TORCH_THREADS (0 = all CPU cores but one)
     forward: str = "auto"               # HSD_FORWARD: auto (lean where it applies), lean, hf or llamacpp
     shapes_scale: float = 1.0           # HSD_SHAPES_SCALE: real shapes scaled down (tests; 1.0 = as published)
+    # HSD_MAX_SESSIONS: sessions whose state (the last trace, the widgets a request updated: about
+    # 0.5 MB each) the server keeps, least recently used dropped first.  Gradio's default, 10,000,
+    # let a soak of API traffic grow the server by 110 MB a minute: every API call is a session.
+    max_sessions: int = 256
 
     @classmethod
     def from_env(cls, env=None) -> "Limits":
@@ -104,6 +109,7 @@ class Limits:
             torch_threads=_env_int(env, "HSD_TORCH_THREADS", 0, 0, 256),
             forward=_env_choice(env, "HSD_FORWARD", cls.forward, ("auto", "lean", "hf", "llamacpp")),
             shapes_scale=_env_float(env, "HSD_SHAPES_SCALE", cls.shapes_scale),
+            max_sessions=_env_int(env, "HSD_MAX_SESSIONS", cls.max_sessions, 1, 1_000_000),
         )
 
 

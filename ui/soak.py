@@ -117,10 +117,10 @@ class Traffic:
         i = _index(ps, "alphas")
         if i is not None and self.alphas is not None:
             data[i] = self.alphas
-        numbers = [i for i, p in enumerate(ps) if p.kind == "number" and p.low is not None and p.high is not None]
-        if numbers:
-            i = rng.choice(numbers)
-            data[i] = round(rng.uniform(ps[i].low, ps[i].high), 3)
+        costs = [i for i, p in enumerate(ps) if p.name.startswith("cost_") and p.low is not None and p.high is not None]
+        if costs:                                        # a cost multiplier moved, as a user drags one
+            i = rng.choice(costs)
+            data[i] = round(rng.uniform(ps[i].low, ps[i].high), 1)
         return {"data": data}
 
     def compare(self, rng: random.Random) -> dict:
