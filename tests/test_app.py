@@ -422,8 +422,13 @@ def test_a_refused_request_is_logged_as_one_line_and_a_real_fault_keeps_its_trac
     err = session.as_gr_error(ConfigError("the buffer must be at least 1"), log=logged.append)
     assert logged == ["[hsd-explorer] refused: The buffer must be at least 1"]
     assert err.print_exception is False                      # Gradio prints no traceback for it
-    fault = session.as_gr_error(RuntimeError("boom"), log=logged.append)
-    assert fault.print_exception is True and len(logged) == 1
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError as exc:
+        fault = session.as_gr_error(exc, log=logged.append)
+    assert len(logged) == 2 and logged[1].startswith("[hsd-explorer] fault: RuntimeError: boom")
+    assert "Traceback (most recent call last)" in logged[1] and "raise RuntimeError" in logged[1]  # logged here
+    assert fault.print_exception is False and "\n" not in fault.message        # ... and not a second time by Gradio
 
 
 def test_the_served_app_logs_one_line_per_refused_request(tiny_spec, tmp_path):

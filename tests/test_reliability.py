@@ -381,3 +381,84 @@ def test_a_model_forward_that_raises_shows_one_sentence_and_its_full_traceback_i
     assert "hsd/levels/" in log and "hsd/engine.py" in log           # every frame, down to the forward
     after = stress.call(client, stress.normal_args(api, 6, seed=5))
     assert after.kind == "ok" and after.tokens                       # the app still serves
+
+
+# --------------------------------------------------------------------------------------------
+# soak: the verdict, and a soak on a shrunk clock; faults: the command on a tiny family
+# --------------------------------------------------------------------------------------------
+def _synthetic(rss_last: float, fds_last: int, late_s: float):
+    from ui.soak import Answered, Sample
+
+    samples = [Sample(t, 500.0 if t < 420 else rss_last, 20 if t < 420 else fds_last, 8 + (t > 300))
+               for t in range(0, 600, 5)]
+    answered = [Answered(t, "generate", 1.0 if t < 420 else late_s, "result") for t in range(0, 600, 2)]
+    return samples, answered
+
+
+@pytest.mark.parametrize("rss_last,fds_last,late_s,failures", [
+    (520.0, 20, 1.1, []),                                       # +4 % memory (+5 MB slack), p95 +10 %: flat
+    (560.0, 20, 1.0, ["rss_mb drifted"]),                       # +12 % memory
+    (500.0, 22, 1.0, ["fds drifted"]),                          # +10 % descriptors
+    (500.0, 20, 1.3, ["generate p95 grew"]),                    # p95 +30 %
+])
+def test_the_soak_fails_on_more_than_5_percent_drift_or_a_20_percent_p95_growth(rss_last, fds_last, late_s,
+                                                                                 failures):
+    from ui.soak import SoakReport, judge
+
+    report = SoakReport()
+    samples, answered = _synthetic(rss_last, fds_last, late_s)
+    judge(report, samples, answered, total_s=600.0, warmup_s=120.0)
+    assert len(report.failures) == len(failures), report.failures
+    assert all(any(f in g for g in report.failures) for f in failures), report.failures
+    assert report.drift["threads"]["change"] > 0 and report.held == (not failures)   # threads: reported, not judged
+
+
+def test_a_soak_without_the_servers_pid_is_not_judged_held():
+    from ui.soak import Answered, Sample, SoakReport, judge
+
+    report = SoakReport()
+    judge(report, [Sample(t, None, None, None) for t in range(0, 300, 5)],
+          [Answered(t, "generate", 1.0, "result") for t in range(0, 300, 3)], total_s=300.0, warmup_s=60.0)
+    assert not report.held and any("not measured" in f for f in report.failures)
+
+
+def test_a_soak_on_a_shrunk_clock_drives_every_kind_of_traffic_and_watches_the_server(server):
+    from ui import soak
+
+    url, _, _ = server
+    report = soak.soak(url, os.getpid(), 4, warmup_minutes=1, workers=2, minute_s=4.0, sample_s=0.5,
+                       log=lambda m: None)
+    kinds = set(report.requests)
+    assert {"generate", "what_if", "compare", "cancel"} & kinds >= {"generate", "what_if"}, report.requests
+    assert report.crashes == [] and report.server_alive
+    assert len(report.per_minute) == 4 and all(r["rss_mb"] for r in report.per_minute)
+    assert report.drift["fds"]["first_minute"] is not None
+
+
+def test_the_faults_command_holds_every_case_on_a_tiny_family(tmp_path):
+    out = tmp_path / "faults.json"
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", NO_PROXY="127.0.0.1,localhost")
+    proc = subprocess.run([sys.executable, "-m", "hsd", "stress", "--faults", "--family", "tiny", "--json", str(out)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    report = json.loads(out.read_text())["modes"]["faults"]
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    cases = {c["case"]: c for c in report["cases"]}
+    assert len(cases) == 10 and all(c["held"] is True for c in cases.values()), \
+        [c for c in cases.values() if c["held"] is not True]
+    for name in ("corrupt weights", "truncated weights", "missing tokenizer"):
+        assert cases[name]["answer"].startswith("error:") and "equal the same request alone" in cases[name]["bystander"]
+    assert cases["unwritable download folder"]["answer"] == "a complete result"
+    assert "8 of 8" in cases["8 what-if edits at once"]["answer"]
+
+
+def test_the_app_keeps_at_most_its_limit_of_sessions(tiny_spec):
+    lim = settings.Limits(family=tiny_spec, max_new_tokens=8, max_sessions=3)
+    demo, url = _launch(lim, queue_size=8)
+    try:
+        client = stress.make_client(url)
+        api = stress.GenerateApi(client)
+        for seed in range(6):                                     # six API calls: six sessions
+            assert stress.rest_call(url, stress.normal_args(api, 2, seed=seed)).kind == "ok"
+        assert demo.state_session_capacity == 3 and len(demo.state_holder.session_data) <= 3
+    finally:
+        demo.close()

@@ -194,11 +194,11 @@ def _p(xs: list[float], q: float) -> float | None:
     return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
 
 
-def per_minute(samples: list[Sample], answered: list[Answered], minutes: int) -> list[dict]:
+def per_minute(samples: list[Sample], answered: list[Answered], minutes: int, minute_s: float = 60.0) -> list[dict]:
     rows = []
     for m in range(minutes):
-        ss = [s for s in samples if m * 60 <= s.t_s < (m + 1) * 60]
-        aa = [a for a in answered if m * 60 <= a.t_s < (m + 1) * 60]
+        ss = [s for s in samples if m * minute_s <= s.t_s < (m + 1) * minute_s]
+        aa = [a for a in answered if m * minute_s <= a.t_s < (m + 1) * minute_s]
         row = {"minute": m + 1, "rss_mb": _median([s.rss_mb for s in ss]), "fds": _median([s.fds for s in ss]),
                "threads": _median([s.threads for s in ss]), "requests": len(aa),
                "errors": sum(a.verdict in ("crash", "unanswered") for a in aa)}
@@ -210,10 +210,10 @@ def per_minute(samples: list[Sample], answered: list[Answered], minutes: int) ->
 
 
 def judge(report: SoakReport, samples: list[Sample], answered: list[Answered], total_s: float,
-          warmup_s: float) -> None:
+          warmup_s: float, minute_s: float = 60.0) -> None:
     """Fill ``report.drift``, ``report.p95`` and ``report.failures`` (module docstring)."""
-    first = [s for s in samples if warmup_s <= s.t_s < warmup_s + 60]
-    last = [s for s in samples if s.t_s >= total_s - 60]
+    first = [s for s in samples if warmup_s <= s.t_s < warmup_s + minute_s]
+    last = [s for s in samples if s.t_s >= total_s - minute_s]
     for key, slack in (("rss_mb", MEMORY_SLACK_MB), ("fds", 0.0), ("threads", None)):
         a, b = _median([getattr(s, key) for s in first]), _median([getattr(s, key) for s in last])
         change = None if a in (None, 0) or b is None else (b - a) / a
@@ -224,7 +224,7 @@ def judge(report: SoakReport, samples: list[Sample], answered: list[Answered], t
             report.failures.append(f"{key}: not measured (no server pid)")
         elif b > a * (1 + DRIFT) + slack:
             report.failures.append(f"{key} drifted {100 * change:+.1f} % after warm-up ({a:.0f} -> {b:.0f})")
-    window = max(60.0, (total_s - warmup_s) / 5)
+    window = max(minute_s, (total_s - warmup_s) / 5)
     for kind, _ in MIX:
         ok = [a for a in answered if a.kind == kind and a.verdict in ("result", "cancelled", "finished")]
         early = [a.seconds for a in ok if warmup_s <= a.t_s < warmup_s + window]
@@ -245,18 +245,20 @@ def judge(report: SoakReport, samples: list[Sample], answered: list[Answered], t
 
 
 def soak(url: str, pid: int | None, minutes: float, *, warmup_minutes: float | None = None, workers: int = 3,
-         seed: int = 0, timeout_s: float = 120.0, alive=lambda: True, log=print) -> SoakReport:
+         seed: int = 0, timeout_s: float = 120.0, alive=lambda: True, log=print, minute_s: float = 60.0,
+         sample_s: float = SAMPLE_S) -> SoakReport:
     """1) bodies from the app's API, 2) a sampler thread, 3) ``workers`` threads of mixed traffic
-    until the time is up, 4) the per-minute table and the verdict."""
+    until the time is up, 4) the per-minute table and the verdict.  ``minute_s`` and
+    ``sample_s`` shrink the clock for a test (a 'minute' of a few seconds)."""
     url = stress.check_loopback(url)
-    total_s = 60.0 * minutes
-    warmup_s = 60.0 * (warmup_minutes if warmup_minutes is not None else min(5.0, max(1.0, minutes / 6)))
-    if warmup_s + 120.0 > total_s:
-        raise stress.ConfigError(f"a soak needs at least two judged minutes after its {warmup_s / 60:.0f}-minute "
-                                 f"warm-up; ask for --soak {int(warmup_s / 60) + 2} or more")
+    total_s = minute_s * minutes
+    warmup_s = minute_s * (warmup_minutes if warmup_minutes is not None else min(5.0, max(1.0, minutes / 6)))
+    if warmup_s + 2 * minute_s > total_s:
+        raise stress.ConfigError(f"a soak needs at least two judged minutes after its {warmup_s / minute_s:.0f}-minute "
+                                 f"warm-up; ask for --soak {int(warmup_s / minute_s) + 2} or more")
     params = fuzz.endpoints(url)                                                   # 1)
     traffic = Traffic(params, current_alphas(url, params))
-    report = SoakReport(url=url, minutes=minutes, warmup_minutes=warmup_s / 60, workers=workers)
+    report = SoakReport(url=url, minutes=minutes, warmup_minutes=warmup_s / minute_s, workers=workers)
     samples: list[Sample] = []
     answered: list[Answered] = []
     lock = threading.Lock()
@@ -267,7 +269,7 @@ def soak(url: str, pid: int | None, minutes: float, *, warmup_minutes: float | N
         while not done.is_set():
             samples.append(Sample(round(time.monotonic() - t0, 2), stress.rss_mb(pid), open_fds(pid),
                                   thread_count(pid)))
-            done.wait(SAMPLE_S)
+            done.wait(sample_s)
 
     def worker(k: int):                                                             # 3)
         rng = random.Random(seed * 1000 + k)
@@ -287,21 +289,21 @@ def soak(url: str, pid: int | None, minutes: float, *, warmup_minutes: float | N
                 answered.append(Answered(round(time.monotonic() - t0, 2), kind, round(secs, 3), verdict))
             time.sleep(rng.uniform(0.1, 0.5))
 
-    log(f"soak: {minutes:g} minutes ({warmup_s / 60:.0f} of warm-up), {workers} clients ...")
+    log(f"soak: {minutes:g} minutes ({warmup_s / minute_s:.0f} of warm-up), {workers} clients ...")
     threads = [threading.Thread(target=sampler, daemon=True)] + [
         threading.Thread(target=worker, args=(k,), daemon=True) for k in range(workers)]
     for t in threads:
         t.start()
-    next_log = 60.0
+    next_log = minute_s
     while any(t.is_alive() for t in threads[1:]):
         time.sleep(1.0)
         if time.monotonic() - t0 >= next_log:
             with lock:
                 n, bad = len(answered), sum(a.verdict in ("crash", "unanswered") for a in answered)
             s = samples[-1] if samples else Sample(0, None, None, None)
-            log(f"  minute {int(next_log // 60)}: {n} requests, {bad} failed; RSS {stress._fmt(s.rss_mb, '.0f', ' MB')}, "
+            log(f"  minute {int(round(next_log / minute_s))}: {n} requests, {bad} failed; RSS {stress._fmt(s.rss_mb, '.0f', ' MB')}, "
                 f"{s.fds} fds, {s.threads} threads")
-            next_log += 60.0
+            next_log += minute_s
         if not alive():
             break
     done.set()
@@ -310,8 +312,8 @@ def soak(url: str, pid: int | None, minutes: float, *, warmup_minutes: float | N
     for a in answered:
         per = report.requests.setdefault(a.kind, {})
         per[a.verdict] = per.get(a.verdict, 0) + 1
-    report.per_minute = per_minute(samples, answered, int(round(minutes)))
-    judge(report, samples, answered, total_s, warmup_s)
+    report.per_minute = per_minute(samples, answered, int(round(minutes)), minute_s)
+    judge(report, samples, answered, total_s, warmup_s, minute_s)
     return report
 
 

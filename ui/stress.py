@@ -28,6 +28,11 @@ What it tries, in order (each a row of the printed table and of the JSON report)
 5. ``--sequential`` generations one after another keep the server's resident memory (VmRSS of
    its process, from ``/proc/PID/status``) within 10% of its level after the first.
 
+Other modes, each instead of the parts above (``run_modes``): ``--faults`` (``ui.faults``:
+machine-side faults beside another user's decode), ``--fuzz N`` (``ui.fuzz``: random payloads
+against every public endpoint), ``--soak MINUTES`` (``ui.soak``: mixed traffic with memory,
+descriptors, threads and latency watched per minute).  docs/reliability.md says what each judges.
+
 Memory and CPU figures need the server's process id: known when this command launched it, else
 pass ``--pid``; without one those figures are reported as not measured.  Exit code 0 only if
 everything held.
