@@ -118,6 +118,8 @@ def _listed(values) -> list:
         return [v for v in values.split(",") if v.strip()]
     if isinstance(values, (int, float)):
         return [values]
+    if values is not None and not isinstance(values, (list, tuple)):
+        raise ConfigError("The buffers must be a list of whole numbers, one per draft level.")
     values = list(values or [])
     if len(values) == 1 and isinstance(values[0], str):        # ["2,3"] from a text box
         return [v for v in values[0].split(",") if v.strip()]
@@ -125,6 +127,9 @@ def _listed(values) -> list:
 
 
 def _rules(rules, k: int) -> tuple[str, ...]:
+    if rules is not None and not isinstance(rules, (str, list, tuple)):
+        raise ConfigError(f"The verification rules must be a rule name or a list of them, one per draft level; "
+                          f"choose from {', '.join(RULES)}.")
     names = [r.strip() for r in rules.split(",") if r.strip()] if isinstance(rules, str) else list(rules or [])
     names = names or ["hsd"]
     names = names * k if len(names) == 1 else names

@@ -31,7 +31,7 @@ from hsd.threads import default_threads
 # rule names before torch is imported
 RULE_NAMES = ("token", "block", "hsd", "hsd-uncapped")
 FORWARDS = ("auto", "lean", "hf", "llamacpp")     # hsd.levels.FORWARDS (tests/test_cli.py checks they agree)
-STRESS_MODULE = "ui.stress"            # the app's load test lives with the app (``python -m ui.stress``)
+STRESS_MODULE = "ui.loadtest"          # the app's load and fault tests live with the app (``python -m ui.loadtest``)
 
 COMMANDS = {
     "generate": "hsd.tools.generate:run",
@@ -456,7 +456,7 @@ def check_chain_fits(args) -> str | None:
 
 
 def add_stress(sub) -> None:
-    sub.add_parser("stress", help="reliability of the running app (runs `python -m ui.stress`)",
+    sub.add_parser("stress", help="reliability of the running app (runs `python -m ui.loadtest`)",
                    description="The app's load and fault test lives with the app: this runs "
                                f"`python -m {STRESS_MODULE}` with the same arguments "
                                "(`hsd stress --help` shows them).")
@@ -480,7 +480,7 @@ def _quiet_libraries() -> None:
 
 
 def run_stress(stress_args: list[str]) -> int:
-    """``hsd stress ARGS`` = ``python -m ui.stress ARGS`` (a subprocess: hsd never imports ui)."""
+    """``hsd stress ARGS`` = ``python -m ui.loadtest ARGS`` (a subprocess: hsd never imports ui)."""
     import subprocess
 
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -490,7 +490,7 @@ def run_stress(stress_args: list[str]) -> int:
 def main(argv=None) -> int:
     _quiet_libraries()
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["stress"]:                      # every argument is ui.stress's to check
+    if argv[:1] == ["stress"]:                      # every argument is ui.loadtest's to check
         return run_stress(argv[1:])
     args = build_parser().parse_args(argv)
     checks = {"generate": check_generate, "export-gguf": check_export, "validate": check_validate}
