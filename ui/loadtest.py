@@ -17,7 +17,6 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-from hsd.errors import ConfigError
 from ui import faults, fuzz, soak, stress
 
 
@@ -129,14 +128,7 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except ConfigError as e:
-        from hsd.tools.cli import error_line
-
-        sys.stderr.write(error_line(str(e)))
-        return 2
+    return stress.main(argv, build_parser(), run)
 
 
 if __name__ == "__main__":

@@ -1039,10 +1039,12 @@ def make_tiny_family(folder: Path) -> str:
     return save_tiny_family(folder, scale=8.0, alphabet=WIDE_ALPHABET, max_positions=512)
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv=None, parser=None, runner=None) -> int:
+    """Parse (``parser``, default this module's), run (``runner``, default ``run``); a user's
+    mistake is one ``error:`` line and exit code 2."""
+    args = (parser or build_parser()).parse_args(argv)
     try:
-        return run(args)
+        return (runner or run)(args)
     except ConfigError as e:
         from hsd.tools.cli import error_line
 
