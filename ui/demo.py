@@ -42,7 +42,9 @@ class ExplorerBlocks(gr.Blocks):
     failure becomes one short sentence naming the endpoint (``session.input_error``), logged as
     one line.  And a request body FastAPI refuses (a JSON body of the wrong shape) is answered
     with HTTP 422 even when it holds NaN or infinity, which FastAPI's own handler cannot write
-    (it answered 500).  It keeps at most ``Limits.max_sessions`` sessions' state."""
+    (it answered 500).  It keeps at most ``max_sessions`` sessions' state (``Limits``)."""
+
+    max_sessions = Limits.max_sessions
 
     async def preprocess_data(self, block_fn, inputs, state, explicit_call: bool = False):
         try:
@@ -50,8 +52,6 @@ class ExplorerBlocks(gr.Blocks):
         except Exception as exc:
             raise session.input_error(getattr(block_fn, "api_name", None) or getattr(block_fn, "name", "?"),
                                       exc) from exc
-
-    max_sessions = Limits.max_sessions
 
     def launch(self, *args, **kwargs):
         from fastapi.exceptions import RequestValidationError

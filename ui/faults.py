@@ -35,18 +35,10 @@ from ui import fuzz, soak, stress
 BYSTANDER_TOKENS = 40
 
 
-def _generate_body(params, prompt: str, tokens: int, seed: int, family: str | None = None, stack=None) -> dict:
-    ps = params["/generate"]
-    data = [p.default for p in ps]
-    values = {"prompt": prompt, "max_new_tokens": tokens, "seed": seed}
-    if family is not None:
-        values.update(family=family, models=stack if stack is not None else [])
-    for i, p in enumerate(ps):
-        if p.name in values:
-            data[i] = values[p.name]
-            if p.name == "max_new_tokens" and p.high is not None:     # the app's own limit
-                data[i] = min(tokens, int(p.high))
-    return {"data": data}
+def _generate_body(params, prompt: str, tokens: int, seed: int, family: str | None = None) -> dict:
+    """/generate's body; with ``family``, that family's target alone."""
+    family_values = {} if family is None else {"family": family, "models": []}
+    return fuzz.request_body(params["/generate"], prompt=prompt, max_new_tokens=tokens, seed=seed, **family_values)
 
 
 class Bystander:
@@ -220,12 +212,13 @@ def _cancel_while_drawing(url: str, params, n: int = 6) -> tuple[bool, str]:
 
 
 def _what_if_body(params, k: int, alphas: dict | None = None) -> dict:
+    """Edit k: the k-th cost multiplier (in turn) set to 0.5 + 0.25 k, on the family's α table."""
     ps = params["/what_if"]
-    data = [(alphas if p.name == "alphas" and alphas is not None else p.default) for p in ps]
-    costs = [i for i, p in enumerate(ps) if p.name.startswith("cost_")]
+    edit = {} if alphas is None else {"alphas": alphas}
+    costs = [p.name for p in ps if p.name.startswith("cost_")]
     if costs:
-        data[costs[k % len(costs)]] = round(0.5 + 0.25 * k, 2)
-    return {"data": data}
+        edit[costs[k % len(costs)]] = round(0.5 + 0.25 * k, 2)
+    return fuzz.request_body(ps, **edit)
 
 
 def _ensure_profile(url: str, params) -> str:
@@ -234,9 +227,8 @@ def _ensure_profile(url: str, params) -> str:
     probe = stress.rest_call(url, raw_body=fuzz._encode(_what_if_body(params, 0)), timeout_s=120, endpoint="/what_if")
     if probe.kind == "ok" or "no profile" not in probe.message.lower():
         return probe.kind
-    ps = params["/optimize"]
-    data = [("measure now" if p.name == "source" else p.default) for p in ps]
-    measured = stress.rest_call(url, raw_body=fuzz._encode({"data": data}), timeout_s=600, endpoint="/optimize")
+    body = fuzz.request_body(params["/optimize"], source="measure now")
+    measured = stress.rest_call(url, raw_body=fuzz._encode(body), timeout_s=600, endpoint="/optimize")
     return measured.kind
 
 

@@ -205,13 +205,21 @@ def send(url: str, endpoint: str, body, timeout_s: float) -> Answer:
     return judge(endpoint, stress.rest_call(url, raw_body=_encode(body), timeout_s=timeout_s, endpoint=endpoint))
 
 
+def request_body(params: list[Param], **values) -> dict:
+    """A well-formed body: every parameter's default, the named ones replaced by ``values``; a
+    number is kept within the range the app declares for it (its limit of max new tokens)."""
+    data = []
+    for p in params:
+        value = values.get(p.name, p.default)
+        if p.name in values and p.kind == "number" and p.high is not None and isinstance(value, (int, float)):
+            value = min(value, type(value)(p.high))
+        data.append(value)
+    return {"data": data}
+
+
 def well_formed(url: str, params: dict[str, list[Param]], timeout_s: float) -> Answer:
     """The app's own defaults for /generate, with a short decode."""
-    data = [p.default for p in params["/generate"]]
-    for i, p in enumerate(params["/generate"]):
-        if p.name == "max_new_tokens":
-            data[i] = 4
-    return send(url, "/generate", {"data": data}, timeout_s)
+    return send(url, "/generate", request_body(params["/generate"], max_new_tokens=4), timeout_s)
 
 
 @dataclass

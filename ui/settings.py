@@ -116,9 +116,9 @@ class Limits:
 def default_torch_threads(cpus: int | None = None) -> int:
     """torch CPU threads for the app: all cores but one (at least one), the policy of every entry
     point (``hsd.threads``, where the measurements behind it are)."""
-    from hsd.threads import cpu_count
+    from hsd.threads import default_threads
 
-    return max(1, (cpu_count() if cpus is None else cpus) - 1)
+    return default_threads(cpus, env={})        # HSD_TORCH_THREADS is read by Limits
 
 
 def preload_wanted(env=None) -> bool:

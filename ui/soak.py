@@ -23,6 +23,7 @@ The verdict (after ``warmup`` minutes, which are reported but not judged):
 from __future__ import annotations
 
 import json
+import os
 import random
 import statistics
 import threading
@@ -60,8 +61,6 @@ class Answered:
 
 
 def open_fds(pid: int | None) -> int | None:
-    import os
-
     try:
         return len(os.listdir(f"/proc/{pid}/fd")) if pid else None
     except OSError:
@@ -75,10 +74,6 @@ def thread_count(pid: int | None) -> int | None:
 
 
 # -- the requests -------------------------------------------------------------------------------
-def _index(params: list[fuzz.Param], name: str) -> int | None:
-    return next((i for i, p in enumerate(params) if p.name == name), None)
-
-
 def current_alphas(url: str, params) -> dict | None:
     """The what-if acceptance table the page shows for the app's family (``/measured_profile``'s
     answer), so that a what-if body edits the family's own profile; None when it has none yet."""
@@ -101,36 +96,22 @@ class Traffic:
         self.params, self.alphas = params, alphas
 
     def generate(self, rng: random.Random, tokens: int) -> dict:
-        ps = self.params["/generate"]
-        data = [p.default for p in ps]
-        for name, value in (("prompt", rng.choice(stress.NORMAL_PROMPTS)), ("max_new_tokens", tokens),
-                            ("seed", rng.randrange(1000))):
-            i = _index(ps, name)
-            if i is not None:
-                data[i] = value if name != "max_new_tokens" or ps[i].high is None else min(value, int(ps[i].high))
-        return {"data": data}
+        return fuzz.request_body(self.params["/generate"], prompt=rng.choice(stress.NORMAL_PROMPTS),
+                                 max_new_tokens=tokens, seed=rng.randrange(1000))
 
     def what_if(self, rng: random.Random) -> dict:
         """The defaults with one bounded number moved within its range (a what-if edit)."""
         ps = self.params["/what_if"]
-        data = [p.default for p in ps]
-        i = _index(ps, "alphas")
-        if i is not None and self.alphas is not None:
-            data[i] = self.alphas
-        costs = [i for i, p in enumerate(ps) if p.name.startswith("cost_") and p.low is not None and p.high is not None]
+        edit = {} if self.alphas is None else {"alphas": self.alphas}
+        costs = [p for p in ps if p.name.startswith("cost_") and p.low is not None and p.high is not None]
         if costs:                                        # a cost multiplier moved, as a user drags one
-            i = rng.choice(costs)
-            data[i] = round(rng.uniform(ps[i].low, ps[i].high), 1)
-        return {"data": data}
+            p = rng.choice(costs)
+            edit[p.name] = round(rng.uniform(p.low, p.high), 1)
+        return fuzz.request_body(ps, **edit)
 
     def compare(self, rng: random.Random) -> dict:
-        ps = self.params["/compare"]
-        data = [p.default for p in ps]
-        for name, value in (("max_new_tokens", 8), ("prompt", rng.choice(stress.NORMAL_PROMPTS)), ("repeats", 1)):
-            i = _index(ps, name)
-            if i is not None:
-                data[i] = value
-        return {"data": data}
+        return fuzz.request_body(self.params["/compare"], max_new_tokens=8, prompt=rng.choice(stress.NORMAL_PROMPTS),
+                                 repeats=1)
 
 
 def cancelled_generate(url: str, body: dict, timeout_s: float) -> tuple[str, float]:
