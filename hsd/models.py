@@ -87,8 +87,23 @@ class LoadedFamily:
         return self.models[-1]
 
 
-_CACHE: dict[tuple, LoadedFamily] = {}
-_MODELS: dict[tuple, object] = {}       # (ref, device, dtype) -> model: families that share members share them
+class ModelStore:
+    """What this process has loaded and learned, in one place: the families (by refs, names,
+    device and dtype), the models under them (by ref, device and dtype: families that share
+    members share them, not copies), and whether the Hub answered (asked once, lazily)."""
+
+    def __init__(self):
+        self.families: dict[tuple, LoadedFamily] = {}
+        self.models: dict[tuple, object] = {}
+        self.hub_reachable: bool | None = None
+
+    def clear(self) -> None:
+        """Forget the families and models (the Hub's answer is kept)."""
+        self.families.clear()
+        self.models.clear()
+
+
+STORE = ModelStore()
 
 
 # --------------------------------------------------------------------------------------------
@@ -167,29 +182,24 @@ def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
 
 
-_HUB_REACHABLE: list[bool] = []
-
-
 def hub_reachable(timeout_s: float = HUB_PROBE_TIMEOUT_S) -> bool:
     """Whether a TCP connection to the Hub opens within ``timeout_s`` (asked once per process).
     Runs in a daemon thread so that a slow DNS lookup cannot hang the caller either."""
     if hub_offline():
         return False
-    if not _HUB_REACHABLE:
-        result = [False]
+    if STORE.hub_reachable is None:
+        connected = threading.Event()
 
         def probe():
             try:
                 socket.create_connection((HUB_HOST, 443), timeout=timeout_s).close()
-                result[0] = True
+                connected.set()
             except OSError:
                 pass
 
-        thread = threading.Thread(target=probe, daemon=True)
-        thread.start()
-        thread.join(timeout_s + 0.5)
-        _HUB_REACHABLE.append(result[0])
-    return _HUB_REACHABLE[0]
+        threading.Thread(target=probe, daemon=True).start()
+        STORE.hub_reachable = connected.wait(timeout_s + 0.5)
+    return STORE.hub_reachable
 
 
 def _hub_cached(repo_id: str) -> bool:
@@ -319,8 +329,8 @@ def load_family(spec: str | list[str] = "bundled", *, device=None, dtype=None,
         raise ModelLoadError(f"Give one distinct name per model ({len(refs)} models, names "
                              f"{labels}); {_WAY_FORWARD}.")
     key = (tuple(refs), tuple(labels), str(dev), str(dt))
-    if key in _CACHE:
-        return _CACHE[key]
+    if key in STORE.families:
+        return STORE.families[key]
 
     real = [(r, n) for r, n in zip(refs, labels) if r != NGRAM]     # the n-gram drafter loads nothing
     if not real:
@@ -338,7 +348,7 @@ def load_family(spec: str | list[str] = "bundled", *, device=None, dtype=None,
     spec_text = spec if isinstance(spec, str) else ",".join(spec)
     family = LoadedFamily(names=labels, models=models, tokenizer=tokenizers[-1], vocab_size=vocab,
                           device=dev, spec=spec_text)
-    _CACHE[key] = family
+    STORE.families[key] = family
     return family
 
 
@@ -346,12 +356,11 @@ def _shared_model(ref: str, device: torch.device, dtype: torch.dtype):
     """``_load_model``, once per (ref, device, dtype): ``bundled`` and ``ngram,bundled`` hold the
     same four models, not two copies."""
     key = (ref, str(device), str(dtype))
-    if key not in _MODELS:
-        _MODELS[key] = _load_model(ref, device, dtype)
-    return _MODELS[key]
+    if key not in STORE.models:
+        STORE.models[key] = _load_model(ref, device, dtype)
+    return STORE.models[key]
 
 
 def clear_cache() -> None:
     """Forget loaded families and models (tests; freeing memory before loading another big family)."""
-    _CACHE.clear()
-    _MODELS.clear()
+    STORE.clear()

@@ -19,10 +19,8 @@ import re
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,33 +30,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 PROMPT = "def parse_args(argv):\n"
 
-from ui.stress import free_port  # noqa: E402
+from tools.stress.server import AppServer  # noqa: E402
+
+START_TIMEOUT_S = 300.0
 
 
-def start_app(env_extra: dict) -> tuple[subprocess.Popen, str, float]:
-    port = free_port()
-    env = dict(os.environ, GRADIO_SERVER_PORT=str(port), **env_extra)
-    t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    while True:
-        try:
-            with urllib.request.urlopen(url + "/gradio_api/info", timeout=2) as r:
-                if r.status == 200:
-                    return proc, url, time.perf_counter() - t0
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError("app.py exited")
-            time.sleep(0.1)
-
-
-def stop_app(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+def start_app(env_extra: dict) -> tuple[AppServer, str, float]:
+    """``app.py`` started and answering (within ``START_TIMEOUT_S``): (server, url, seconds to ready)."""
+    server = AppServer(env_extra.get("HSD_FAMILY"), poll_s=0.1).start(timeout_s=START_TIMEOUT_S)
+    return server, server.url.rstrip("/"), server.started_s
 
 
 def first_token_s(url: str, clicks: int) -> list[float]:
@@ -138,10 +118,10 @@ def main() -> int:
 
     starts = []
     for _ in range(0 if args.skip_start else args.repeats):
-        proc, url, s = start_app(env)
+        app, url, s = start_app(env)
         starts.append(s)
-        stop_app(proc)
-    proc, url, s = start_app(env)
+        app.stop()
+    app, url, s = start_app(env)
     starts.append(s)
     try:
         time.sleep(3.0)                                 # the background preload of the models
@@ -160,7 +140,7 @@ def main() -> int:
         alone, ui, paused, alone_e2e, ui_e2e = overhead(url, lim.family, stack, buffers, args.max_new_tokens,
                                                         args.repeats, lim.max_levels - 1)
     finally:
-        stop_app(proc)
+        app.stop()
     med = statistics.median
     print(f"{'measure':58s} {'median':>10s}  all")
     print(f"{'app start to ready (python app.py -> /gradio_api/info)':58s} {med(starts):9.2f}s  "

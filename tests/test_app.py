@@ -21,7 +21,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from ui import registry, session, settings  # noqa: E402
-from ui import requests as ui_requests  # noqa: E402
+from ui import inputs as ui_inputs  # noqa: E402
 from ui.demo import build_demo  # noqa: E402
 from ui.tabs import learn  # noqa: E402
 from visual import text as visual_text  # noqa: E402
@@ -108,7 +108,7 @@ def test_limits_come_from_environment_variables_and_custom_models_are_off_on_a_s
 
 
 def test_a_valid_request_picks_the_chain_and_always_includes_the_target(families, tiny_spec):
-    req = ui_requests.make_request(families, "def f(x):", tiny_spec, ["tiny-s"], [3, 9], ["hsd-uncapped (LOSSY)"],
+    req = ui_inputs.make_request(families, "def f(x):", tiny_spec, ["tiny-s"], [3, 9], ["hsd-uncapped (LOSSY)"],
                            0.7, 0.9, 5, 11, 20)
     assert req.chain == (0, 2) and req.buffers == (3,) and req.rules == ("hsd-uncapped",)
     assert (req.temperature, req.top_p, req.top_k, req.seed, req.max_new_tokens) == (0.7, 0.9, 5, 11, 20)
@@ -142,7 +142,7 @@ def test_bad_input_raises_one_clear_sentence(families, tiny_spec, change, error,
     args = dict(prompt="def f(x):", family=tiny_spec, models=["tiny-s", "tiny-m"], buffers=[2, 2],
                 rules=["hsd"], temperature=1.0, top_p=1.0, top_k=0, seed=0, max_new_tokens=10) | change
     with pytest.raises(error) as info:
-        ui_requests.make_request(families, **args)
+        ui_inputs.make_request(families, **args)
     message = str(info.value)
     assert words in message and message.count(". ") == 0 and len(message) < 200
 
@@ -150,7 +150,7 @@ def test_bad_input_raises_one_clear_sentence(families, tiny_spec, change, error,
 def test_more_levels_than_allowed_is_refused(tiny_spec):
     fam = registry.Families(settings.Limits(family=tiny_spec, max_levels=2))
     with pytest.raises(ConfigError, match="At most 2 models"):
-        ui_requests.make_request(fam, "def f(x):", tiny_spec, NAMES, [2, 2], "hsd")
+        ui_inputs.make_request(fam, "def f(x):", tiny_spec, NAMES, [2, 2], "hsd")
 
 
 # --------------------------------------------------------------------------------------------
@@ -232,7 +232,7 @@ def test_redraw_of_a_chosen_verification_uses_the_stored_trace(demo, tiny_spec):
 # --------------------------------------------------------------------------------------------
 # the launched app through gradio_client
 # --------------------------------------------------------------------------------------------
-from ui.stress import free_port  # noqa: E402  (the one free-port finder; test_browser, test_reliability)
+from tools.stress.server import AppServer, free_port  # noqa: E402  (the one app launcher and port finder)
 
 
 @pytest.fixture(scope="module")
@@ -303,12 +303,12 @@ def test_api_optimize_then_compare_runs_every_hierarchy(client, tiny_spec):
     status, fig, table, pick, = client.predict(tiny_spec, "measure now", 4, False, api_name="/optimize")[:4]
     assert "model-predicted" in status and table["data"][0][0] == 1
     assert "acceptance measured by position in the block" in status    # "measure now" measures it
-    out = client.predict("def f(x):\n", list(ui_requests.CONTENDERS), tiny_spec, ["tiny-s", "tiny-l"], 3, 3, "hsd", "hsd",
+    out = client.predict("def f(x):\n", list(ui_inputs.CONTENDERS), tiny_spec, ["tiny-s", "tiny-l"], 3, 3, "hsd", "hsd",
                          1.0, 1.0, 0, 1, 12, False, api_name="/compare")
     status, fig, table = out[:3]
     assert status.startswith("**Done:**") and 2 <= len(table["data"]) <= 4       # identical stacks run once
     assert "Model-predicted numbers: acceptance measured by position in the block, for decodes of 12 tokens, from" in status
-    assert sorted(n for row in table["data"] for n in row[0].split(" = ")) == sorted(ui_requests.CONTENDERS)
+    assert sorted(n for row in table["data"] for n in row[0].split(" = ")) == sorted(ui_inputs.CONTENDERS)
     assert all(row[5] is not None for row in table["data"])          # model-predicted for all
 
 
@@ -402,7 +402,7 @@ def test_the_page_starts_with_the_optimisers_hierarchy_when_a_profile_exists(tin
 
 def test_under_zerogpu_events_cross_the_gpu_boundary_as_plain_dicts_and_give_the_same_trace(
         families, tiny_spec, monkeypatch):
-    req = ui_requests.make_request(families, "def f(x):", tiny_spec, NAMES, [2, 2], ["hsd", "hsd"], 1.0, 1.0, 0, 4, 20)
+    req = ui_inputs.make_request(families, "def f(x):", tiny_spec, NAMES, [2, 2], ["hsd", "hsd"], 1.0, 1.0, 0, 4, 20)
     plain = session.run_to_end(req)
     monkeypatch.setattr(session, "ZERO_GPU", True)
     events = list(session.decode_events(req))
@@ -434,33 +434,16 @@ def test_a_refused_request_is_logged_as_one_line_and_a_real_fault_keeps_its_trac
 def test_the_served_app_logs_one_line_per_refused_request(tiny_spec, tmp_path):
     """Through the launched app: a refused /generate leaves one line in the server's log, no
     traceback, and the next request works."""
-    import subprocess
-    import sys
-
     from gradio_client import Client
     from gradio_client.exceptions import AppError
 
-    port = free_port()
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", NO_PROXY="127.0.0.1,localhost",
-               GRADIO_SERVER_PORT=str(port), HSD_FAMILY=tiny_spec, HSD_PRELOAD="0", GRADIO_SSR_MODE="False")
     log = tmp_path / "server.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
-    try:
-        from ui.stress import answers
-
-        deadline = time.time() + 240
-        while not answers(f"http://127.0.0.1:{port}/") and time.time() < deadline:
-            time.sleep(0.3)
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=False)
+    with AppServer(tiny_spec, extra_env={"HSD_PRELOAD": "0"}, log_path=log).start(timeout_s=240) as app:
+        client = Client(app.url, verbose=False, download_files=False)
         for bad in ("   ", "ab\x00c"):
             with pytest.raises(AppError):
                 client.predict(bad, api_name="/generate")
         assert len(client.predict("def f(x):\n", api_name="/generate")[0]) > 0
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
     text = log.read_text(encoding="utf-8", errors="replace")
     refused = [ln for ln in text.splitlines() if "[hsd-explorer] refused:" in ln]
     assert len(refused) == 2 and "Traceback" not in text, text[-2000:]
@@ -771,7 +754,7 @@ def test_compare_runs_identical_stacks_once_interleaves_the_repeats_and_reports_
     order = []
     real = session.run_to_end
     monkeypatch.setattr(session, "run_to_end", lambda req: order.append((req.chain, req.buffers)) or real(req))
-    chosen = list(ui_requests.CONTENDERS)
+    chosen = list(ui_inputs.CONTENDERS)
     outs = list(endpoint(demo, "compare")("def f(x):\n", chosen, tiny_spec, ["tiny-s", "tiny-l"], 3, 3, "hsd", "hsd",
                                           1.0, 1.0, 0, 1, 10, False, 3))
     status, _, table = outs[-1][:3]
@@ -793,7 +776,7 @@ def test_compare_runs_identical_stacks_once_interleaves_the_repeats_and_reports_
 def _contender(label, chain, ms, predicted):
     from ui.tabs import compare
 
-    req = ui_requests.Request(prompt="x", family="f", chain=tuple(chain), buffers=(4,) * (len(chain) - 1),
+    req = ui_inputs.Request(prompt="x", family="f", chain=tuple(chain), buffers=(4,) * (len(chain) - 1),
                               rules=("hsd",) * (len(chain) - 1))
     return compare._Contender([label], req, predicted, label, ms_per_token=list(ms))
 
@@ -801,7 +784,7 @@ def _contender(label, chain, ms, predicted):
 def test_the_compare_verdict_says_when_the_spread_hides_the_difference_and_why_a_stack_lost():
     from ui.tabs.compare import verdict
 
-    req = ui_requests.Request(prompt="x", family="f", chain=(0, 2), buffers=(4,), rules=("hsd",))
+    req = ui_inputs.Request(prompt="x", family="f", chain=(0, 2), buffers=(4,), rules=("hsd",))
     ar = _contender("autoregressive", [2], [9.5, 10.0, 10.5], 10.0)
     busy = _contender("best single draft", [0, 2], [10.4, 12.0, 13.0], 6.0)     # 2x its prediction
     text = verdict([ar, busy], req, None, 3)
@@ -962,9 +945,9 @@ def test_re_timing_the_costs_in_place_keeps_the_acceptances_and_feeds_the_predic
     assert len(new.cost_ms["tiny-l"]) == len(tiny_profile.cost_ms["tiny-l"])
     assert new.cost_ms != tiny_profile.cost_ms                              # timed now, on these tiny models
     assert out.startswith("**Forward costs re-timed now**") and f"{new.cost_ms['tiny-l'][0]:.2f} ms" in out
-    req = ui_requests.make_request(families, "def f(x):\n", tiny_spec, ["tiny-s"], [3], "hsd", max_new_tokens=8)
+    req = ui_inputs.make_request(families, "def f(x):\n", tiny_spec, ["tiny-s"], [3], "hsd", max_new_tokens=8)
     from hsd.plan.latency import expected_ms_per_token_at
-    runs, _ = ui_requests.compare_requests(families, req, NAMES, [ui_requests.CONTENDERS[0]])
+    runs, _ = ui_inputs.compare_requests(families, req, NAMES, [ui_inputs.CONTENDERS[0]])
     assert runs[0].predicted_ms_per_token == pytest.approx(expected_ms_per_token_at(new, [2], [], 8))
 
 

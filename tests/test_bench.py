@@ -130,7 +130,7 @@ def test_figure_is_written_as_html_with_every_contender(quick):
 
 def test_contenders_cover_a_to_f_and_b_races_c_with_the_same_draft():
     prof = random_profile(4, seed=3, style="deep")
-    cs = bench.pick_contenders(prof, max_buffer=6)
+    cs = bench.pick_bench_contenders(prof, max_buffer=6)
     assert [c.group for c in cs[:6]] == ["a", "b", "c", "d", "e", "e"]
     a, b, c = cs[0], cs[1], cs[2]
     assert a.runner == "hf-generate" and a.chain == (3,)

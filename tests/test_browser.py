@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from hsd.family import tiny
-from tests.test_app import NAMES, free_port
+from tests.test_app import NAMES
+from tools.stress.server import AppServer
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "artifacts"
@@ -31,46 +29,17 @@ if CHROMIUM is None and not os.environ.get("CI"):
     pytest.skip("chromium is not installed (apt-get install -y chromium); CI installs it", allow_module_level=True)
 
 
-def wait_until_ready(url: str, proc: subprocess.Popen, timeout_s: float = 120.0) -> None:
-    """Poll /gradio_api/info (the 'Running on' line comes before the server is ready)."""
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"app.py exited with code {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url + "/gradio_api/info", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise TimeoutError(f"app.py did not answer on {url} within {timeout_s:.0f} s")
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     # wider and deeper than the other tests' tiny family: a decode takes about 2 s here, so the
     # streaming claim does not race the decode (at 32 × 2 the whole answer could come in one update)
     spec = tiny.save_tiny_family(tmp_path_factory.mktemp("browser-family"), names=NAMES, scale=8.0,
                                  hidden=192, layers=6, max_positions=512)
-    port = free_port()
     tmp = tmp_path_factory.mktemp("gradio-tmp")
-    env = dict(os.environ, HSD_FAMILY=spec, GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1",
-               GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", GRADIO_TEMP_DIR=str(tmp),
-               NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost", GRADIO_SSR_MODE="False",
-               HSD_MAX_NEW_TOKENS=str(STOP_TOKENS), HSD_UI_SHARE="1.0", HSD_PANEL_INTERVAL_S="1.0",
-               HSD_TOKEN_INTERVAL_S="0.25", HSD_SHAPES_SCALE="0.05")
-    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_ready(url, proc)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    env = dict(GRADIO_TEMP_DIR=str(tmp), HSD_MAX_NEW_TOKENS=str(STOP_TOKENS), HSD_UI_SHARE="1.0",
+               HSD_PANEL_INTERVAL_S="1.0", HSD_TOKEN_INTERVAL_S="0.25", HSD_SHAPES_SCALE="0.05")
+    with AppServer(spec, extra_env=env, log_path=tmp / "server.log").start(timeout_s=120) as app:
+        yield app.url.rstrip("/")
 
 
 def wait_for_text(page, text: str, selector: str = "body", timeout_ms: int = 120_000) -> None:

@@ -216,7 +216,7 @@ def _probe(argv: list[str]) -> tuple[int, str, bool]:
     probe = ("import json, sys\nfrom hsd.tools.cli import main\n"
              f"rc = main({argv!r})\n"
              "m = sys.modules.get('hsd.models')\n"
-             "print(json.dumps([rc, bool(m and m._CACHE)]))")
+             "print(json.dumps([rc, bool(m and m.STORE.families)]))")
     proc = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "HF_HUB_OFFLINE": "1"})
     rc, loaded = json.loads(proc.stdout.strip().splitlines()[-1])

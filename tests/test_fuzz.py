@@ -3,7 +3,7 @@ step-through handlers, and the command line.  The property everywhere: every cal
 result or ONE sentence for a person, nothing crashes, and the next well-formed request works.
 
 The app runs in this process on three tiny real Llamas (``tests.test_app.save_tiny_family``);
-the payloads are a seeded sample of ``hsd stress --fuzz`` (``ui.fuzz``), the same code the long
+the payloads are a seeded sample of ``hsd stress --fuzz`` (``tools.stress.fuzz``), the same code the long
 command runs against a real app.  The hypothesis tests are seeded (derandomized) so CI is
 reproducible; ``HSD_FUZZ_EXAMPLES=N`` runs N random examples of each instead (a hunt, not a gate)."""
 from __future__ import annotations
@@ -22,7 +22,10 @@ os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 import gradio as gr  # noqa: E402
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 
-from ui import fuzz, registry, settings as ui_settings, stress  # noqa: E402
+from tools.stress import fuzz  # noqa: E402
+from tools.stress.checks import one_sentence  # noqa: E402
+from tools.stress.client import Outcome  # noqa: E402
+from ui import registry, settings as ui_settings  # noqa: E402
 from ui.demo import build_demo  # noqa: E402
 from tests.test_app import endpoint, free_port, save_tiny_family  # noqa: E402
 
@@ -57,16 +60,16 @@ def test_a_seeded_sample_of_random_payloads_gets_results_or_one_sentence_and_the
 
 
 def test_the_judge_calls_a_traceback_a_generic_message_or_a_server_error_a_crash():
-    ok = stress.Outcome("ok", final=[1])
+    ok = Outcome("ok", final=[1])
     assert fuzz.judge("/x", ok).verdict == "result"
-    assert fuzz.judge("/x", stress.Outcome("error", "The prompt is empty: type some text.")).verdict == "sentence"
-    assert fuzz.judge("/x", stress.Outcome("error", "HTTP 422: missing data")).verdict == "refused at the door"
-    for bad in (stress.Outcome("error", "Traceback (most recent call last):\n  File ..."),
-                stress.Outcome("error", "Something went wrong inside the app (KeyError: 'x')."),
-                stress.Outcome("failed", "HTTP 500: internal"),
-                stress.Outcome("error", "First sentence. Second sentence.")):
+    assert fuzz.judge("/x", Outcome("error", "The prompt is empty: type some text.")).verdict == "sentence"
+    assert fuzz.judge("/x", Outcome("error", "HTTP 422: missing data")).verdict == "refused at the door"
+    for bad in (Outcome("error", "Traceback (most recent call last):\n  File ..."),
+                Outcome("error", "Something went wrong inside the app (KeyError: 'x')."),
+                Outcome("failed", "HTTP 500: internal"),
+                Outcome("error", "First sentence. Second sentence.")):
         assert fuzz.judge("/x", bad).verdict == "crash", bad
-    assert fuzz.judge("/x", stress.Outcome("failed", "TimeoutError: timed out")).verdict == "unanswered"
+    assert fuzz.judge("/x", Outcome("failed", "TimeoutError: timed out")).verdict == "unanswered"
 
 
 def test_fuzz_payloads_are_reproducible_from_their_seed_and_take_the_endpoints_in_turn():
@@ -92,7 +95,7 @@ def _answered(call) -> None:
         if hasattr(out, "__next__"):
             list(out)
     except gr.Error as e:
-        assert stress.one_sentence(str(e.message)), e.message
+        assert one_sentence(str(e.message)), e.message
 
 
 @settings(max_examples=int(os.environ.get("HSD_FUZZ_EXAMPLES", 60)), deadline=None, derandomize=not os.environ.get("HSD_FUZZ_EXAMPLES"),
@@ -158,11 +161,11 @@ def test_random_widget_values_make_a_request_or_one_sentence(app, values):
     field gives a Request or an HSDError whose message is one sentence (2,000 payloads of
     `hsd stress --fuzz` found a stack sent as one number crashing it)."""
     from hsd.errors import HSDError
-    from ui.requests import make_request
+    from ui.inputs import make_request
     from ui.session import tidy_message
 
     _, _, families = app
     try:
         make_request(families, *values)
     except HSDError as e:
-        assert stress.one_sentence(tidy_message(str(e))), str(e)
+        assert one_sentence(tidy_message(str(e))), str(e)

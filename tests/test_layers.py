@@ -9,12 +9,14 @@
   the benchmark's HTML figure (``hsd/tools/bench/report.py``, inside the function that writes it);
 - the engine core (``hsd/*.py`` but the ``__main__`` entry point, and ``hsd/levels/``) imports nothing from ``hsd.plan``,
   ``hsd.tools`` or ``hsd.family``; ``hsd.plan`` imports nothing from ``hsd.tools`` or ``hsd.family``;
+- ``tools/`` (the load and fault tester) drives the app from outside: nothing in ``hsd/``,
+  ``ui/``, ``visual/`` or ``app.py`` imports it, and it imports neither ``ui``, ``visual`` nor the app;
 - there is no import cycle among the project's modules."""
 import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("hsd", "visual", "ui", "tests", "scripts")
+PACKAGES = ("hsd", "visual", "ui", "tools", "tests", "scripts")
 UI_ONLY = {"gradio", "gradio_client", "spaces"}
 LAZY_VISUAL_OK = {"hsd/tools/bench/report.py"}
 TOOLING = ("hsd.plan", "hsd.tools", "hsd.family")
@@ -71,6 +73,10 @@ def test_only_the_ui_package_and_app_py_import_gradio_gradio_client_or_spaces():
         rel = _rel(path)
         if rel == "app.py" or rel.startswith(("ui/", "tests/", "scripts/")):
             continue
+        if rel.startswith("tools/"):            # an HTTP client of the app: gradio_client only
+            bad = _top(_imports(path)) & (UI_ONLY - {"gradio_client"})
+            assert not bad, f"{rel} imports {bad}"
+            continue
         bad = _top(_imports(path)) & UI_ONLY
         assert not bad, f"{rel} imports {bad}"
 
@@ -81,6 +87,18 @@ def test_engine_package_imports_neither_gradio_plotly_visual_nor_app():
         banned = {"gradio", "plotly", "app", "ui", "spaces"} | (set() if rel in LAZY_VISUAL_OK else {"visual"})
         bad = _top(_imports(path)) & banned
         assert not bad, f"{rel} imports {bad}"
+
+
+def test_the_stress_tool_is_outside_the_product_and_drives_the_app_over_http_only():
+    product = [ROOT / "app.py"] + [p for pkg in ("hsd", "ui", "visual") for p in (ROOT / pkg).rglob("*.py")]
+    for path in product:
+        assert "tools" not in _top(_imports(path)), f"{_rel(path)} imports the tools package"
+    tool = sorted((ROOT / "tools").rglob("*.py"))
+    assert {p.name for p in tool} >= {"server.py", "client.py", "cases.py", "checks.py", "report.py", "cli.py"}
+    for path in tool:
+        bad = _top(_imports(path)) & {"ui", "visual", "app", "gradio"}
+        assert not bad, f"{_rel(path)} imports {bad}"
+    assert not list((ROOT / "ui").glob("*stress*.py")), "the load tester left the ui package"
 
 
 def test_visual_package_reads_plain_data_only():
@@ -135,3 +153,21 @@ def test_every_design_section_the_code_cites_exists_in_docs_design_md():
     assert cited, "the code cites its design notes"
     missing = {n: files for n, files in cited.items() if n not in sections}
     assert not missing, f"cited sections missing from docs/design.md: {missing}"
+
+
+def test_the_model_free_ngram_level_imports_and_decodes_rows_without_transformers():
+    """The n-gram drafter needs torch only: importing it (through the ``hsd.levels`` seam) and
+    building its level must not import transformers."""
+    import subprocess
+    import sys
+
+    probe = ("import sys\n"
+             "from hsd.levels.ngram import NGramDrafter\n"
+             "from hsd.levels.sampling import SamplingSettings\n"
+             "level = NGramDrafter(16).make_level(name='ngram', vocab_size=16, settings=SamplingSettings(0.0))\n"
+             "rows = level.probs_after([1, 2, 3, 1, 2], 1)\n"
+             "assert tuple(rows.shape) == (1, 16)\n"
+             "print('transformers' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "False"

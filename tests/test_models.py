@@ -124,7 +124,7 @@ def test_uncached_hub_id_offline_fails_fast_with_the_way_forward(monkeypatch):
 
 def test_uncached_hub_id_without_network_fails_within_seconds(monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(hm, "_HUB_REACHABLE", [])
+    monkeypatch.setattr(hm.STORE, "hub_reachable", None)
     monkeypatch.setattr(hm, "HUB_HOST", "hub.invalid")      # RFC 2606: never resolves
     t0 = time.perf_counter()
     with pytest.raises(ModelLoadError, match="cannot be reached"):

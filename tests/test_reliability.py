@@ -1,10 +1,10 @@
 """Reliability and safety of the public app (issue 7), fast versions: the bad-input matrix, many
 sessions at once, a burst against a small queue, cancellation and a disconnecting client, a quick
-``python -m ui.stress`` run, Space restrictions on which models load, and no remote code or
+``hsd stress`` run, Space restrictions on which models load, and no remote code or
 pickled weights anywhere.
 
 The app runs in this process (``build_demo(...).launch(prevent_thread_lock=True)``) on a family
-of three tiny real Llamas saved to a temporary folder; the checks themselves are ``ui.stress``'s,
+of three tiny real Llamas saved to a temporary folder; the checks themselves are ``tools.stress``'s,
 which drive the app over HTTP with ``gradio_client`` exactly as the long command does.
 
 Known app defects (KNOWN_APP_DEFECTS) are expected failures here (xfail, not strict: they pass
@@ -27,10 +27,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 
 from ui import registry, session, settings  # noqa: E402
-from ui import requests as ui_requests  # noqa: E402
+from ui import inputs as ui_inputs  # noqa: E402
 from ui.demo import build_demo  # noqa: E402
-from ui import stress  # noqa: E402
-from hsd.errors import ModelLoadError  # noqa: E402
+from hsd.errors import ConfigError, ModelLoadError  # noqa: E402
+from tools.stress.cases import bad_cases, normal_args  # noqa: E402
+from tools.stress.checks import (check_burst, check_cancel, check_sessions, judge_bad_case, one_sentence,  # noqa: E402
+                                 try_bad_case)
+from tools.stress.client import GenerateApi, call, make_client, rest_call  # noqa: E402
+from tools.stress.server import check_loopback  # noqa: E402
 from tests.test_app import free_port, save_tiny_family  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,9 +71,9 @@ def server(tiny_spec):
                      concurrency=4, queue_size=6)
     demo, url = _launch(lim, queue_size=6)
     try:
-        client = stress.make_client(url)
-        api = stress.GenerateApi(client)
-        assert stress.call(client, stress.normal_args(api, 6)).kind == "ok"       # loads the models
+        client = make_client(url)
+        api = GenerateApi(client)
+        assert call(client, normal_args(api, 6)).kind == "ok"       # loads the models
         yield url, client, api
     finally:
         demo.close()
@@ -93,7 +97,7 @@ def test_the_matrix_covers_every_field_of_the_issue_and_each_case_differs_from_a
     request does not, and each name is used once (a case that silently became a normal request,
     or a field nobody tries, fails here; that each case is refused is the next test's claim)."""
     _, _, api = server
-    cases = stress.bad_cases(api, tmp_path)
+    cases = bad_cases(api, tmp_path)
     names = [c.name for c in cases]
     assert len(names) == len(set(names)) and set(names) == set(MATRIX_NAMES)
     fields = {key for c in cases for key in c.values}
@@ -118,11 +122,11 @@ def _matrix_param(name: str):
 @pytest.mark.parametrize("name", [_matrix_param(n) for n in MATRIX_NAMES])
 def test_bad_input_gives_one_clear_sentence_and_the_next_request_works(server, tmp_path_factory, name):
     url, client, api = server
-    case = next(c for c in stress.bad_cases(api, tmp_path_factory.getbasetemp() / "odd") if c.name == name)
-    out = stress.try_bad_case(url, client, api, case)
-    after = stress.call(client, stress.normal_args(api, 6, seed=3))
+    case = next(c for c in bad_cases(api, tmp_path_factory.getbasetemp() / "odd") if c.name == name)
+    out = try_bad_case(url, client, api, case)
+    after = call(client, normal_args(api, 6, seed=3))
     assert after.kind == "ok" and after.tokens, f"the request after {name!r}: {after.message}"
-    held, why = stress.judge_bad_case(case, out)
+    held, why = judge_bad_case(case, out)
     assert held, f"{name}: {why}: {out.kind} {out.message!r}"
 
 
@@ -139,9 +143,9 @@ def roomy_server(tiny_spec):
                      panel_interval_s=0.0, ui_share=1.0, token_interval_s=0.0, concurrency=4)
     demo, url = _launch(lim, queue_size=lim.queue_size)
     try:
-        client = stress.make_client(url)
-        api = stress.GenerateApi(client)
-        assert stress.call(client, stress.normal_args(api, 6)).kind == "ok"
+        client = make_client(url)
+        api = GenerateApi(client)
+        assert call(client, normal_args(api, 6)).kind == "ok"
         yield url, client, api
     finally:
         demo.close()
@@ -149,7 +153,7 @@ def roomy_server(tiny_spec):
 
 def test_eight_sessions_at_once_finish_and_each_equals_the_same_request_run_alone(roomy_server):
     url, _, api = roomy_server
-    check, = stress.check_sessions(url, api, 8, 8, log=lambda m: None, timeout_s=180)
+    check, = check_sessions(url, api, 8, 8, log=lambda m: None, timeout_s=180)
     f = check.figures
     assert check.held, check.detail
     assert f["finished"] == f["equal_to_solo"] == 8
@@ -159,7 +163,7 @@ def test_eight_sessions_at_once_finish_and_each_equals_the_same_request_run_alon
 
 def test_a_burst_of_thirty_against_a_queue_of_six_is_queued_or_refused_cleanly_and_the_app_answers(server):
     url, _, api = server
-    check, = stress.check_burst(url, api, 30, 6, None, log=lambda m: None)
+    check, = check_burst(url, api, 30, 6, None, log=lambda m: None)
     f = check.figures
     assert check.held, check.detail
     assert f["finished"] >= 1 and f["refused_queue_full"] >= 1 and f["other_errors"] == 0
@@ -172,7 +176,7 @@ def test_a_burst_of_thirty_against_a_queue_of_six_is_queued_or_refused_cleanly_a
 def test_cancel_and_a_disconnecting_client_stop_the_decode_and_the_next_request_works(server):
     url, _, api = server
     # the app serves from this process, so its CPU and memory are this process's: measured, not skipped
-    checks = stress.check_cancel(url, api, 6, pid=os.getpid(), log=lambda m: None)
+    checks = check_cancel(url, api, 6, pid=os.getpid(), log=lambda m: None)
     cancel, disconnect, memory = checks
     assert cancel.figures["server_cpu_after_cores"] is not None
     assert disconnect.figures["server_cpu_after_cores"] is not None
@@ -212,18 +216,18 @@ def test_stress_refuses_any_address_but_this_machine():
     from hsd.tools.cli import main
 
     assert main(["stress", "--url", "http://example.com:7860/"]) == 2
-    with pytest.raises(stress.ConfigError, match="this machine"):
-        stress.check_loopback("http://10.0.0.5:7860")
-    assert stress.check_loopback("http://127.0.0.1:7860") == "http://127.0.0.1:7860/"
+    with pytest.raises(ConfigError, match="this machine"):
+        check_loopback("http://10.0.0.5:7860")
+    assert check_loopback("http://127.0.0.1:7860") == "http://127.0.0.1:7860/"
 
 
 def test_one_sentence_rejects_tracebacks_generic_crashes_and_several_sentences():
-    assert stress.one_sentence("The prompt is empty: type some text to continue.")
-    assert stress.one_sentence("There is no model folder at /tmp/x.y/z; use the bundled family.")
-    assert not stress.one_sentence("Bad value. Try again.")
-    assert not stress.one_sentence("Traceback (most recent call last): ...")
-    assert not stress.one_sentence("Something went wrong inside the app (KeyError: 'x'); the request was abandoned.")
-    assert not stress.one_sentence("x" * 301)
+    assert one_sentence("The prompt is empty: type some text to continue.")
+    assert one_sentence("There is no model folder at /tmp/x.y/z; use the bundled family.")
+    assert not one_sentence("Bad value. Try again.")
+    assert not one_sentence("Traceback (most recent call last): ...")
+    assert not one_sentence("Something went wrong inside the app (KeyError: 'x'); the request was abandoned.")
+    assert not one_sentence("x" * 301)
 
 
 # --------------------------------------------------------------------------------------------
@@ -247,22 +251,22 @@ def test_on_a_space_no_hub_id_or_local_path_loads_unless_an_environment_variable
     other_folder = tiny_spec.split(",")[-1]                       # a real model folder, not the app's family
     demo, url = _launch(lim, queue_size=8)
     try:
-        client = stress.make_client(url)
-        api = stress.GenerateApi(client)
+        client = make_client(url)
+        api = GenerateApi(client)
         assert api.family == tiny_spec and "smollm2" not in str(api.params[api.index["family"]])
         for spec in ["Qwen/Qwen2.5-0.5B", "smollm2", "/etc", other_folder, f"{tiny_spec},{other_folder}"]:
-            out = stress.call(client, api.args(family=spec, stack=[], max_new_tokens=4))
-            assert out.kind == "error" and "can be used here" in out.message and stress.one_sentence(out.message), \
+            out = call(client, api.args(family=spec, stack=[], max_new_tokens=4))
+            assert out.kind == "error" and "can be used here" in out.message and one_sentence(out.message), \
                 (spec, out.message)
-        opt = stress.call(client, ["Qwen/Qwen2.5-0.5B", "measure now", 4, False], endpoint="/optimize")
+        opt = call(client, ["Qwen/Qwen2.5-0.5B", "measure now", 4, False], endpoint="/optimize")
         assert opt.kind == "error" and "can be used here" in opt.message
-        assert stress.call(client, stress.normal_args(api, 4)).kind == "ok"      # its own family works
+        assert call(client, normal_args(api, 4)).kind == "ok"      # its own family works
     finally:
         demo.close()
     assert set(loaded) <= {tiny_spec}, f"loaded on a Space without permission: {loaded}"
 
     allowed = registry.Families(settings.Limits.from_env(env | {"HSD_ALLOW_CUSTOM_MODELS": "1"}))
-    req = ui_requests.make_request(allowed, "def f(x):\n", other_folder, [], [], "hsd", max_new_tokens=4)
+    req = ui_inputs.make_request(allowed, "def f(x):\n", other_folder, [], [], "hsd", max_new_tokens=4)
     assert req.family == other_folder and allowed.load(req.family).names == ["tiny-l"]
 
 
@@ -276,16 +280,16 @@ def _kw(call: ast.Call, name: str):
 
 
 def _sources():
-    return [p for d in ("hsd", "visual", "ui", "scripts") for p in (ROOT / d).rglob("*.py")] + [ROOT / "app.py"]
+    return [p for d in ("hsd", "visual", "ui", "scripts", "tools") for p in (ROOT / d).rglob("*.py")] + [ROOT / "app.py"]
 
 
 def test_no_code_path_passes_trust_remote_code_true():
     for path in _sources():
-        for call in _calls(path):
-            value = _kw(call, "trust_remote_code")
+        for node in _calls(path):
+            value = _kw(node, "trust_remote_code")
             if value is not None:
                 assert isinstance(value, ast.Constant) and value.value is False, \
-                    f"{path.relative_to(ROOT)}:{call.lineno} trust_remote_code is not the literal False"
+                    f"{path.relative_to(ROOT)}:{node.lineno} trust_remote_code is not the literal False"
         assert "trust_remote_code=" + "True" not in path.read_text(encoding="utf-8").replace(" ", "")
 
 
@@ -371,7 +375,7 @@ def test_a_model_forward_that_raises_shows_one_sentence_and_its_full_traceback_i
     capfd.readouterr()
     try:
         weight.data = torch.zeros(3, 5)                  # a damaged layer: its matmul raises in the forward
-        out = stress.call(client, stress.normal_args(api, 6, seed=5))
+        out = call(client, normal_args(api, 6, seed=5))
     finally:
         weight.data = good
     log = capfd.readouterr().err
@@ -379,7 +383,7 @@ def test_a_model_forward_that_raises_shows_one_sentence_and_its_full_traceback_i
     assert "RuntimeError" in out.message and "Traceback (most recent call last)" not in out.message
     assert "Traceback (most recent call last)" in log and "RuntimeError" in log
     assert "hsd/levels/" in log and "hsd/engine.py" in log           # every frame, down to the forward
-    after = stress.call(client, stress.normal_args(api, 6, seed=5))
+    after = call(client, normal_args(api, 6, seed=5))
     assert after.kind == "ok" and after.tokens                       # the app still serves
 
 
@@ -387,7 +391,7 @@ def test_a_model_forward_that_raises_shows_one_sentence_and_its_full_traceback_i
 # soak: the verdict, and a soak on a shrunk clock; faults: the command on a tiny family
 # --------------------------------------------------------------------------------------------
 def _synthetic(rss_last: float, fds_last: int, late_s: float):
-    from ui.soak import Answered, Sample
+    from tools.stress.soak import Answered, Sample
 
     samples = [Sample(t, 500.0 if t < 420 else rss_last, 20 if t < 420 else fds_last, 8 + (t > 300))
                for t in range(0, 600, 5)]
@@ -403,7 +407,7 @@ def _synthetic(rss_last: float, fds_last: int, late_s: float):
 ])
 def test_the_soak_fails_on_more_than_5_percent_drift_or_a_20_percent_p95_growth(rss_last, fds_last, late_s,
                                                                                  failures):
-    from ui.soak import SoakReport, judge
+    from tools.stress.soak import SoakReport, judge
 
     report = SoakReport()
     samples, answered = _synthetic(rss_last, fds_last, late_s)
@@ -414,7 +418,7 @@ def test_the_soak_fails_on_more_than_5_percent_drift_or_a_20_percent_p95_growth(
 
 
 def test_a_soak_without_the_servers_pid_is_not_judged_held():
-    from ui.soak import Answered, Sample, SoakReport, judge
+    from tools.stress.soak import Answered, Sample, SoakReport, judge
 
     report = SoakReport()
     judge(report, [Sample(t, None, None, None) for t in range(0, 300, 5)],
@@ -423,7 +427,7 @@ def test_a_soak_without_the_servers_pid_is_not_judged_held():
 
 
 def test_a_soak_on_a_shrunk_clock_drives_every_kind_of_traffic_and_watches_the_server(server):
-    from ui import soak
+    from tools.stress import soak
 
     url, _, _ = server
     report = soak.soak(url, os.getpid(), 4, warmup_minutes=1, workers=2, minute_s=4.0, sample_s=0.5,
@@ -455,10 +459,28 @@ def test_the_app_keeps_at_most_its_limit_of_sessions(tiny_spec):
     lim = settings.Limits(family=tiny_spec, max_new_tokens=8, max_sessions=3)
     demo, url = _launch(lim, queue_size=8)
     try:
-        client = stress.make_client(url)
-        api = stress.GenerateApi(client)
+        client = make_client(url)
+        api = GenerateApi(client)
         for seed in range(6):                                     # six API calls: six sessions
-            assert stress.rest_call(url, stress.normal_args(api, 2, seed=seed)).kind == "ok"
+            assert rest_call(url, normal_args(api, 2, seed=seed)).kind == "ok"
         assert demo.state_session_capacity == 3 and len(demo.state_holder.session_data) <= 3
     finally:
         demo.close()
+
+
+def test_each_stress_run_counts_its_own_requests_and_leaves_the_environment_alone(server):
+    """No module-global tally: two runs in one process never mix their counts; a client for the
+    app ignores proxy variables instead of rewriting ``os.environ``."""
+    from tools.stress.client import Outcome, Tally
+
+    url, _, api = server
+    before = dict(os.environ)
+    fresh = make_client(url)
+    assert dict(os.environ) == before
+    one, two = Tally(), Tally()
+    assert call(fresh, normal_args(api, 4, seed=1), tally=one).kind == "ok"
+    assert rest_call(url, normal_args(api, 4, seed=2), tally=one).kind == "ok"
+    assert call(fresh, normal_args(api, 0), tally=two).kind == "error"
+    two.record(Outcome("refused", "queue full"))
+    assert dict(one.by_kind) == {"ok": 2} and one.total == 2
+    assert dict(two.by_kind) == {"error": 1, "refused": 1} and two.total == 2

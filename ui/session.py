@@ -30,7 +30,7 @@ import visual
 from hsd.errors import HSDError
 from hsd.trace import Event, Trace, event_from_dict, event_to_dict
 from ui.registry import load_models
-from ui.requests import Request
+from ui.inputs import Request
 
 try:                                    # ZeroGPU on a Space; a no-op decorator everywhere else
     import spaces

@@ -10,7 +10,7 @@ import visual
 from hsd.errors import HSDError
 from hsd.trace import Trace
 from ui.registry import Families, decode_kind, prediction_note, profile_label
-from ui.requests import Request
+from ui.inputs import Request
 
 PLACEHOLDER = "Run a generation to see this panel."
 

@@ -1,5 +1,5 @@
 """Tiny REAL transformers models and a character tokenizer, built in memory in seconds: the ONE
-tiny-family builder of the tests, the load test (``python -m ui.stress --family tiny``) and the
+tiny-family builder of the tests, the load test (``hsd stress --family tiny``) and the
 examples.  Random weights (or, for ``bigram_llama``, weights set by hand); never a mock.
 
 Weight initialisation runs inside ``torch.random.fork_rng``: building a model never moves the

@@ -36,9 +36,19 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 from hsd.errors import ConfigError
-from hsd.levels.hf import LevelModel
 from hsd.levels.lean import LEAN_ARCHITECTURES, LeanLevel, lean_support
 from hsd.levels.sampling import SamplingSettings
+
+# The transformers level (``hsd.levels.hf``) is imported when first asked for, so that importing a
+# model-free level (``hsd.levels.ngram``) or this seam does not import transformers.
+
+
+def __getattr__(name: str):
+    if name == "LevelModel":
+        from hsd.levels.hf import LevelModel
+
+        return LevelModel
+    raise AttributeError(f"module 'hsd.levels' has no attribute {name!r}")
 
 FORWARDS = ("auto", "lean", "hf", "llamacpp")   # auto: lean where it applies, else the transformers level
 
@@ -99,6 +109,8 @@ def build_level(model, *, name: str, vocab_size: int, settings: SamplingSettings
         return ggml_model_for(model).make_level(name=name, vocab_size=vocab_size, settings=settings)
     if forward == "lean" or (forward == "auto" and lean_support(model) is None):
         return LeanLevel(model, name=name, vocab_size=vocab_size, settings=settings)
+    from hsd.levels.hf import LevelModel
+
     return LevelModel(model, name=name, vocab_size=vocab_size, settings=settings)
 
 

@@ -12,12 +12,6 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import torch
-from transformers import LogitsProcessorList
-from transformers.generation.logits_process import (
-    TemperatureLogitsWarper,
-    TopKLogitsWarper,
-    TopPLogitsWarper,
-)
 
 from hsd.errors import ConfigError
 from hsd.verify import categorical
@@ -45,8 +39,17 @@ class SamplingSettings:
     def greedy(self) -> bool:
         return self.temperature == 0
 
-    def processors(self) -> LogitsProcessorList:
-        """transformers' warpers, in generate()'s order: temperature, top-k, top-p."""
+    def processors(self):
+        """transformers' warpers (a ``LogitsProcessorList``), in generate()'s order: temperature,
+        top-k, top-p.  transformers is imported here, at the first row a warper shapes, so a level
+        that never needs one (the n-gram drafter's module, at import) does not load it."""
+        from transformers import LogitsProcessorList
+        from transformers.generation.logits_process import (
+            TemperatureLogitsWarper,
+            TopKLogitsWarper,
+            TopPLogitsWarper,
+        )
+
         procs = LogitsProcessorList()
         if self.temperature != 1.0:
             procs.append(TemperatureLogitsWarper(float(self.temperature)))
@@ -57,7 +60,7 @@ class SamplingSettings:
         return procs
 
     @cached_property
-    def _warpers(self) -> LogitsProcessorList:
+    def _warpers(self):
         """``processors()``, built once per settings (it is called for every row of a decode)."""
         return self.processors()
 

@@ -31,7 +31,7 @@ from hsd.threads import default_threads
 # rule names before torch is imported
 RULE_NAMES = ("token", "block", "hsd", "hsd-uncapped")
 FORWARDS = ("auto", "lean", "hf", "llamacpp")     # hsd.levels.FORWARDS (tests/test_cli.py checks they agree)
-STRESS_MODULE = "ui.loadtest"          # the app's load and fault tests live with the app (``python -m ui.loadtest``)
+STRESS_MODULE = "tools.stress"        # the app's load and fault tester: a tool in the repository (``python -m tools.stress``)
 
 COMMANDS = {
     "generate": "hsd.tools.generate:run",
@@ -456,7 +456,7 @@ def check_chain_fits(args) -> str | None:
 
 
 def add_stress(sub) -> None:
-    sub.add_parser("stress", help="reliability of the running app (runs `python -m ui.loadtest`)",
+    sub.add_parser("stress", help="reliability of the running app (runs `python -m tools.stress`)",
                    description="The app's load and fault test lives with the app: this runs "
                                f"`python -m {STRESS_MODULE}` with the same arguments "
                                "(`hsd stress --help` shows them).")
@@ -480,17 +480,22 @@ def _quiet_libraries() -> None:
 
 
 def run_stress(stress_args: list[str]) -> int:
-    """``hsd stress ARGS`` = ``python -m ui.loadtest ARGS`` (a subprocess: hsd never imports ui)."""
+    """``hsd stress ARGS`` = ``python -m tools.stress ARGS`` in the repository (a subprocess: hsd never
+    imports the tool); without the repository's ``tools/`` folder (an installed wheel), one line."""
     import subprocess
 
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if not os.path.isfile(os.path.join(root, *STRESS_MODULE.split("."), "__main__.py")):
+        sys.stderr.write(error_line("hsd stress needs the repository's tools/stress folder "
+                                    "(it is not part of the installed package): run it from a clone"))
+        return 2
     return subprocess.call([sys.executable, "-m", STRESS_MODULE, *stress_args], cwd=root)
 
 
 def main(argv=None) -> int:
     _quiet_libraries()
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["stress"]:                      # every argument is ui.loadtest's to check
+    if argv[:1] == ["stress"]:                      # every argument is the stress tool's to check
         return run_stress(argv[1:])
     args = build_parser().parse_args(argv)
     checks = {"generate": check_generate, "export-gguf": check_export, "validate": check_validate}

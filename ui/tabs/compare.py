@@ -17,7 +17,7 @@ from ui import session
 from ui.context import Context, bind
 from hsd.errors import ConfigError
 from ui.registry import decode_kind, prediction_note, profile_label
-from ui.requests import CONTENDERS, Request, compare_requests, make_request, whole
+from ui.inputs import CONTENDERS, Request, compare_requests, make_request, whole
 from ui.tabs.generate import SAMPLING_NAMES
 
 CMP_HEADERS = ["hierarchy", "stack [buffer]", "tokens/s (wall clock, median)", "tokens / target call",

@@ -18,7 +18,7 @@ from ui import session, views
 from hsd.errors import HSDError
 from ui.context import Context, bind, unchanged
 from ui.registry import decode_kind, default_plan
-from ui.requests import RULE_LABELS, Request, chain_of, make_request, whole
+from ui.inputs import RULE_LABELS, Request, chain_of, make_request, whole
 from hsd.verify import RULES
 
 SAMPLING_NAMES = ["temperature", "top_p", "top_k", "seed", "max_new_tokens"]

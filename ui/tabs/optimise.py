@@ -15,7 +15,7 @@ from hsd.errors import ConfigError
 from ui import session
 from ui.context import Context, bind
 from ui.registry import profile_label
-from ui.requests import whole
+from ui.inputs import whole
 from ui.tabs import shapes
 from ui.views import alpha_headers, alpha_rows, alpha_table
 from ui.tabs.generate import stack_updates

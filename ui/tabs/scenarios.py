@@ -19,7 +19,7 @@ from hsd.plan.exactness import exactness_lab, lab_table
 from hsd.plan.optimize import optimal_hierarchy
 from ui import session
 from ui.context import Context, bind
-from ui.requests import whole
+from ui.inputs import whole
 from ui.tabs import optimise
 
 SCENARIOS = {

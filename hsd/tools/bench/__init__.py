@@ -38,14 +38,14 @@ for (b).  Numbers depend on the machine's load: run nothing else at the same tim
 The figure is ``visual.bench.figure_bench(report)``, a pure function of the JSON report; this
 module imports it only inside ``write_figure`` and never touches plotly itself.
 """
-from hsd.tools.bench.contenders import ENGINE_RULE, BenchContender, pick_contenders
+from hsd.tools.bench.contenders import ENGINE_RULE, BenchContender, pick_bench_contenders
 from hsd.tools.bench.core import FORMAT, bench
 from hsd.tools.bench.report import format_markdown, format_report, write_figure
 from hsd.tools.bench.runners import Decode, ForwardMeter, Run, assistant_settings, hf_kwargs, make_runner
 from hsd.tools.bench.stats import first_mismatch, paired_ratios, rotated, spread, summarise
 from hsd.tools.paths import PROMPT_FILES, default_prompts_path, load_prompts, parse_prompts
 
-__all__ = ["ENGINE_RULE", "BenchContender", "pick_contenders", "FORMAT", "bench", "format_markdown", "format_report",
+__all__ = ["ENGINE_RULE", "BenchContender", "pick_bench_contenders", "FORMAT", "bench", "format_markdown", "format_report",
            "write_figure", "Decode", "ForwardMeter", "Run", "assistant_settings", "hf_kwargs", "make_runner",
            "first_mismatch", "paired_ratios", "rotated", "spread", "summarise", "PROMPT_FILES",
            "default_prompts_path", "load_prompts", "parse_prompts"]

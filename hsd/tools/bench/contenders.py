@@ -42,7 +42,7 @@ def _engine(key: str, group: str, label: str, profile: Profile, plan: Plan, rule
                      expected_tokens_per_target_call(profile, plan.chain, plan.buffers))
 
 
-def pick_contenders(profile: Profile, max_buffer: int = 16, llamacpp: bool = False) -> list[BenchContender]:
+def pick_bench_contenders(profile: Profile, max_buffer: int = 16, llamacpp: bool = False) -> list[BenchContender]:
     """(a)–(f) of ``hsd.tools.bench``'s docstring for ``profile``'s family (at least two models),
     and with ``llamacpp`` llama.cpp's own (g), (h), (h′) (``hsd.tools.bench.llamacpp``)."""
     if profile.target < 1:

@@ -11,7 +11,7 @@ from typing import Sequence
 
 from hsd.errors import ConfigError
 from hsd.plan.profile import Profile
-from hsd.tools.bench.contenders import pick_contenders
+from hsd.tools.bench.contenders import pick_bench_contenders
 from hsd.tools.bench.runners import Decode, ForwardMeter, Run, _timed, make_runner
 from hsd.tools.bench.stats import rotated, summarise
 from hsd.tools.measure import decode_ids
@@ -26,7 +26,7 @@ def bench(family, profile: Profile, prompts: Sequence[str], *, max_new_tokens: i
           forward: str = "auto") -> dict:
     """Run every contender on every prompt × repeat at every temperature; return the report."""
     _check_inputs(family, profile, prompts, max_new_tokens, temperatures, repeats)
-    contenders = pick_contenders(profile, max_buffer, llamacpp=forward == "llamacpp")
+    contenders = pick_bench_contenders(profile, max_buffer, llamacpp=forward == "llamacpp")
     skipped = {}
     if forward == "llamacpp":                  # llama.cpp's programs (h), (h′) run where they are built
         from hsd.tools.bench.llamacpp import missing_programs

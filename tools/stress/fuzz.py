@@ -8,7 +8,7 @@ objects), then, sometimes, fields missing, extra fields, or a body of the wrong 
 payloads go through the plain REST API (``POST /gradio_api/call/<name>`` and its event stream),
 which carries what a browser never sends (NaN, lone surrogates), from a few threads at once.
 
-The property: every call ends in a result or ONE sentence for a person (``stress.one_sentence``);
+The property: every call ends in a result or ONE sentence for a person (``one_sentence``);
 a malformed body may be refused at the door (HTTP 4xx, before any app code runs); the server keeps
 serving; and a well-formed ``/generate`` request succeeds after every ``check_every`` payloads and
 at the end.  Anything else is a crash (a generic crash message, a traceback, several sentences, an
@@ -23,7 +23,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
-from ui import stress
+from tools.stress.checks import one_sentence
+from tools.stress.client import NO_MESSAGE, Outcome, rest_call
+from tools.stress.server import answers, check_loopback, no_proxy_open
 
 FORMAT = "hsd-fuzz/1"
 CHECK_EVERY = 100
@@ -68,7 +70,7 @@ def _param(p: dict) -> Param:
 
 def endpoints(url: str) -> dict[str, list[Param]]:
     """Every named endpoint of the app and its parameters, from ``/gradio_api/info``."""
-    with stress._no_proxy_open(stress.check_loopback(url) + "gradio_api/info", 30) as r:
+    with no_proxy_open(check_loopback(url) + "gradio_api/info", 30) as r:
         info = json.loads(r.read().decode("utf-8"))
     return {name: [_param(p) for p in ep["parameters"]] for name, ep in sorted(info["named_endpoints"].items())}
 
@@ -186,13 +188,13 @@ def _encode(body) -> bytes:
     return json.dumps(body, ensure_ascii=True, allow_nan=True).encode("ascii")
 
 
-def judge(endpoint: str, out: stress.Outcome) -> Answer:
+def judge(endpoint: str, out: Outcome) -> Answer:
     msg = out.message or ""
     if out.kind == "ok":
         verdict = "result"
     elif out.kind == "error" and msg.startswith("HTTP 4"):
         verdict = "refused at the door"
-    elif out.kind in ("error", "refused") and stress.one_sentence(msg) and msg != stress.NO_MESSAGE:
+    elif out.kind in ("error", "refused") and one_sentence(msg) and msg != NO_MESSAGE:
         verdict = "sentence"
     elif out.kind == "failed" and ("timed out" in msg.lower() or "timeout" in msg.lower()):
         verdict = "unanswered"
@@ -202,7 +204,7 @@ def judge(endpoint: str, out: stress.Outcome) -> Answer:
 
 
 def send(url: str, endpoint: str, body, timeout_s: float) -> Answer:
-    return judge(endpoint, stress.rest_call(url, raw_body=_encode(body), timeout_s=timeout_s, endpoint=endpoint))
+    return judge(endpoint, rest_call(url, raw_body=_encode(body), timeout_s=timeout_s, endpoint=endpoint))
 
 
 def request_body(params: list[Param], **values) -> dict:
@@ -251,12 +253,12 @@ def fuzz(url: str, n: int, *, seed: int = 0, workers: int = 4, timeout_s: float 
     params = endpoints(url)                                                          # 1)
     drawn = draw(params, n, seed)                                                    # 2)
     report = FuzzReport(url=url, seed=seed, payloads=len(drawn))
-    answers: list[Answer] = []
+    replies: list[Answer] = []
     log(f"fuzz: {len(drawn)} payloads over {len(params)} endpoints, {workers} at a time ...")
     with ThreadPoolExecutor(workers) as pool:                                        # 3)
         for start in range(0, len(drawn), check_every):
             chunk = drawn[start:start + check_every]
-            answers += pool.map(lambda p: send(url, p[0], p[1], timeout_s), chunk)
+            replies += pool.map(lambda p: send(url, p[0], p[1], timeout_s), chunk)
             check = well_formed(url, params, timeout_s)
             if check.verdict != "result":
                 report.well_formed_failed.append(asdict(check) | {"after": start + len(chunk)})
@@ -266,16 +268,16 @@ def fuzz(url: str, n: int, *, seed: int = 0, workers: int = 4, timeout_s: float 
     last = well_formed(url, params, timeout_s)                                       # 4)
     if last.verdict != "result":
         report.well_formed_failed.append(asdict(last) | {"after": "the end"})
-    for a in answers:
+    for a in replies:
         report.by_verdict[a.verdict] = report.by_verdict.get(a.verdict, 0) + 1
         per = report.by_endpoint.setdefault(a.endpoint, {})
         per[a.verdict] = per.get(a.verdict, 0) + 1
-    report.crashes = [asdict(a) for a in answers if a.verdict == "crash"]
-    report.unanswered = [asdict(a) for a in answers if a.verdict == "unanswered"]
-    if answers:
-        worst = max(answers, key=lambda a: a.seconds)
+    report.crashes = [asdict(a) for a in replies if a.verdict == "crash"]
+    report.unanswered = [asdict(a) for a in replies if a.verdict == "unanswered"]
+    if replies:
+        worst = max(replies, key=lambda a: a.seconds)
         report.slowest = asdict(worst)
-    report.server_alive = bool(alive()) and stress.answers(url)
+    report.server_alive = bool(alive()) and answers(url)
     report.seconds = round(time.monotonic() - t0, 1)
     return report
 

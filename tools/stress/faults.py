@@ -30,7 +30,12 @@ import threading
 import time
 from pathlib import Path
 
-from ui import fuzz, soak, stress
+from tools.stress import fuzz, soak
+from tools.stress.cases import NORMAL_PROMPTS, family_folders
+from tools.stress.checks import one_sentence
+from tools.stress.client import Outcome, call, make_client, rest_call, token_list
+from tools.stress.report import classify_log
+from tools.stress.server import answers, check_loopback
 
 BYSTANDER_TOKENS = 40
 
@@ -45,14 +50,14 @@ class Bystander:
     """A normal decode in a thread, and what the same request gives alone (run first)."""
 
     def __init__(self, url: str, params, seed: int):
-        self.url, self.body = url, _generate_body(params, stress.NORMAL_PROMPTS[seed % 4], BYSTANDER_TOKENS, seed)
-        alone = stress.rest_call(url, raw_body=fuzz._encode(self.body), timeout_s=300)
-        self.alone = stress.token_list(alone.final) if alone.kind == "ok" else None
-        self.outcome: stress.Outcome | None = None
+        self.url, self.body = url, _generate_body(params, NORMAL_PROMPTS[seed % 4], BYSTANDER_TOKENS, seed)
+        alone = rest_call(url, raw_body=fuzz._encode(self.body), timeout_s=300)
+        self.alone = token_list(alone.final) if alone.kind == "ok" else None
+        self.outcome: Outcome | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
-        self.outcome = stress.rest_call(self.url, raw_body=fuzz._encode(self.body), timeout_s=300)
+        self.outcome = rest_call(self.url, raw_body=fuzz._encode(self.body), timeout_s=300)
 
     def start(self) -> "Bystander":
         self.thread.start()
@@ -64,7 +69,7 @@ class Bystander:
         out = self.outcome
         if out is None or out.kind != "ok":
             return False, f"the other user's decode ended {out.kind if out else 'never'}: {(out.message if out else '')[:80]}"
-        if self.alone is None or stress.token_list(out.final) != self.alone:
+        if self.alone is None or token_list(out.final) != self.alone:
             return False, "the other user's decode differs from the same request run alone"
         return True, f"the other user's {len(self.alone)} tokens equal the same request alone"
 
@@ -77,7 +82,7 @@ def _case(name: str, answer_ok: bool, answer: str, bystander: tuple[bool, str], 
 
 
 def _family_folder(family: str | None) -> Path | None:
-    folders = stress.family_folders(family) if family else []
+    folders = family_folders(family) if family else []
     return Path(folders[-1]) if folders and Path(folders[-1], "config.json").exists() else None
 
 
@@ -102,15 +107,15 @@ def broken_copies(source: Path, scratch: Path) -> dict[str, Path]:
     return out
 
 
-def _upload(url: str, path: Path, params) -> stress.Outcome:
+def _upload(url: str, path: Path, params) -> Outcome:
     """/upload_profile with a file, through gradio_client (it uploads the file first)."""
     from gradio_client import handle_file
 
-    client = stress.make_client(url)
+    client = make_client(url)
     names = [p.name for p in params["/upload_profile"]]
     args = [p.default for p in params["/upload_profile"]]
     args[names.index("path")] = handle_file(str(path))
-    return stress.call(client, args, timeout_s=120, endpoint="/upload_profile")
+    return call(client, args, timeout_s=120, endpoint="/upload_profile")
 
 
 def bad_uploads(scratch: Path) -> dict[str, Path]:
@@ -127,25 +132,25 @@ def bad_uploads(scratch: Path) -> dict[str, Path]:
     return files
 
 
-def _judge_answer(out: stress.Outcome, want: str) -> tuple[bool, str]:
+def _judge_answer(out: Outcome, want: str) -> tuple[bool, str]:
     """``want``: 'sentence' (refused in one sentence) or 'result' (a complete answer)."""
     if want == "result":
         return out.kind == "ok", f"{out.kind}: {out.message[:120]}" if out.kind != "ok" else "a complete result"
-    ok = out.kind == "error" and stress.one_sentence(out.message)
+    ok = out.kind == "error" and one_sentence(out.message)
     return ok, f"{out.kind}: {out.message[:160]}"
 
 
 def run_faults(url: str, pid: int | None, *, scratch: Path, family: str | None, alive=lambda: True,
                server_log=None, log=print) -> dict:
     """Each case in turn (module docstring); the report (plain dict, ``held`` overall)."""
-    url = stress.check_loopback(url)
+    url = check_loopback(url)
     params = fuzz.endpoints(url)
     cases: list[dict] = []
     seed = [0]
 
     def well_formed() -> bool:
         seed[0] += 1
-        out = stress.rest_call(url, raw_body=fuzz._encode(_generate_body(params, "x = 1\n", 6, seed[0])), timeout_s=300)
+        out = rest_call(url, raw_body=fuzz._encode(_generate_body(params, "x = 1\n", 6, seed[0])), timeout_s=300)
         return out.kind == "ok"
 
     def with_bystander(name: str, fault, want: str) -> None:
@@ -153,7 +158,7 @@ def run_faults(url: str, pid: int | None, *, scratch: Path, family: str | None, 
         other = Bystander(url, params, seed[0]).start()
         out = fault()
         ok, answer = (out if isinstance(out, tuple) else _judge_answer(out, want))
-        cases.append(_case(name, ok, answer, other.verdict(), well_formed(), bool(alive()) and stress.answers(url)))
+        cases.append(_case(name, ok, answer, other.verdict(), well_formed(), bool(alive()) and answers(url)))
         log(f"  {name}: {'held' if cases[-1]['held'] else 'FAILED'} ({cases[-1]['answer'][:90]})")
 
     source = _family_folder(family)
@@ -163,7 +168,7 @@ def run_faults(url: str, pid: int | None, *, scratch: Path, family: str | None, 
                           "command from local folders", "bystander": "", "next_request": "", "server_alive": True})
     else:                                                                               # 1) - 3)
         for name, folder in broken_copies(source, scratch).items():
-            with_bystander(name, lambda f=folder: stress.rest_call(
+            with_bystander(name, lambda f=folder: rest_call(
                 url, raw_body=fuzz._encode(_generate_body(params, "def f():\n", 6, 1, family=str(f))), timeout_s=300),
                 "sentence")
     for name, path in bad_uploads(scratch).items():                                    # 4)
@@ -173,7 +178,7 @@ def run_faults(url: str, pid: int | None, *, scratch: Path, family: str | None, 
         shutil.rmtree(blocker, ignore_errors=True)
         blocker.write_text("a file where the download folder should be", encoding="utf-8")
         try:
-            with_bystander("unwritable download folder", lambda: stress.rest_call(
+            with_bystander("unwritable download folder", lambda: rest_call(
                 url, raw_body=fuzz._encode(_generate_body(params, "def g(x):\n", 8, 5)), timeout_s=300), "result")
         finally:
             blocker.unlink()
@@ -181,7 +186,7 @@ def run_faults(url: str, pid: int | None, *, scratch: Path, family: str | None, 
     cases.append(_what_ifs_at_once(url, params, alive))                                 # 7)
     log(f"  8 what-if edits at once: {'held' if cases[-1]['held'] else 'FAILED'}")
     with_bystander("decodes cancelled while their panels draw", lambda: _cancel_while_drawing(url, params), "")  # 8)
-    exceptions = stress.classify_log(server_log()) if server_log else None
+    exceptions = classify_log(server_log()) if server_log else None
     held = all(c["held"] is not False for c in cases)
     return {"format": "hsd-faults/1", "url": url, "held": held, "cases": cases, "server_log_exceptions": exceptions}
 
@@ -200,7 +205,7 @@ def _cancel_while_drawing(url: str, params, n: int = 6) -> tuple[bool, str]:
     """n long decodes, each dropped at another moment (0.2 s to 1.2 s after its first tokens)."""
     verdicts = []
     for k in range(n):
-        body = _generate_body(params, stress.NORMAL_PROMPTS[k % 4], soak.CANCEL_TOKENS, 20 + k)
+        body = _generate_body(params, NORMAL_PROMPTS[k % 4], soak.CANCEL_TOKENS, 20 + k)
         t = threading.Thread(target=lambda b=body: verdicts.append(soak.cancelled_generate(url, b, 120)[0]))
         t.start()
         time.sleep(0.2 * (k + 1))
@@ -224,11 +229,11 @@ def _what_if_body(params, k: int, alphas: dict | None = None) -> dict:
 def _ensure_profile(url: str, params) -> str:
     """A what-if edits the family's profile: where the app has none (a family of folders), the
     Optimise tab's 'measure now' makes one first.  How the first what-if then ended."""
-    probe = stress.rest_call(url, raw_body=fuzz._encode(_what_if_body(params, 0)), timeout_s=120, endpoint="/what_if")
+    probe = rest_call(url, raw_body=fuzz._encode(_what_if_body(params, 0)), timeout_s=120, endpoint="/what_if")
     if probe.kind == "ok" or "no profile" not in probe.message.lower():
         return probe.kind
     body = fuzz.request_body(params["/optimize"], source="measure now")
-    measured = stress.rest_call(url, raw_body=fuzz._encode(body), timeout_s=600, endpoint="/optimize")
+    measured = rest_call(url, raw_body=fuzz._encode(body), timeout_s=600, endpoint="/optimize")
     return measured.kind
 
 
@@ -240,13 +245,13 @@ def _what_ifs_at_once(url: str, params, alive) -> dict:
     together: list = [None] * 8
 
     def send(k):
-        together[k] = stress.rest_call(url, raw_body=fuzz._encode(bodies[k]), timeout_s=120, endpoint="/what_if")
+        together[k] = rest_call(url, raw_body=fuzz._encode(bodies[k]), timeout_s=120, endpoint="/what_if")
     threads = [threading.Thread(target=send, args=(k,)) for k in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(130)
-    alone = [stress.rest_call(url, raw_body=fuzz._encode(b), timeout_s=120, endpoint="/what_if") for b in bodies]
+    alone = [rest_call(url, raw_body=fuzz._encode(b), timeout_s=120, endpoint="/what_if") for b in bodies]
     same = sum(1 for a, b in zip(together, alone)
                if a is not None and a.kind == b.kind == "ok" and _plan_text(a.final) == _plan_text(b.final))
     ok = same == 8

@@ -23,7 +23,6 @@ The verdict (after ``warmup`` minutes, which are reported but not judged):
 from __future__ import annotations
 
 import json
-import os
 import random
 import statistics
 import threading
@@ -31,7 +30,12 @@ import time
 import urllib.request
 from dataclasses import asdict, dataclass, field
 
-from ui import fuzz, stress
+from hsd.errors import ConfigError
+from tools.stress import fuzz
+from tools.stress.cases import NORMAL_PROMPTS
+from tools.stress.client import rest_call
+from tools.stress.report import fmt
+from tools.stress.server import answers, check_loopback, no_proxy_open, open_fds, rss_mb, thread_count
 
 FORMAT = "hsd-soak/1"
 SAMPLE_S = 5.0
@@ -60,19 +64,6 @@ class Answered:
     verdict: str                # result | sentence | cancelled | crash | unanswered
 
 
-def open_fds(pid: int | None) -> int | None:
-    try:
-        return len(os.listdir(f"/proc/{pid}/fd")) if pid else None
-    except OSError:
-        return None
-
-
-def thread_count(pid: int | None) -> int | None:
-    text = stress._proc_file(pid, "status") or ""
-    line = next((ln for ln in text.splitlines() if ln.startswith("Threads:")), None)
-    return int(line.split()[1]) if line else None
-
-
 # -- the requests -------------------------------------------------------------------------------
 def current_alphas(url: str, params) -> dict | None:
     """The what-if acceptance table the page shows for the app's family (``/measured_profile``'s
@@ -80,7 +71,7 @@ def current_alphas(url: str, params) -> dict | None:
     ps = params.get("/measured_profile")
     if not ps:
         return None
-    out = stress.rest_call(url, raw_body=fuzz._encode({"data": [p.default for p in ps]}), timeout_s=120,
+    out = rest_call(url, raw_body=fuzz._encode({"data": [p.default for p in ps]}), timeout_s=120,
                            endpoint="/measured_profile")
     tables = [x.get("value", x) for x in (out.final or []) if isinstance(x, dict)]
     return next((t for t in tables if isinstance(t, dict) and "drafter" in str((t.get("headers") or [""])[0])), None)
@@ -92,11 +83,11 @@ class Traffic:
     def __init__(self, params: dict[str, list[fuzz.Param]], alphas: dict | None = None):
         missing = [e for e in ("/generate", "/what_if", "/compare") if e not in params]
         if missing:
-            raise stress.ConfigError(f"the app has no {', '.join(missing)} endpoint to soak")
+            raise ConfigError(f"the app has no {', '.join(missing)} endpoint to soak")
         self.params, self.alphas = params, alphas
 
     def generate(self, rng: random.Random, tokens: int) -> dict:
-        return fuzz.request_body(self.params["/generate"], prompt=rng.choice(stress.NORMAL_PROMPTS),
+        return fuzz.request_body(self.params["/generate"], prompt=rng.choice(NORMAL_PROMPTS),
                                  max_new_tokens=tokens, seed=rng.randrange(1000))
 
     def what_if(self, rng: random.Random) -> dict:
@@ -110,7 +101,7 @@ class Traffic:
         return fuzz.request_body(ps, **edit)
 
     def compare(self, rng: random.Random) -> dict:
-        return fuzz.request_body(self.params["/compare"], max_new_tokens=8, prompt=rng.choice(stress.NORMAL_PROMPTS),
+        return fuzz.request_body(self.params["/compare"], max_new_tokens=8, prompt=rng.choice(NORMAL_PROMPTS),
                                  repeats=1)
 
 
@@ -118,14 +109,14 @@ def cancelled_generate(url: str, body: dict, timeout_s: float) -> tuple[str, flo
     """Open a long /generate's event stream, read until tokens stream (its third data event),
     then close the connection (a client gone mid-stream).  ('cancelled' | 'finished' (it ended
     first, at its end-of-text token) | 'crash' | 'unanswered', seconds)."""
-    base = stress.check_loopback(url) + "gradio_api/call/generate"
+    base = check_loopback(url) + "gradio_api/call/generate"
     t0 = time.monotonic()
     req = urllib.request.Request(base, data=fuzz._encode(body), method="POST",
                                  headers={"Content-Type": "application/json"})
     try:
-        with stress._no_proxy_open_req(req, 60) as r:
+        with no_proxy_open(req, 60) as r:
             event_id = json.loads(r.read().decode("utf-8"))["event_id"]
-        with stress._no_proxy_open(f"{base}/{event_id}", timeout_s) as r:
+        with no_proxy_open(f"{base}/{event_id}", timeout_s) as r:
             seen = 0
             for raw in r:
                 seen += raw.startswith(b"data:")
@@ -231,11 +222,11 @@ def soak(url: str, pid: int | None, minutes: float, *, warmup_minutes: float | N
     """1) bodies from the app's API, 2) a sampler thread, 3) ``workers`` threads of mixed traffic
     until the time is up, 4) the per-minute table and the verdict.  ``minute_s`` and
     ``sample_s`` shrink the clock for a test (a 'minute' of a few seconds)."""
-    url = stress.check_loopback(url)
+    url = check_loopback(url)
     total_s = minute_s * minutes
     warmup_s = minute_s * (warmup_minutes if warmup_minutes is not None else min(5.0, max(1.0, minutes / 6)))
     if warmup_s + 2 * minute_s > total_s:
-        raise stress.ConfigError(f"a soak needs at least two judged minutes after its {warmup_s / minute_s:.0f}-minute "
+        raise ConfigError(f"a soak needs at least two judged minutes after its {warmup_s / minute_s:.0f}-minute "
                                  f"warm-up; ask for --soak {int(warmup_s / minute_s) + 2} or more")
     params = fuzz.endpoints(url)                                                   # 1)
     traffic = Traffic(params, current_alphas(url, params))
@@ -248,7 +239,7 @@ def soak(url: str, pid: int | None, minutes: float, *, warmup_minutes: float | N
 
     def sampler():                                                                  # 2)
         while not done.is_set():
-            samples.append(Sample(round(time.monotonic() - t0, 2), stress.rss_mb(pid), open_fds(pid),
+            samples.append(Sample(round(time.monotonic() - t0, 2), rss_mb(pid), open_fds(pid),
                                   thread_count(pid)))
             done.wait(sample_s)
 
@@ -282,13 +273,13 @@ def soak(url: str, pid: int | None, minutes: float, *, warmup_minutes: float | N
             with lock:
                 n, bad = len(answered), sum(a.verdict in ("crash", "unanswered") for a in answered)
             s = samples[-1] if samples else Sample(0, None, None, None)
-            log(f"  minute {int(round(next_log / minute_s))}: {n} requests, {bad} failed; RSS {stress._fmt(s.rss_mb, '.0f', ' MB')}, "
+            log(f"  minute {int(round(next_log / minute_s))}: {n} requests, {bad} failed; RSS {fmt(s.rss_mb, '.0f', ' MB')}, "
                 f"{s.fds} fds, {s.threads} threads")
             next_log += minute_s
         if not alive():
             break
     done.set()
-    report.server_alive = bool(alive()) and stress.answers(url)                    # 4)
+    report.server_alive = bool(alive()) and answers(url)                    # 4)
     report.seconds = round(time.monotonic() - t0, 1)
     for a in answered:
         per = report.requests.setdefault(a.kind, {})
@@ -305,17 +296,17 @@ def print_soak_report(report: SoakReport, out=None) -> None:
     kinds = [k for k, _ in MIX]
     print("\nminute    RSS MB   fds  threads  requests  errors  " + "  ".join(f"{k} p50/p95 s" for k in kinds), file=out)
     for r in report.per_minute:
-        lat = "  ".join(f"{stress._fmt(r[f'{k}_p50_s'], '.2f')}/{stress._fmt(r[f'{k}_p95_s'], '.2f')}".rjust(len(k) + 12)
+        lat = "  ".join(f"{fmt(r[f'{k}_p50_s'], '.2f')}/{fmt(r[f'{k}_p95_s'], '.2f')}".rjust(len(k) + 12)
                         for k in kinds)
-        print(f"{r['minute']:>6}  {stress._fmt(r['rss_mb'], '8.1f')}  {stress._fmt(r['fds'], '4.0f')}  "
-              f"{stress._fmt(r['threads'], '7.0f')}  {r['requests']:>8}  {r['errors']:>6}  {lat}", file=out)
+        print(f"{r['minute']:>6}  {fmt(r['rss_mb'], '8.1f')}  {fmt(r['fds'], '4.0f')}  "
+              f"{fmt(r['threads'], '7.0f')}  {r['requests']:>8}  {r['errors']:>6}  {lat}", file=out)
     for key, d in report.drift.items():
         ch = d["change"]
-        print(f"{key}: first minute after warm-up {stress._fmt(d['first_minute'], '.1f')}, last minute "
-              f"{stress._fmt(d['last_minute'], '.1f')} ({'n/a' if ch is None else f'{100 * ch:+.1f} %'})", file=out)
+        print(f"{key}: first minute after warm-up {fmt(d['first_minute'], '.1f')}, last minute "
+              f"{fmt(d['last_minute'], '.1f')} ({'n/a' if ch is None else f'{100 * ch:+.1f} %'})", file=out)
     for kind, d in report.p95.items():
         g = d["growth"]
-        print(f"{kind} p95: {stress._fmt(d['first_window_s'], '.2f', ' s')} -> {stress._fmt(d['last_window_s'], '.2f', ' s')}"
+        print(f"{kind} p95: {fmt(d['first_window_s'], '.2f', ' s')} -> {fmt(d['last_window_s'], '.2f', ' s')}"
               + ("" if g is None else f" ({100 * g:+.0f} %)") + ("" if d["judged"] else " (too few to judge)"), file=out)
     total = sum(sum(v.values()) for v in report.requests.values())
     print(f"\n{total} requests in {report.seconds:.0f} s: "

@@ -1,0 +1,1 @@
+"""Tools that drive the project from outside (not shipped in the wheel)."""
