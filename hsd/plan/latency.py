@@ -261,50 +261,60 @@ def horizon_counts(profile, chain: Sequence[int], buffers: Sequence[int], max_ne
     if k == 0:
         return {"ms_per_token": autoregressive_ms(profile, chain[0]), "tokens_per_target_call": 1.0,
                 "forwards_per_token": [1.0]}
-    laws: dict = {}
-
-    def law(level: int, gamma: int) -> list[float]:
-        key = (level, gamma)
-        if key not in laws:
-            laws[key] = pair_output(profile, chain[level - 1], chain[level], gamma)
-        return laws[key]
-
-    def add(acc: list[float], vec: list[float], weight: float = 1.0) -> None:
-        for j, v in enumerate(vec):
-            acc[j] += weight * v
-
-    sizes = buffers + [max_new_tokens]                    # the target "hands up" the whole decode
-    below = [sum(buffers[:i]) for i in range(k + 1)]      # how far below level i a budget can bind
-    memo: dict = {}
-
-    def produce(level: int, r: int) -> list[float]:       # [ms, forwards of levels 0..K]
-        n = min(sizes[level], r)
-        r = min(r, n + below[level])                      # a budget past this binds nothing below
-        key = (level, r)
-        if key in memo:
-            return memo[key]
-        if level == 0:
-            out = [leaf_cost(profile, chain[0], n)] + [0.0] * (k + 1)
-            out[1] += n
-        else:
-            held_cost = [[0.0] * (k + 2) for _ in range(n + 1)]   # W(h) for h = n … 0 (W(n) = 0)
-            for h in range(n - 1, -1, -1):
-                g = min(buffers[level - 1], r - h)
-                acc = list(produce(level - 1, r - h))
-                acc[0] += verify_cost(profile, chain[level], g)
-                acc[1 + level] += 1
-                for o, p in enumerate(law(level, g), start=1):
-                    if p:
-                        add(acc, held_cost[min(h + o, n)], p)
-                held_cost[h] = acc
-            out = held_cost[0]
-        memo[key] = out
-        return out
-
-    total = produce(k, max_new_tokens)                    # U(N): the target's rounds, W_K(0, N)
+    total = _Horizon(profile, chain, buffers, max_new_tokens).produce(k, max_new_tokens)  # U(N) = W_K(0, N)
     return {"ms_per_token": total[0] / max_new_tokens + profile.token_overhead_ms(),
             "tokens_per_target_call": max_new_tokens / total[1 + k],
             "forwards_per_token": [f / max_new_tokens for f in total[1:]]}
+
+
+class _Horizon:
+    """``horizon_counts``' recursion for one hierarchy, memoised: ``produce(level, r)`` is
+    [expected ms, expected forwards of levels 0..K] of ``level`` handing up min(T_level, r) tokens
+    with r tokens of budget still ahead (``V_level(r)``; for the target, whose "buffer" is the
+    whole decode, ``U(r)``)."""
+
+    def __init__(self, profile, chain: Sequence[int], buffers: Sequence[int], max_new_tokens: int):
+        self.profile, self.chain, self.buffers = profile, list(chain), list(buffers)
+        self.k = len(chain) - 1
+        self.sizes = self.buffers + [max_new_tokens]                      # the target hands up the whole decode
+        self.below = [sum(self.buffers[:i]) for i in range(self.k + 1)]   # how far below level i a budget binds
+        self.laws: dict = {}
+        self.memo: dict = {}
+
+    def law(self, level: int, gamma: int) -> list[float]:
+        key = (level, gamma)
+        if key not in self.laws:
+            self.laws[key] = pair_output(self.profile, self.chain[level - 1], self.chain[level], gamma)
+        return self.laws[key]
+
+    def produce(self, level: int, r: int) -> list[float]:
+        n = min(self.sizes[level], r)
+        r = min(r, n + self.below[level])                 # a budget past this binds nothing below
+        key = (level, r)
+        if key not in self.memo:
+            self.memo[key] = self._leaf(n) if level == 0 else self._rounds(level, n, r)
+        return self.memo[key]
+
+    def _leaf(self, n: int) -> list[float]:
+        out = [leaf_cost(self.profile, self.chain[0], n)] + [0.0] * (self.k + 1)
+        out[1] += n
+        return out
+
+    def _rounds(self, level: int, n: int, r: int) -> list[float]:
+        """W(0): the rounds of ``level`` until it holds n tokens, h = tokens held so far."""
+        held_cost = [[0.0] * (self.k + 2) for _ in range(n + 1)]   # W(h) for h = n … 0 (W(n) = 0)
+        for h in range(n - 1, -1, -1):
+            g = min(self.buffers[level - 1], r - h)
+            acc = list(self.produce(level - 1, r - h))
+            acc[0] += verify_cost(self.profile, self.chain[level], g)
+            acc[1 + level] += 1
+            for o, p in enumerate(self.law(level, g), start=1):
+                if p:
+                    nxt = held_cost[min(h + o, n)]
+                    for j, v in enumerate(nxt):
+                        acc[j] += p * v
+            held_cost[h] = acc
+        return held_cost[0]
 
 
 def expected_ms_per_token_at(profile, chain: Sequence[int], buffers: Sequence[int], max_new_tokens: int | None) -> float:

@@ -8,10 +8,12 @@ engine's own time per step, round and token, fitted to the real decodes of 2).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 import sys
 import time
+from dataclasses import dataclass, field
 from typing import Sequence
 
 from hsd.errors import ConfigError
@@ -405,14 +407,55 @@ def measure_overheads(drafter, verifier, context: tuple[list[int], int], *, rule
             "verify": [statistics.median(v) for v in verify_ms]}
 
 
-def measure_profile(family, *, max_n: int = 17, repeats: int = 15, warmup: int = 3,
-                    temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-                    prompts: Sequence[str] = DEFAULT_PROMPTS, contexts: Sequence[Sequence[int]] | None = None,
-                    context_tokens: int = 64, seed: int = 0, rule: str | None = "hsd",
-                    progress: ProgressFn | None = None, forward: str = "auto",
-                    block_every: int = 8, accept_rule: str = "hsd", accept_source: str = "traces",
-                    trace_blocks: Sequence[int] | None = None) -> Profile:
-    """Measure a ``Profile`` of ``family`` (a ``hsd.models.LoadedFamily``) on this machine.
+@dataclass(frozen=True)
+class ProfileRequest:
+    """What ``measure_profile`` was asked to measure (its keyword arguments, checked once)."""
+
+    max_n: int = 17
+    repeats: int = 15
+    warmup: int = 3
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    prompts: Sequence[str] = DEFAULT_PROMPTS
+    contexts: Sequence[Sequence[int]] | None = None
+    context_tokens: int = 64
+    seed: int = 0
+    rule: str | None = "hsd"
+    forward: str = "auto"
+    block_every: int = 8
+    accept_rule: str = "hsd"
+    accept_source: str = "traces"
+    trace_blocks: Sequence[int] | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.max_n, int) or self.max_n < 2:
+            raise ConfigError(f"profile: max-n must be a whole number ≥ 2, got {self.max_n!r}")
+        if not isinstance(self.repeats, int) or self.repeats < 1:
+            raise ConfigError(f"profile: repeats must be a whole number ≥ 1, got {self.repeats!r}")
+        if self.accept_source not in ("blocks", "traces"):
+            raise ConfigError(f"accept source must be blocks or traces, got {self.accept_source!r}")
+
+
+@dataclass
+class AcceptancePhase:
+    """Phase 2's result: α per pair, the acceptance law by block length (if measured), the
+    decodes it came from (for the engine fit) and the cost timer that ran between them."""
+
+    acceptance: list[list[float]]
+    positions: int
+    accept_lengths: list | None = None
+    starts: list = field(default_factory=list)
+    records: list[dict] = field(default_factory=list)
+    timer: "CostTimer | None" = None
+    blocks: list[int] | None = None
+
+
+def measure_profile(family, request: ProfileRequest | None = None, *, progress: ProgressFn | None = None,
+                    **fields) -> Profile:
+    """Measure a ``Profile`` of ``family`` (a ``hsd.models.LoadedFamily``) on this machine, as
+    ``request`` asks (or a ``ProfileRequest`` of the keyword ``fields``: ``max_n``, ``repeats``,
+    ``temperature``, ``contexts``, ``rule``, ...).
 
     1) contexts: the target samples ``context_tokens`` tokens after each prompt at the serving
        settings (or use ``contexts``, ready token-id sequences; α is then measured on all but
@@ -430,109 +473,120 @@ def measure_profile(family, *, max_n: int = 17, repeats: int = 15, warmup: int =
     4) costs: forward over n = 1..max_n new tokens with a warm cache on the longest context,
        median of ``repeats`` after ``warmup`` discarded rounds;
     5) with decodes from 2) and a ``rule``: the engine's own time per drafting step, verification
-       and committed token (``fit_engine_overhead``), which the latency model adds to the above.
+       and committed token (``fit_engine_overhead``), which the latency model adds to the above;
+       the profile is built once, with them.
     """
-    import torch
     from hsd.levels import SamplingSettings
 
-    if not isinstance(max_n, int) or max_n < 2:
-        raise ConfigError(f"profile: max-n must be a whole number ≥ 2, got {max_n!r}")
-    if not isinstance(repeats, int) or repeats < 1:
-        raise ConfigError(f"profile: repeats must be a whole number ≥ 1, got {repeats!r}")
-    settings = SamplingSettings(temperature, top_k, top_p)
-    names = list(family.names)
-    levels = family_levels(family, settings, forward)
-    # 1) contexts produced by the target at the serving temperature
-    if contexts is not None:
-        ctxs = [(list(c), 1) for c in contexts if len(c) >= 2]
+    req = request if request is not None else ProfileRequest(**fields)
+    settings = SamplingSettings(req.temperature, req.top_k, req.top_p)
+    levels = family_levels(family, settings, req.forward)
+    ctxs = profile_contexts(family, levels, req, progress)                                             # 1)
+    timing_ctx = max((c for c, _ in ctxs), key=len)      # costs: on the longest context (a real decode's cache)
+    phase = acceptance_phase(family, levels, ctxs, timing_ctx, settings, req, progress)                 # 2)
+    overhead = {}
+    if req.rule is not None:                                                                           # 3)
+        if progress:
+            progress(0, 1, f"timing the '{req.rule}' rule")
+        ctx = max(ctxs, key=lambda c: len(c[0]) - c[1])
+        overhead = measure_overheads(levels[0], levels[-1], ctx, rule=req.rule, max_gamma=req.max_n - 1,
+                                     repeats=req.repeats, seed=req.seed)
+    # 4) costs on the longest context (cache length like a real decode): ``repeats`` rounds, after
+    #    those timed between the decodes of 2) where there were any
+    timer = phase.timer or CostTimer(levels, timing_ctx, max_n=req.max_n, seed=req.seed, warmup=req.warmup)
+    interleaved = timer.kept
+    cost_ms, first_call_ms = time_rounds(timer, req.repeats, progress)
+    meta = profile_meta(family, levels, req, ctxs, phase, timing_ctx, timer.kept, interleaved)
+    profile = Profile(models=list(family.names), cost_ms=cost_ms, acceptance=phase.acceptance, meta=meta,
+                      overhead_ms=overhead, accept_lengths=phase.accept_lengths, first_call_ms=first_call_ms)
+    # 5) the engine's own time, fitted to the decodes of 2) (rule overheads measured: same engine)
+    fit = fit_engine_overhead(phase.records, profile) if req.rule is not None else {}
+    if not fit:
+        return profile
+    engine = {"how": "non-negative least squares of the decodes' wall clock beyond their forwards, first calls, "
+                     "sampling and rule (per committed token)", **{k: v for k, v in fit.items() if k not in ENGINE_TERMS}}
+    return dataclasses.replace(profile, overhead_ms={**overhead, **{k: fit[k] for k in ENGINE_TERMS}},
+                               meta={**meta, "engine_overhead": engine})
+
+
+def profile_contexts(family, levels, req: ProfileRequest, progress: ProgressFn | None) -> list[tuple[list[int], int]]:
+    """Phase 1: (token ids, prompt length) per context: ``req.contexts`` as given, or the target's
+    own continuation of each prompt at the serving settings, kept inside every model's window."""
+    if req.contexts is not None:
+        ctxs = [(list(c), 1) for c in req.contexts if len(c) >= 2]
     else:
         eos = getattr(family.tokenizer, "eos_token_id", None)
         # keep prompt + sampled context + the longest timed block inside every model's window
         windows = [int(getattr(getattr(m, "config", None), "max_position_embeddings", 0) or 0)
                    for m in family.models]                          # 0: no window (the n-gram level)
-        room = min([w for w in windows if w] or [10 ** 9]) - context_tokens - max_n
+        room = min([w for w in windows if w] or [10 ** 9]) - req.context_tokens - req.max_n
         if room < 1:
-            raise ConfigError(f"profile: context tokens ({context_tokens}) + max-n ({max_n}) do not fit "
+            raise ConfigError(f"profile: context tokens ({req.context_tokens}) + max-n ({req.max_n}) do not fit "
                               f"the models' {min(w for w in windows if w)}-token window")
-        prompt_ids = [encode_prompt(family.tokenizer, p)[-room:] for p in prompts]
-        prompt_ids = [p for p in prompt_ids if p]
+        prompt_ids = [p for p in (encode_prompt(family.tokenizer, p)[-room:] for p in req.prompts) if p]
         if not prompt_ids:
             raise ConfigError("profile: every prompt encodes to zero tokens")
         if progress:
-            progress(0, 1, f"sampling {len(prompt_ids)} contexts from {names[-1]}")
-        ctxs = sample_contexts(levels[-1], prompt_ids, context_tokens, seed=seed, eos_token_id=eos)
+            progress(0, 1, f"sampling {len(prompt_ids)} contexts from {family.names[-1]}")
+        ctxs = sample_contexts(levels[-1], prompt_ids, req.context_tokens, seed=req.seed, eos_token_id=eos)
     if not ctxs:
         raise ConfigError("profile: no usable contexts (each needs at least 2 tokens)")
-    # 2) acceptance
+    return ctxs
+
+
+def acceptance_phase(family, levels, ctxs, timing_ctx: list[int], settings, req: ProfileRequest,
+                     progress: ProgressFn | None) -> AcceptancePhase:
+    """Phase 2: α on the contexts, then the law by block length from real single-draft decodes
+    (with the forward costs timed a round at a time between them, so the engine fit does not take
+    a drift of the machine for engine time) or from drafted blocks."""
     if progress:
         progress(0, 1, "measuring acceptance")
     acceptance, positions = measure_acceptance(levels, ctxs)
-    accept_lengths, starts = None, []
-    if accept_source not in ("blocks", "traces"):
-        raise ConfigError(f"accept source must be blocks or traces, got {accept_source!r}")
-    records: list[dict] = []
-    timing_ctx = max((c for c, _ in ctxs), key=len)      # costs: on the longest context (a real decode's cache)
-    timer = None
-    if block_every and accept_source == "traces":
-        gammas = trace_block_lengths(trace_blocks, max_n - 1)
-        # the forward costs are timed a round at a time from here on, between the decodes the
-        # engine fit (5) reads, so the fit does not take a drift of the machine for engine time
-        timer = CostTimer(levels, timing_ctx, max_n=max_n, seed=seed, warmup=warmup)
-        starts = [seq[:prompt_len] for seq, prompt_len in ctxs]
-        accept_lengths = measure_trace_lengths(family, names, starts, settings=settings, max_block=max_n - 1,
-                                               rule=accept_rule, new_tokens=max(context_tokens, 16), seed=seed,
-                                               forward=forward, progress=progress, records=records,
-                                               blocks=gammas, timer=timer)
-    elif block_every:
-        starts = block_starts(ctxs, block_every)
-        accept_lengths = measure_accept_lengths(levels, starts, settings=settings, max_block=max_n - 1, rule=accept_rule,
-                                                seed=seed, progress=progress)
-    # 3) engine overheads outside the forwards (sampling, the verification rule)
-    overhead = {}
-    if rule is not None:
-        if progress:
-            progress(0, 1, f"timing the '{rule}' rule")
-        ctx = max(ctxs, key=lambda c: len(c[0]) - c[1])
-        overhead = measure_overheads(levels[0], levels[-1], ctx, rule=rule, max_gamma=max_n - 1,
-                                     repeats=repeats, seed=seed)
-    # 4) costs on the longest context (cache length like a real decode): ``repeats`` rounds, after
-    #    those timed between the decodes of 2) where there were any
-    if timer is None:
-        timer = CostTimer(levels, timing_ctx, max_n=max_n, seed=seed, warmup=warmup)
-    interleaved = timer.kept
-    cost_ms, first_call_ms = time_rounds(timer, repeats, progress)
+    phase = AcceptancePhase(acceptance, positions)
+    if req.block_every and req.accept_source == "traces":
+        phase.blocks = trace_block_lengths(req.trace_blocks, req.max_n - 1)
+        phase.timer = CostTimer(levels, timing_ctx, max_n=req.max_n, seed=req.seed, warmup=req.warmup)
+        phase.starts = [seq[:prompt_len] for seq, prompt_len in ctxs]
+        phase.accept_lengths = measure_trace_lengths(
+            family, list(family.names), phase.starts, settings=settings, max_block=req.max_n - 1,
+            rule=req.accept_rule, new_tokens=max(req.context_tokens, 16), seed=req.seed, forward=req.forward,
+            progress=progress, records=phase.records, blocks=phase.blocks, timer=phase.timer)
+    elif req.block_every:
+        phase.starts = block_starts(ctxs, req.block_every)
+        phase.accept_lengths = measure_accept_lengths(levels, phase.starts, settings=settings,
+                                                      max_block=req.max_n - 1, rule=req.accept_rule,
+                                                      seed=req.seed, progress=progress)
+    return phase
+
+
+def profile_meta(family, levels, req: ProfileRequest, ctxs, phase: AcceptancePhase, timing_ctx: list[int],
+                 kept: int, interleaved: int) -> dict:
+    """The profile's ``meta``: how and where each number was measured."""
+    import torch
+
     device = str(getattr(family, "device", getattr(levels[-1], "device", "cpu")))
-    meta = {"device": device, "torch_threads": torch.get_num_threads(), "temperature": float(temperature),
-            "top_k": int(top_k), "top_p": float(top_p), "max_n": max_n, "repeats": repeats,
-            "warmup": warmup, "contexts": len(ctxs), "acceptance_positions": positions,
-            "timing_context_tokens": len(timing_ctx), "seed": seed,
+    meta = {"device": device, "torch_threads": torch.get_num_threads(), "temperature": float(req.temperature),
+            "top_k": int(req.top_k), "top_p": float(req.top_p), "max_n": req.max_n, "repeats": req.repeats,
+            "warmup": req.warmup, "contexts": len(ctxs), "acceptance_positions": phase.positions,
+            "timing_context_tokens": len(timing_ctx), "seed": req.seed,
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "cost": "the engine's level.probs_after over n new tokens, warm cache, median wall ms" + (
-                f" over {timer.kept} rounds, {interleaved} of them between the acceptance decodes"
+                f" over {kept} rounds, {interleaved} of them between the acceptance decodes"
                 if interleaved else ""),
-            "forward": forward, "levels": [type(lv).__name__ for lv in levels],
+            "forward": req.forward, "levels": [type(lv).__name__ for lv in levels],
             "acceptance": "mean over target-sampled positions of sum_v min(p_i, p_j)",
-            "rule": rule}
-    if accept_lengths is not None:
-        how = ("single-draft decodes of every pair after each prompt" if accept_source == "traces" else
+            "rule": req.rule}
+    if phase.accept_lengths is not None:
+        how = ("single-draft decodes of every pair after each prompt" if req.accept_source == "traces" else
                "blocks the drafter sampled after target-sampled prefixes")
         meta.update(accept_lengths=f"law of tokens out of one verification by block length, rule "
-                                   f"'{accept_rule}', {how}",
-                    accept_rule=accept_rule, accept_source=accept_source, block_starts=len(starts), block_every=block_every)
-        if accept_source == "traces":
-            meta["trace_blocks"] = gammas
+                                   f"'{req.accept_rule}', {how}",
+                    accept_rule=req.accept_rule, accept_source=req.accept_source, block_starts=len(phase.starts),
+                    block_every=req.block_every)
+        if req.accept_source == "traces":
+            meta["trace_blocks"] = phase.blocks
     meta["first_call"] = "a one-token call right after another model's, above the drafting step's cost"
-    profile = Profile(models=names, cost_ms=cost_ms, acceptance=acceptance, meta=meta, overhead_ms=overhead,
-                      accept_lengths=accept_lengths, first_call_ms=first_call_ms)
-    # 5) the engine's own time, fitted to the decodes of 2) (rule overheads measured: same engine)
-    fit = fit_engine_overhead(records, profile) if rule is not None else {}
-    if fit:
-        profile.overhead_ms.update({k: fit[k] for k in ENGINE_TERMS})
-        meta["engine_overhead"] = {
-            "how": "non-negative least squares of the decodes' wall clock beyond their forwards, first calls, "
-                   "sampling and rule (per committed token)",
-            **{k: v for k, v in fit.items() if k not in ENGINE_TERMS}}
-    return profile
+    return meta
 
 
 # --------------------------------------------------------------------------------------------

@@ -150,16 +150,11 @@ def measure_shapes_on(family: str, forwards: Sequence[str], *, preset: str = "cl
                       progress: ProgressFn | None = None) -> list[Profile]:
     """One profile per forward path (``"llamacpp"``: the model's GGUF twin, f16 for bf16 weights,
     f32 for fp32, run by llama.cpp), each model built ONCE with the same random weights and timed
-    on every runtime in turn, so the runtimes' costs compare shape for shape."""
-    import gc
-    import tempfile
+    on every runtime in turn, so the runtimes' costs compare shape for shape.  1) check the
+    request, 2) time every model on every runtime, 3) one profile per runtime."""
+    from hsd.levels import check_forward
 
-    import torch
-
-    from hsd.levels import SamplingSettings, build_level, check_forward
-    from hsd.tools.measure import measure_costs
-
-    if dtype not in BYTES:
+    if dtype not in BYTES:                                                                         # 1)
         raise ConfigError(f"dtype must be one of {', '.join(BYTES)}, got {dtype!r}")
     if acceptance is None and preset not in ACCEPTANCE_PRESETS:
         raise ConfigError(f"unknown acceptance preset {preset!r}; presets: {', '.join(ACCEPTANCE_PRESETS)}")
@@ -170,8 +165,28 @@ def measure_shapes_on(family: str, forwards: Sequence[str], *, preset: str = "cl
     models = shapes["models"]
     names = [m["name"] for m in models]
     configs = [scaled(m["config"], scale) for m in models]
+    costs = _time_shapes(names, configs, forwards, dtype=dtype, max_n=max_n, repeats=repeats,              # 2)
+                         context_tokens=context_tokens, progress=progress)
+    matrix = assumed_acceptance(len(names), preset) if acceptance is None else [list(r) for r in acceptance]  # 3)
+    about = ACCEPTANCE_PRESETS[preset]["about"] if acceptance is None else "set by the user"
+    out = []
+    for forward in forwards:
+        meta = _shapes_meta(family, shapes, forward, dtype=dtype, scale=scale, repeats=repeats, max_n=max_n,
+                            about=about)
+        out.append(Profile(models=names, cost_ms=costs[forward], acceptance=[list(r) for r in matrix], meta=meta))
+    return out
+
+
+def _time_shapes(names: list[str], configs: list[dict], forwards: list[str], *, dtype: str, max_n: int,
+                 repeats: int, context_tokens: int, progress: ProgressFn | None) -> dict[str, dict[str, list[float]]]:
+    """Per runtime, per model: ms by block length, each model built once with random weights."""
+    import gc
+    import tempfile
+
+    import torch
+
     costs: dict[str, dict[str, list[float]]] = {f: {} for f in forwards}
-    steps = len(models) * len(forwards)
+    steps = len(names) * len(forwards)
     with tempfile.TemporaryDirectory(prefix="hsd-shapes-") as tmp:
         for i, (name, config) in enumerate(zip(names, configs)):
             check_fits(name, config, dtype, forwards)
@@ -183,38 +198,52 @@ def measure_shapes_on(family: str, forwards: Sequence[str], *, preset: str = "cl
             for j, forward in enumerate(forwards):
                 if progress:
                     progress(i * len(forwards) + j, steps, f"timing {name} on {RUNTIMES[forward]}")
-                twin = None
-                if forward == "llamacpp":
-                    twin = _gguf_twin(model, Path(tmp) / f"{i}.gguf", GGUF_OF[dtype], context_tokens + max_n + 8, name)
-                    level = twin.make_level(name=name, vocab_size=config["vocab_size"], settings=SamplingSettings())
-                else:
-                    level = build_level(model, name=name, vocab_size=config["vocab_size"], settings=SamplingSettings(),
-                                        forward=forward)
-                found, _ = measure_costs([level], context, max_n=max_n, repeats=repeats, warmup=1, seed=i)
-                costs[forward][name] = found[name]
-                del level
+                costs[forward][name] = _time_one(model, name, config, forward, context, Path(tmp) / f"{i}.gguf",
+                                                 dtype=dtype, max_n=max_n, repeats=repeats, seed=i)
                 gc.collect()
-                if twin is not None:
-                    twin.close()
-                    twin.path.unlink(missing_ok=True)
             del model
             gc.collect()
     if progress:
         progress(steps, steps, "done")
-    matrix = assumed_acceptance(len(names), preset) if acceptance is None else [list(r) for r in acceptance]
-    about = ACCEPTANCE_PRESETS[preset]["about"] if acceptance is None else "set by the user"
-    out = []
-    for forward in forwards:
-        weights = f"{GGUF_OF[dtype]} GGUF" if forward == "llamacpp" else dtype
-        meta = {"shapes": family, "source": shapes["source"], "dtype": dtype, "scale": scale,
-                "torch_threads": torch.get_num_threads(), "repeats": repeats, "max_n": max_n,
-                "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "temperature": 1.0,
-                "forward": forward, "runtime": f"{RUNTIMES[forward]}, {weights} weights",
-                "costs": f"measured with random weights on this machine, {RUNTIMES[forward]} "
-                         "(cost depends on shape, not weights)",
-                "acceptance": f"assumed, not measured: {about}", "hub_ids": [m["hub_id"] for m in models]}
-        out.append(Profile(models=names, cost_ms=costs[forward], acceptance=[list(r) for r in matrix], meta=meta))
-    return out
+    return costs
+
+
+def _time_one(model, name: str, config: dict, forward: str, context: list[int], gguf_path: Path, *, dtype: str,
+              max_n: int, repeats: int, seed: int) -> list[float]:
+    """One model's ms by block length on one runtime (its GGUF twin written, timed and removed
+    for llama.cpp)."""
+    from hsd.levels import SamplingSettings, build_level
+    from hsd.tools.measure import measure_costs
+
+    twin = None
+    if forward == "llamacpp":
+        twin = _gguf_twin(model, gguf_path, GGUF_OF[dtype], len(context) + max_n + 8, name)
+        level = twin.make_level(name=name, vocab_size=config["vocab_size"], settings=SamplingSettings())
+    else:
+        level = build_level(model, name=name, vocab_size=config["vocab_size"], settings=SamplingSettings(),
+                            forward=forward)
+    try:
+        found, _ = measure_costs([level], context, max_n=max_n, repeats=repeats, warmup=1, seed=seed)
+        return found[name]
+    finally:
+        del level
+        if twin is not None:
+            twin.close()
+            twin.path.unlink(missing_ok=True)
+
+
+def _shapes_meta(family: str, shapes: dict, forward: str, *, dtype: str, scale: float, repeats: int, max_n: int,
+                 about: str) -> dict:
+    import torch
+
+    weights = f"{GGUF_OF[dtype]} GGUF" if forward == "llamacpp" else dtype
+    return {"shapes": family, "source": shapes["source"], "dtype": dtype, "scale": scale,
+            "torch_threads": torch.get_num_threads(), "repeats": repeats, "max_n": max_n,
+            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "temperature": 1.0,
+            "forward": forward, "runtime": f"{RUNTIMES[forward]}, {weights} weights",
+            "costs": f"measured with random weights on this machine, {RUNTIMES[forward]} "
+                     "(cost depends on shape, not weights)",
+            "acceptance": f"assumed, not measured: {about}", "hub_ids": [m["hub_id"] for m in shapes["models"]]}
 
 
 def _gguf_twin(model, path: Path, gguf_type: str, n_ctx: int, name: str):

@@ -29,9 +29,10 @@ machine's load; run nothing else at the same time.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
-import json
 import statistics
+from dataclasses import dataclass
 from typing import Sequence
 
 from hsd.errors import ConfigError
@@ -94,6 +95,20 @@ def edge_acceptance(traces, verifier_level: int) -> dict:
             "per_position_n": reached}
 
 
+@dataclass
+class Decodes:
+    """Phase 2's result: every contender's traces of the interleaved decodes."""
+
+    ms_runs: list[list[float]]                    # per contender: ms/token of each decode, in run order
+    by_repeat: list[list[list]]                   # per contender, per repeat: its traces
+    traces: list[list]                            # per contender: all its traces
+
+    def pooled_by_repeat(self) -> list[list[float]]:
+        """Per contender: each repeat's Σ ms / Σ tokens over the prompts (a repeat is one pass
+        over every prompt, so a slow spell of the machine moves one repeat)."""
+        return [[pooled_ms_per_token(x) for x in reps if x] for reps in self.by_repeat]
+
+
 def validate(family, profile: Profile, *, prompts: Sequence[str] = VALIDATE_PROMPTS, max_new_tokens: int = 64,
              repeats: int = 1, temperature: float | None = None, rule: str = "hsd", max_buffer: int = 16,
              seed: int = 0, progress: ProgressFn | None = None, forward: str = "auto",
@@ -102,18 +117,55 @@ def validate(family, profile: Profile, *, prompts: Sequence[str] = VALIDATE_PROM
     return plain data: per contender predicted vs measured; see the module docstring.  With
     ``retime_costs``, every model's forwards are timed again, one ``CostTimer`` round after each
     prompt's runs, and the predictions use those costs (and first calls) with the profile's
-    acceptance and engine terms."""
-    import dataclasses
-
+    acceptance and engine terms.  The phases: 1) the contenders, 2) the interleaved decodes
+    (after a warm-up), 3) the costs the predictions use, 4) one row per contender, 5) the summary."""
     from hsd.engine import Hierarchy
 
+    _check_inputs(family, profile, prompts)
+    if temperature is None:
+        temperature = float(profile.meta.get("temperature", 1.0))
+    profile, other, contenders = choose_contenders(profile, acceptance, max_buffer)                  # 1)
+    hierarchies = [Hierarchy.from_family(family, chain=list(c.plan.chain), buffers=list(c.plan.buffers), rules=rule,
+                                         forward=forward, threads=None)   # the command set torch's threads
+                   for c in contenders]
+    ar_index = next(i for i, c in enumerate(contenders) if len(c.plan.chain) == 1)
+    for h in hierarchies:            # warm-up (excluded): a hierarchy's first call allocates and fills caches
+        h.generate(prompts[0], max_new_tokens=min(8, max_new_tokens), temperature=temperature, seed=seed)
+    timer = _cost_timer(family, profile, hierarchies[ar_index], prompts[0], max_new_tokens, temperature, seed,
+                        forward) if retime_costs else None
+    runs = decode_interleaved(hierarchies, [c.plan.label for c in contenders], prompts, repeats,             # 2)
+                              max_new_tokens, temperature, seed, progress, timer)
+    profile, other, costs = _costs_used(profile, other, timer)                                               # 3)
+    pooled = runs.pooled_by_repeat()
+    ar = (statistics.median(pooled[ar_index]), autoregressive_ms(profile, profile.target))   # measured, predicted
+    read = {profile.acceptance_model: profile, other.acceptance_model: other}
+    rows = [contender_row(c, read, profile, trs, per_repeat, ms, ar, max_new_tokens)                        # 4)
+            for c, ms, trs, per_repeat in zip(contenders, runs.ms_runs, runs.traces, pooled)]
+    best = min(rows, key=lambda r: r["measured_ms_per_token"])
+    return {"format": "hsd-validation/2", "models": list(profile.models), "rule": rule,                      # 5)
+            "temperature": temperature, "max_new_tokens": max_new_tokens, "prompts": len(prompts),
+            "repeats": repeats, "profile_meta": profile.meta, "rows": rows, "acceptance": acceptance,
+            "acceptance_label": profile.acceptance_label,
+            "median_abs_relative_error": statistics.median(abs(r["relative_error"]) for r in rows),
+            "by_model": {model: model_summary(rows, model, best) for model in ("position", "iid")},
+            "measured_best": best["label"], "costs": costs,
+            "note": f"predicted = our latency derivation ({profile.acceptance_label}; the other model beside it) "
+                    f"for decodes of {max_new_tokens} tokens (the engine's budget cap included); measured = wall "
+                    "clock, decode only, Σ ms / Σ tokens over the prompts, median over repeats"}
+
+
+def _check_inputs(family, profile: Profile, prompts: Sequence[str]) -> None:
     if list(profile.models) != list(family.names):
         raise ConfigError(f"the profile is for models {profile.models} but the family has {list(family.names)}: "
                           "measure a profile of this family with `python -m hsd profile`")
     if not prompts:
         raise ConfigError("validate needs at least one prompt")
-    if temperature is None:
-        temperature = float(profile.meta.get("temperature", 1.0))
+
+
+def choose_contenders(profile: Profile, acceptance: str, max_buffer: int) -> tuple[Profile, Profile, list[Contender]]:
+    """Phase 1: the profile read with the acceptance model asked for, the same profile read with
+    the other one, and the contenders (``pick_contenders``'s, plus the other model's optimum when
+    it differs)."""
     profile = profile.with_acceptance_model(acceptance)
     other = profile.with_acceptance_model("iid" if acceptance == "position" else "position")
     contenders = pick_contenders(profile, max_buffer)
@@ -121,122 +173,120 @@ def validate(family, profile: Profile, *, prompts: Sequence[str] = VALIDATE_PROM
     if all((c.plan.chain, c.plan.buffers) != (other_optimum.chain, other_optimum.buffers) for c in contenders):
         contenders.append(Contender(f"{other.acceptance_model} optimum", plan_for(profile, other_optimum.chain,
                                                                                    other_optimum.buffers)))
-    hierarchies = [Hierarchy.from_family(family, chain=list(c.plan.chain), buffers=list(c.plan.buffers), rules=rule,
-                                         forward=forward, threads=None)   # the command set torch's threads
-                   for c in contenders]
-    ar_index = next(i for i, c in enumerate(contenders) if len(c.plan.chain) == 1)
-    # 1) warm-up (excluded): first call of each hierarchy allocates and fills caches
-    for h in hierarchies:
-        h.generate(prompts[0], max_new_tokens=min(8, max_new_tokens), temperature=temperature, seed=seed)
-    timer = _cost_timer(family, profile, hierarchies[ar_index], prompts[0], max_new_tokens, temperature, seed,
-                        forward) if retime_costs else None
-    # 2) interleaved runs
-    ms_runs = [[] for _ in contenders]
-    by_repeat = [[[] for _ in range(repeats)] for _ in contenders]        # traces per repeat
-    traces = [[] for _ in contenders]
-    total, done = len(prompts) * repeats * len(contenders), 0
+    return profile, other, contenders
+
+
+def decode_interleaved(hierarchies, labels: list[str], prompts: Sequence[str], repeats: int, max_new_tokens: int,
+                       temperature: float, seed: int, progress: ProgressFn | None, timer=None) -> Decodes:
+    """Phase 2: every hierarchy on every prompt and repeat, the order rotated per (prompt,
+    repeat) so a slow drift of the machine hits every contender alike; a ``timer`` round (if any)
+    after each."""
+    n = len(hierarchies)
+    runs = Decodes([[] for _ in range(n)], [[[] for _ in range(repeats)] for _ in range(n)], [[] for _ in range(n)])
+    total, done = len(prompts) * repeats * n, 0
     for (p, prompt), r in itertools.product(enumerate(prompts), range(repeats)):
-        shift = (p * repeats + r) % len(contenders)
-        for i in list(range(len(contenders)))[shift:] + list(range(len(contenders)))[:shift]:
+        shift = (p * repeats + r) % n
+        for i in list(range(n))[shift:] + list(range(n))[:shift]:
             result = hierarchies[i].generate(prompt, max_new_tokens=max_new_tokens, temperature=temperature,
                                              seed=seed + 1000 * p + r)
-            ms_runs[i].append(decode_ms_per_token(result.trace))
-            by_repeat[i][r].append(result.trace)
-            traces[i].append(result.trace)
+            runs.ms_runs[i].append(decode_ms_per_token(result.trace))
+            runs.by_repeat[i][r].append(result.trace)
+            runs.traces[i].append(result.trace)
             done += 1
             if progress:
-                progress(done, total, contenders[i].plan.label)
+                progress(done, total, labels[i])
         if timer is not None:
             timer.round()
-    # 3) summarise
-    costs = {"source": "profile"}
-    if timer is not None:
-        cost_ms, first_call_ms = timer.result()
-        costs = {"source": f"re-timed between the decodes ({timer.kept} rounds)", "cost_ms": cost_ms,
-                 "first_call_ms": first_call_ms, "profile_c1_ms": {m: profile.cost_ms[m][0] for m in profile.models}}
-        profile, other = (dataclasses.replace(p, cost_ms=cost_ms, first_call_ms=first_call_ms) for p in (profile, other))
-    # measured: each repeat's ratio of totals over the prompts, then the median over repeats (a
-    # repeat is one pass over every prompt, so a slow spell of the machine moves one repeat)
-    pooled = [[pooled_ms_per_token(x) for x in reps if x] for reps in by_repeat]
-    ar_measured = statistics.median(pooled[ar_index])
-    read = {profile.acceptance_model: profile, other.acceptance_model: other}
-    ar_predicted = autoregressive_ms(profile, profile.target)        # the same at any length
-    rows = []
-    for c, runs, trs, per_repeat in zip(contenders, ms_runs, traces, pooled):
-        plan = c.plan
-        measured = statistics.median(per_repeat)
-        # predicted for decodes like these: max_new_tokens each, the engine's budget cap included
-        at = {m: horizon_counts(read[m], plan.chain, plan.buffers, max_new_tokens) for m in ("position", "iid")}
-        pos_ms, iid_ms = at["position"]["ms_per_token"], at["iid"]["ms_per_token"]
-        own = at[profile.acceptance_model]
-        predicted = own["ms_per_token"]
-        n_tokens = sum(sum(len(e.tokens) for e in t.of_kind("committed")) for t in trs)
-        k = len(plan.chain) - 1
-        calls = sum(t.summary().target_calls for t in trs)
-        edges = []
-        for lv in range(1, k + 1):
-            stats = edge_acceptance(trs, lv)
-            edges.append({"drafter": plan.names[lv - 1], "verifier": plan.names[lv],
-                          "block": plan.buffers[lv - 1],
-                          "alpha_profile": profile.alpha(plan.chain[lv - 1], plan.chain[lv]), **stats})
-        # the same model fed the acceptance the traces show: separates acceptance error from cost error
-        acc = [list(row) for row in profile.acceptance]
-        for lv, e in enumerate(edges, start=1):
-            if e["alpha_iid"] == e["alpha_iid"]:
-                acc[plan.chain[lv - 1]][plan.chain[lv]] = e["alpha_iid"]
-        seen_alpha = Profile(list(profile.models), profile.cost_ms, acc, {}, overhead_ms=profile.overhead_ms,
-                             first_call_ms=profile.first_call_ms)
-        forwards = [sum(t.summary().levels[lv].forward_passes - 1 for t in trs) / n_tokens
-                    for lv in range(k + 1)]                       # minus the prompt prefill
-        rows.append({
-            "role": c.role, "label": plan.label, "kind": plan.kind,
-            "chain": list(plan.chain), "names": list(plan.names), "buffers": list(plan.buffers),
-            "predicted_ms_per_token": predicted,
-            "predicted_ms_per_token_long_run": expected_ms_per_token(profile, plan.chain, plan.buffers),
-            "measured_ms_per_token": measured,
-            "measured_ms_per_token_by_repeat": per_repeat,
-            "measured_runs_ms_per_token": runs,
-            "relative_error": (measured - predicted) / predicted,
-            "predicted_ms_per_token_position": pos_ms, "predicted_ms_per_token_iid": iid_ms,
-            "relative_error_position": (measured - pos_ms) / pos_ms,
-            "relative_error_iid": (measured - iid_ms) / iid_ms,
-            "relative_error_position_by_repeat": [(m - pos_ms) / pos_ms for m in per_repeat],
-            "relative_error_iid_by_repeat": [(m - iid_ms) / iid_ms for m in per_repeat],
-            "predicted_speedup_vs_ar": ar_predicted / predicted,
-            "measured_speedup_vs_ar": ar_measured / measured,
-            "predicted_tokens_per_target_call": own["tokens_per_target_call"],
-            "measured_tokens_per_target_call": n_tokens / calls if calls else float("nan"),
-            "predicted_ms_per_token_with_measured_alpha":
-                horizon_counts(seen_alpha, plan.chain, plan.buffers, max_new_tokens)["ms_per_token"],
-            "predicted_forwards_per_token": own["forwards_per_token"],
-            "measured_forwards_per_token": forwards,
-            "edges": edges})
-    errors = [abs(r["relative_error"]) for r in rows]
-    best = min(rows, key=lambda r: r["measured_ms_per_token"])
-    summary = {}
-    for model in ("position", "iid"):
-        errs = [abs(r[f"relative_error_{model}"]) for r in rows]
-        # the acceptance model matters only where there are drafts: AR's error is the same in both
-        drafted = [abs(r[f"relative_error_{model}"]) for r in rows if len(r["chain"]) > 1]
-        predicted_best = min(rows, key=lambda r: r[f"predicted_ms_per_token_{model}"])
-        summary[model] = {"median_abs_relative_error": statistics.median(errs), "max_abs_relative_error": max(errs),
-                          "median_abs_relative_error_drafted": statistics.median(drafted) if drafted else float("nan"),
-                          "predicted_optimum": predicted_best["label"],
-                          "predicted_optimum_measured_over_best":
-                              predicted_best["measured_ms_per_token"] / best["measured_ms_per_token"],
-                          # the same ratio within each repeat (the two ran interleaved, prompt by prompt)
-                          "predicted_optimum_over_best_by_repeat":
-                              [a / b for a, b in zip(predicted_best["measured_ms_per_token_by_repeat"],
-                                                     best["measured_ms_per_token_by_repeat"])]}
-    return {"format": "hsd-validation/2", "models": list(profile.models), "rule": rule,
-            "temperature": temperature, "max_new_tokens": max_new_tokens, "prompts": len(prompts),
-            "repeats": repeats, "profile_meta": profile.meta, "rows": rows, "acceptance": acceptance,
-            "acceptance_label": profile.acceptance_label,
-            "median_abs_relative_error": statistics.median(errors), "by_model": summary,
-            "measured_best": best["label"], "costs": costs,
-            "note": f"predicted = our latency derivation ({profile.acceptance_label}; the other model beside it) "
-                    f"for decodes of {max_new_tokens} tokens (the engine's budget cap included); measured = wall "
-                    "clock, decode only, Σ ms / Σ tokens over the prompts, median over repeats"}
+    return runs
+
+
+def _costs_used(profile: Profile, other: Profile, timer) -> tuple[Profile, Profile, dict]:
+    """Phase 3: the profiles the predictions use (with re-timed costs when a timer ran) and the
+    report's ``costs``."""
+    if timer is None:
+        return profile, other, {"source": "profile"}
+    cost_ms, first_call_ms = timer.result()
+    costs = {"source": f"re-timed between the decodes ({timer.kept} rounds)", "cost_ms": cost_ms,
+             "first_call_ms": first_call_ms, "profile_c1_ms": {m: profile.cost_ms[m][0] for m in profile.models}}
+    retimed = [dataclasses.replace(p, cost_ms=cost_ms, first_call_ms=first_call_ms) for p in (profile, other)]
+    return retimed[0], retimed[1], costs
+
+
+def contender_edges(plan, traces, profile: Profile) -> list[dict]:
+    """Per edge of ``plan``: its block, the profile's α and what the traces measured."""
+    return [{"drafter": plan.names[lv - 1], "verifier": plan.names[lv], "block": plan.buffers[lv - 1],
+             "alpha_profile": profile.alpha(plan.chain[lv - 1], plan.chain[lv]), **edge_acceptance(traces, lv)}
+            for lv in range(1, len(plan.chain))]
+
+
+def with_measured_alpha(profile: Profile, plan, edges: list[dict]) -> Profile:
+    """The same latency model fed the acceptance the traces show (i.i.d. estimates): separates
+    acceptance error from cost error."""
+    acc = [list(row) for row in profile.acceptance]
+    for lv, e in enumerate(edges, start=1):
+        if e["alpha_iid"] == e["alpha_iid"]:
+            acc[plan.chain[lv - 1]][plan.chain[lv]] = e["alpha_iid"]
+    return Profile(list(profile.models), profile.cost_ms, acc, {}, overhead_ms=profile.overhead_ms,
+                   first_call_ms=profile.first_call_ms)
+
+
+def contender_row(c: Contender, read: dict[str, Profile], profile: Profile, traces, per_repeat: list[float],
+                  runs: list[float], ar: tuple[float, float], max_new_tokens: int) -> dict:
+    """Phase 4: one contender's row: predicted (both acceptance models, for decodes of
+    ``max_new_tokens`` tokens with the engine's budget cap) vs measured; ``ar`` is
+    (measured, predicted) ms/token of autoregressive decoding."""
+    plan = c.plan
+    measured = statistics.median(per_repeat)
+    at = {m: horizon_counts(read[m], plan.chain, plan.buffers, max_new_tokens) for m in ("position", "iid")}
+    pos_ms, iid_ms = at["position"]["ms_per_token"], at["iid"]["ms_per_token"]
+    own = at[profile.acceptance_model]
+    predicted = own["ms_per_token"]
+    n_tokens = sum(committed_tokens(t) for t in traces)
+    calls = sum(t.summary().target_calls for t in traces)
+    edges = contender_edges(plan, traces, profile)
+    forwards = [sum(t.summary().levels[lv].forward_passes - 1 for t in traces) / n_tokens
+                for lv in range(len(plan.chain))]                       # minus the prompt prefill
+    return {
+        "role": c.role, "label": plan.label, "kind": plan.kind,
+        "chain": list(plan.chain), "names": list(plan.names), "buffers": list(plan.buffers),
+        "predicted_ms_per_token": predicted,
+        "predicted_ms_per_token_long_run": expected_ms_per_token(profile, plan.chain, plan.buffers),
+        "measured_ms_per_token": measured,
+        "measured_ms_per_token_by_repeat": per_repeat,
+        "measured_runs_ms_per_token": runs,
+        "relative_error": (measured - predicted) / predicted,
+        "predicted_ms_per_token_position": pos_ms, "predicted_ms_per_token_iid": iid_ms,
+        "relative_error_position": (measured - pos_ms) / pos_ms,
+        "relative_error_iid": (measured - iid_ms) / iid_ms,
+        "relative_error_position_by_repeat": [(m - pos_ms) / pos_ms for m in per_repeat],
+        "relative_error_iid_by_repeat": [(m - iid_ms) / iid_ms for m in per_repeat],
+        "predicted_speedup_vs_ar": ar[1] / predicted,
+        "measured_speedup_vs_ar": ar[0] / measured,
+        "predicted_tokens_per_target_call": own["tokens_per_target_call"],
+        "measured_tokens_per_target_call": n_tokens / calls if calls else float("nan"),
+        "predicted_ms_per_token_with_measured_alpha":
+            horizon_counts(with_measured_alpha(profile, plan, edges), plan.chain, plan.buffers,
+                           max_new_tokens)["ms_per_token"],
+        "predicted_forwards_per_token": own["forwards_per_token"],
+        "measured_forwards_per_token": forwards,
+        "edges": edges}
+
+
+def model_summary(rows: list[dict], model: str, best: dict) -> dict:
+    """Phase 5, per acceptance model: its errors and whether its optimum is the measured best."""
+    errs = [abs(r[f"relative_error_{model}"]) for r in rows]
+    # the acceptance model matters only where there are drafts: AR's error is the same in both
+    drafted = [abs(r[f"relative_error_{model}"]) for r in rows if len(r["chain"]) > 1]
+    predicted_best = min(rows, key=lambda r: r[f"predicted_ms_per_token_{model}"])
+    return {"median_abs_relative_error": statistics.median(errs), "max_abs_relative_error": max(errs),
+            "median_abs_relative_error_drafted": statistics.median(drafted) if drafted else float("nan"),
+            "predicted_optimum": predicted_best["label"],
+            "predicted_optimum_measured_over_best":
+                predicted_best["measured_ms_per_token"] / best["measured_ms_per_token"],
+            # the same ratio within each repeat (the two ran interleaved, prompt by prompt)
+            "predicted_optimum_over_best_by_repeat":
+                [a / b for a, b in zip(predicted_best["measured_ms_per_token_by_repeat"],
+                                       best["measured_ms_per_token_by_repeat"])]}
 
 
 def _cost_timer(family, profile: Profile, ar, prompt: str, max_new_tokens: int, temperature: float, seed: int,
@@ -253,7 +303,18 @@ def _cost_timer(family, profile: Profile, ar, prompt: str, max_new_tokens: int, 
 
 
 def format_report(report: dict) -> str:
+    """The printed report: 1) predicted vs measured per hierarchy, 2) long-run and measured-α
+    predictions with forwards per token, 3) both acceptance models side by side, 4) costs and
+    notes, 5) acceptance per edge."""
     w = max([34] + [len(r["label"]) for r in report["rows"]])
+    lines = _main_table(report, w) + [""] + _forwards_table(report, w)                       # 1) 2)
+    if "by_model" in report:
+        lines += [""] + _both_models(report, w)                                                # 3)
+    lines += _costs_and_notes(report)                                                          # 4)
+    return "\n".join(lines + [""] + _edge_lines(report))                                       # 5)
+
+
+def _main_table(report: dict, w: int) -> list[str]:
     lines = [f"{'hierarchy':<{w}} {'role':<19} {'pred ms/tok':>11} {'meas ms/tok':>11} {'rel err':>8} "
              f"{'pred ×AR':>8} {'meas ×AR':>8} {'pred tok/call':>13} {'meas tok/call':>13}"]
     for r in report["rows"]:
@@ -261,9 +322,12 @@ def format_report(report: dict) -> str:
                      f"{r['measured_ms_per_token']:>11.3f} {100 * r['relative_error']:>+7.1f}% "
                      f"{r['predicted_speedup_vs_ar']:>7.2f}× {r['measured_speedup_vs_ar']:>7.2f}× "
                      f"{r['predicted_tokens_per_target_call']:>13.2f} {r['measured_tokens_per_target_call']:>13.2f}")
-    lines.append("")
-    lines.append(f"{'hierarchy':<{w}} {'pred long run':>13} {'pred ms/tok with measured α':>28}   "
-                 "forwards/token per level: predicted | measured")
+    return lines
+
+
+def _forwards_table(report: dict, w: int) -> list[str]:
+    lines = [f"{'hierarchy':<{w}} {'pred long run':>13} {'pred ms/tok with measured α':>28}   "
+             "forwards/token per level: predicted | measured"]
     for r in report["rows"]:
         fw = "  ".join(f"{p:.2f}|{m:.2f}" for p, m in zip(r["predicted_forwards_per_token"],
                                                          r["measured_forwards_per_token"]))
@@ -274,26 +338,34 @@ def format_report(report: dict) -> str:
                  f"{report['max_new_tokens']} tokens; measured: wall clock, decode only, Σ ms / Σ tokens over "
                  f"{report['prompts']} prompts, median of {report['repeats']} repeat(s); rule {report['rule']}, "
                  f"T={report['temperature']})")
-    if "by_model" in report:
-        lines += ["", "both acceptance models side by side: relative error, all runs (min–max over repeats)",
-                  f"{'hierarchy':<{w}} {'by position':>26} {'i.i.d.':>26}"]
-        for r in report["rows"]:
-            cells = []
-            for model in ("position", "iid"):
-                reps = r[f"relative_error_{model}_by_repeat"]
-                spread = f"({100 * min(reps):+.1f}…{100 * max(reps):+.1f})" if len(reps) > 1 else ""
-                cells.append(f"{100 * r[f'relative_error_{model}']:+6.1f}% {spread:>18}")
-            lines.append(f"{r['label']:<{w}} {cells[0]:>26} {cells[1]:>26}")
-        for model, name in (("position", "by position"), ("iid", "i.i.d.")):
-            m = report["by_model"][model]
-            reps = m.get("predicted_optimum_over_best_by_repeat", [])
-            spread = f" ({min(reps):.3f}…{max(reps):.3f} by repeat)" if len(reps) > 1 else ""
-            drafted = m.get("median_abs_relative_error_drafted")
-            with_drafts = f" ({100 * drafted:.1f}% over the hierarchies with drafts)" if drafted is not None else ""
-            lines.append(f"{name}: median |error| {100 * m['median_abs_relative_error']:.1f}%{with_drafts}, worst "
-                         f"{100 * m['max_abs_relative_error']:.1f}%; predicted optimum {m['predicted_optimum']} "
-                         f"measured {m['predicted_optimum_measured_over_best']:.3f}× the measured best "
-                         f"({report['measured_best']}){spread}")
+    return lines
+
+
+def _both_models(report: dict, w: int) -> list[str]:
+    lines = ["both acceptance models side by side: relative error, all runs (min–max over repeats)",
+             f"{'hierarchy':<{w}} {'by position':>26} {'i.i.d.':>26}"]
+    for r in report["rows"]:
+        cells = []
+        for model in ("position", "iid"):
+            reps = r[f"relative_error_{model}_by_repeat"]
+            spread = f"({100 * min(reps):+.1f}…{100 * max(reps):+.1f})" if len(reps) > 1 else ""
+            cells.append(f"{100 * r[f'relative_error_{model}']:+6.1f}% {spread:>18}")
+        lines.append(f"{r['label']:<{w}} {cells[0]:>26} {cells[1]:>26}")
+    for model, name in (("position", "by position"), ("iid", "i.i.d.")):
+        m = report["by_model"][model]
+        reps = m.get("predicted_optimum_over_best_by_repeat", [])
+        spread = f" ({min(reps):.3f}…{max(reps):.3f} by repeat)" if len(reps) > 1 else ""
+        drafted = m.get("median_abs_relative_error_drafted")
+        with_drafts = f" ({100 * drafted:.1f}% over the hierarchies with drafts)" if drafted is not None else ""
+        lines.append(f"{name}: median |error| {100 * m['median_abs_relative_error']:.1f}%{with_drafts}, worst "
+                     f"{100 * m['max_abs_relative_error']:.1f}%; predicted optimum {m['predicted_optimum']} "
+                     f"measured {m['predicted_optimum_measured_over_best']:.3f}× the measured best "
+                     f"({report['measured_best']}){spread}")
+    return lines
+
+
+def _costs_and_notes(report: dict) -> list[str]:
+    lines = []
     costs = report.get("costs", {})
     if costs.get("cost_ms"):
         c1 = ", ".join(f"{m} {costs['profile_c1_ms'][m]:.2f} → {v[0]:.2f}" for m, v in costs["cost_ms"].items())
@@ -301,9 +373,12 @@ def format_report(report: dict) -> str:
     prule = report.get("profile_meta", {}).get("rule")
     if prule and prule != report["rule"]:
         lines.append(f"note: the profile's overheads were timed for rule '{prule}', these runs used '{report['rule']}'")
-    lines.append("")
-    lines.append("acceptance per edge: profile α | measured i.i.d. estimate | measured P(accept position t | "
-                 "earlier accepted), t = 1, 2, …")
+    return lines
+
+
+def _edge_lines(report: dict) -> list[str]:
+    lines = ["acceptance per edge: profile α | measured i.i.d. estimate | measured P(accept position t | "
+             "earlier accepted), t = 1, 2, …"]
     seen = set()
     for r in report["rows"]:
         for e in r["edges"]:
@@ -314,7 +389,7 @@ def format_report(report: dict) -> str:
             pos = " ".join(f"{a:.2f}" for a, n in zip(e["per_position"], e["per_position_n"]) if n >= 5)
             lines.append(f"  {e['drafter']} → {e['verifier']} (block {e['block']}): {e['alpha_profile']:.3f} | "
                          f"{e['alpha_iid']:.3f} | {pos}")
-    return "\n".join(lines)
+    return lines
 
 
 # --------------------------------------------------------------------------------------------
