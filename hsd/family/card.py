@@ -333,7 +333,7 @@ def _quality(card: dict, names: list, minutes: float) -> list[str]:
             "Why not: " + (", ".join(short) + f" fall short of {ACCEPTANCE_BAR}. " if short else "")
             + f"The whole build had {minutes:.0f} minutes of 2 CPU cores and 40 MB; a draft with "
             "fewer layers than the model above it is cheap but, at this size, loses more of "
-            "its verifier's distribution than width does (see the project README, 'The bundled "
+            "its verifier's distribution than width does (see docs/results.md, 'The bundled "
             "family'). A larger step budget (`--steps-scale`) or a GPU (`--device cuda`) narrows it.",
         ]
     return lines
