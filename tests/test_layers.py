@@ -171,3 +171,22 @@ def test_the_model_free_ngram_level_imports_and_decodes_rows_without_transformer
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "False"
+
+
+def test_no_function_is_over_sixty_lines_unless_its_steps_are_numbered():
+    """A long function reads as its numbered steps (``# 1)``, ``# 2)`` … in the code); any other
+    function of hsd/, ui/, visual/ or tools/ fits on a screen."""
+    import re
+
+    long = []
+    for pkg in ("hsd", "ui", "visual", "tools"):
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            source = path.read_text(encoding="utf-8")
+            lines = source.splitlines()
+            for node in ast.walk(ast.parse(source)):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and \
+                        node.end_lineno - node.lineno + 1 > 60:
+                    body = "\n".join(lines[node.lineno - 1:node.end_lineno])
+                    if len(set(re.findall(r"#\s*\(?(\d)[.)]", body))) < 2:
+                        long.append(f"{_rel(path)}:{node.lineno} {node.name}")
+    assert not long, f"over 60 lines without numbered steps: {long}"

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 
 from tools.stress.checks import one_sentence
 from tools.stress.client import NO_MESSAGE, Outcome, rest_call
+from tools.stress.report import ModeReport
 from tools.stress.server import answers, check_loopback, no_proxy_open
 
 FORMAT = "hsd-fuzz/1"
@@ -225,19 +226,15 @@ def well_formed(url: str, params: dict[str, list[Param]], timeout_s: float) -> A
 
 
 @dataclass
-class FuzzReport:
+class FuzzReport(ModeReport):
     format: str = FORMAT
-    url: str = ""
     seed: int = 0
     payloads: int = 0
     by_verdict: dict = field(default_factory=dict)
     by_endpoint: dict = field(default_factory=dict)
-    crashes: list = field(default_factory=list)
     unanswered: list = field(default_factory=list)
     well_formed_failed: list = field(default_factory=list)
     slowest: dict = field(default_factory=dict)
-    server_alive: bool = True
-    seconds: float = 0.0
 
     @property
     def held(self) -> bool:

@@ -4,8 +4,21 @@ from __future__ import annotations
 
 import re
 import sys
+from dataclasses import dataclass, field
 
 FORMAT = "hsd-stress/1"
+
+
+@dataclass
+class ModeReport:
+    """What every mode's report holds (``fuzz.FuzzReport``, ``soak.SoakReport``): its format, the
+    app it drove, the crashes, whether the server still answered at the end, how long it took."""
+
+    format: str = FORMAT
+    url: str = ""
+    crashes: list = field(default_factory=list)
+    server_alive: bool = True
+    seconds: float = 0.0
 
 
 def rounded(x, nd):

@@ -34,7 +34,7 @@ from hsd.errors import ConfigError
 from tools.stress import fuzz
 from tools.stress.cases import NORMAL_PROMPTS
 from tools.stress.client import rest_call
-from tools.stress.report import fmt
+from tools.stress.report import ModeReport, fmt
 from tools.stress.server import answers, check_loopback, no_proxy_open, open_fds, rss_mb, thread_count
 
 FORMAT = "hsd-soak/1"
@@ -134,9 +134,8 @@ def cancelled_generate(url: str, body: dict, timeout_s: float) -> tuple[str, flo
 
 # -- the report ---------------------------------------------------------------------------------
 @dataclass
-class SoakReport:
+class SoakReport(ModeReport):
     format: str = FORMAT
-    url: str = ""
     minutes: float = 0.0
     warmup_minutes: float = 0.0
     workers: int = 0
@@ -145,9 +144,6 @@ class SoakReport:
     drift: dict = field(default_factory=dict)           # rss_mb / fds / threads: first, last, change
     p95: dict = field(default_factory=dict)             # kind -> first window, last window, growth
     failures: list = field(default_factory=list)
-    crashes: list = field(default_factory=list)
-    server_alive: bool = True
-    seconds: float = 0.0
 
     @property
     def held(self) -> bool:
