@@ -324,3 +324,14 @@ def test_the_api_decodes_on_its_threads_and_gives_torch_its_count_back(folders):
     assert Hierarchy.from_family(family, buffers=[2, 2], threads=None).threads is None
     with pytest.raises(ConfigError, match="threads"):
         Hierarchy.from_family(family, buffers=[2, 2], threads=0)
+
+
+def test_hsd_stress_without_the_repositorys_tools_folder_is_one_line_and_exit_code_2(monkeypatch, capsys):
+    """``hsd stress`` runs ``python -m tools.stress`` from the repository; an installed wheel has
+    no ``tools/`` folder, and says so in one line instead of a traceback."""
+    from hsd.tools import cli
+
+    monkeypatch.setattr(cli, "STRESS_MODULE", "tools.no_such_tool")
+    assert cli.main(["stress", "--quick"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "tools/stress" in err
