@@ -289,6 +289,85 @@ def test_stop_cancels_the_generation_and_the_next_request_works(client, tiny_spe
     assert len(final[0]) > 0
 
 
+def _status_of(update) -> str:
+    """The stats line of one positional /generate update (the output that carries the status)."""
+    return next(o for o in update if isinstance(o, str) and "*Status:" in o)
+
+
+def test_stop_ends_the_running_decode_with_its_own_last_update_that_says_stopped(demo, tiny_spec, monkeypatch):
+    """Stop signals the page's running decode and waits for its last update: that update (the
+    decode's own, with the trace and its download) says stopped, nothing comes after it, and Stop
+    then changes nothing -- so no update of the decode can land after the stopped status."""
+    import threading
+
+    import gradio as gr
+
+    from ui.tabs import generate as generate_tab
+
+    runs = []
+
+    class Recorded(session.StopSignals.Run):
+        def __init__(self):
+            super().__init__()
+            runs.append(self)
+
+    monkeypatch.setattr(session.StopSignals, "Run", Recorded)
+    monkeypatch.setattr(generate_tab, "current_session", lambda: "stop-test-page")
+    updates = endpoint(demo, "generate")("def f(x):\n", tiny_spec, ["tiny-s", "tiny-m"], 2, 2, "hsd", "hsd",
+                                         1.0, 1.0, 0, 3, 100, False, False)
+    first = next(updates)
+    assert "decoding" in _status_of(first) and len(runs) == 1
+    answer = []
+    stopper = threading.Thread(target=lambda: answer.append(endpoint(demo, "request_stop")("*Status: decoding…*")))
+    stopper.start()
+    deadline = time.time() + 20
+    while not runs[0].requested.is_set() and time.time() < deadline:
+        time.sleep(0.01)
+    assert runs[0].requested.is_set() and stopper.is_alive()      # Stop waits for the decode's last update
+    rest = list(updates)
+    stopper.join(timeout=20)
+    assert len(rest) == 1 and runs[0].ended.is_set()              # one more round, then the last update
+    status = _status_of(rest[0])
+    assert "*Status: stopped*" in status and "Page updates paused the decode" in status
+    assert any(isinstance(o, dict) and o.get("interactive") is True for o in rest[0])   # the trace's download
+    assert 0 < len(rest[0][0]) < 100                               # the tokens so far, far short of 100
+    assert answer == [(gr.skip(),)]                                # and Stop itself changes nothing
+    # with no decode running (one still queued, which the next step cancels) Stop says stopped
+    # itself, and it leaves a finished decode's status alone
+    assert endpoint(demo, "request_stop")("**3 tokens**  \n*Status: decoding…*").endswith("*Status: stopped*")
+    assert endpoint(demo, "request_stop")("*Status: finished (end of text)*") == "*Status: finished (end of text)*"
+
+
+def test_stop_signals_reach_only_their_page_and_a_stopped_stream_ends_in_a_cancelled_trace(families, tiny_spec):
+    import threading
+
+    signals = session.StopSignals()
+    assert signals.stop("nobody", 1.0) == (0, True)
+    with signals.running("page-a") as run:
+        assert signals.running_count() == 1
+        assert signals.stop("page-b", 0.05) == (0, True) and not run.requested.is_set()
+        assert signals.stop("page-a", 0.05) == (1, False)          # still running: did not end in time
+        assert run.requested.is_set()
+    assert signals.running_count() == 0 and run.ended.is_set()
+    with signals.running("page-a") as run:                          # a new decode starts unsignalled
+        assert not run.requested.is_set()
+        later = threading.Timer(0.2, lambda: signals.stop("page-a", 5.0))
+        later.start()
+        while not run.requested.is_set():                           # what a decode's stream asks
+            time.sleep(0.01)
+    later.join()
+    req = ui_inputs.make_request(families, "def f(x):", tiny_spec, NAMES, [2, 2], ["hsd", "hsd"], 1.0, 1.0, 0, 4, 40)
+    full = session.run_to_end(req)
+    asked = iter(range(1000))
+    stopped = session.run_to_end(req, stop=lambda: next(asked) >= 2)   # true at the third commit
+    summary = stopped.summary()
+    assert summary.finish_reason == "cancelled" and 0 < summary.n_tokens < 40
+    assert stopped.token_ids == full.token_ids[:summary.n_tokens]  # the same decode, cut after round 3
+    assert stopped.events[-1].n_tokens == summary.n_tokens and stopped.events[-2].kind == "committed"
+    traces = list(session.stream_trace(req, stop=lambda: True))
+    assert len(traces) == 1 and traces[0].summary().finish_reason == "cancelled"
+
+
 def test_bad_input_is_an_error_and_the_app_keeps_serving(client, tiny_spec):
     from gradio_client.exceptions import AppError
 
@@ -835,6 +914,7 @@ def test_stop_says_stopped_and_the_prompt_hint_tells_the_truth():
 
     assert generate.mark_stopped("**3 tokens**  \n*Status: decoding…*").endswith("*Status: stopped*")
     assert generate.mark_stopped("*Timing the target alone first…*") == "*Status: stopped*"
+    assert generate.mark_stopped("**9 tokens**  \n*Status: finished (max new tokens)*").endswith("(max new tokens)*")
     assert "Shift+Enter to generate" in generate.PROMPT_LABEL        # Gradio: Enter types a new line
 
 

@@ -122,20 +122,17 @@ def test_generate_streams_coloured_tokens_and_renders_every_panel(browser, serve
 
 def test_stop_ends_the_generation_and_the_page_stays_usable(browser, server):
     """Stop lands in the middle of a long decode: the decode ends there (far fewer tokens than
-    asked for), no token arrives after it, and the status says stopped."""
+    asked for), no token arrives after it, and the status says stopped.  Clear in the middle of
+    a decode leaves the page cleared."""
     context, page, outside, errors = open_page(browser, server)
     try:
-        page.fill("#prompt textarea", "class A:\n")
-        page.get_by_text("Sampling settings").click()
-        box = page.locator("#max-new input[type=number]")
-        box.fill(str(STOP_TOKENS))
-        box.press("Tab")
-        page.wait_for_function(f"() => +document.querySelector('#max-new input[type=number]').value === {STOP_TOKENS}",
-                               timeout=10_000)
-        page.click("#generate-btn")
+        start_long_decode(page, "class A:\n")
         page.wait_for_selector("#code-view .tok", timeout=60_000)
         page.click("#stop-btn")
         wait_for_text(page, "Status: stopped", "#stats", timeout_ms=30_000)
+        # the stopped status came with the decode's own last update: its pacing line, its trace
+        assert "Page updates paused the decode" in page.locator("#stats").inner_text()
+        page.wait_for_function("() => !document.querySelector('#trace-download').disabled", timeout=10_000)
         # updates already sent may still be rendering (a busy CI machine rendered 20 more tokens
         # after the status said stopped): wait until the count holds for 2 s, then it must be
         # far short of what was asked -- a Stop that did not cancel runs on to STOP_TOKENS
@@ -155,9 +152,59 @@ def test_stop_ends_the_generation_and_the_page_stays_usable(browser, server):
         assert prompt.input_value() == "class B:\n"
         prompt.press("Shift+Enter")
         wait_for_text(page, "Status: finished", "#stats")
+        # Clear in the middle of a decode: the decode ends first, so none of its updates refills
+        # the page after it was cleared
+        page.click("#generate-btn")
+        page.wait_for_function("() => document.querySelector('#stats').innerText.includes('decoding')",
+                               timeout=60_000)
+        page.click("#clear-btn")
+        wait_for_text(page, "Press Generate.", "#stats", timeout_ms=30_000)
+        page.wait_for_timeout(2000)
+        assert page.locator("#code-view .tok").count() == 0 and page.locator("#prompt textarea").input_value() == ""
+        assert "Press Generate." in page.locator("#stats").inner_text()
         assert not outside and not errors
     finally:
         context.close()
+
+
+def start_long_decode(page, prompt: str) -> None:
+    """Ask for the server's whole token limit (a decode of about 10 s) and press Generate."""
+    page.fill("#prompt textarea", prompt)
+    page.get_by_text("Sampling settings").click()
+    box = page.locator("#max-new input[type=number]")
+    box.fill(str(STOP_TOKENS))
+    box.press("Tab")
+    page.wait_for_function(f"() => +document.querySelector('#max-new input[type=number]').value === {STOP_TOKENS}",
+                           timeout=10_000)
+    page.click("#generate-btn")
+
+
+def test_stop_on_a_decode_waiting_in_the_queue_takes_it_out(browser, server):
+    """One decode at a time: page B's decode waits behind page A's.  Stop on B says stopped at
+    once and takes B's decode out of the queue (no token reaches B when A ends); B can generate
+    again."""
+    context_a, a, outside_a, errors_a = open_page(browser, server)
+    context_b, b, outside_b, errors_b = open_page(browser, server)
+    try:
+        start_long_decode(a, "class A:\n")
+        a.wait_for_selector("#code-view .tok", timeout=60_000)
+        b.fill("#prompt textarea", "def g(y):\n")
+        b.click("#generate-btn")
+        b.wait_for_timeout(1000)                       # B's request is in the queue behind A's decode
+        assert b.locator("#code-view .tok").count() == 0
+        b.click("#stop-btn")
+        wait_for_text(b, "Status: stopped", "#stats", timeout_ms=30_000)
+        a.click("#stop-btn")
+        wait_for_text(a, "Status: stopped", "#stats", timeout_ms=30_000)
+        b.wait_for_timeout(3000)                       # a decode still queued would run now
+        assert b.locator("#code-view .tok").count() == 0, "the stopped, queued decode ran anyway"
+        b.click("#generate-btn")
+        wait_for_text(b, "Status: finished", "#stats")
+        assert b.locator("#code-view .tok").count() > 0
+        assert not (outside_a or outside_b or errors_a or errors_b)
+    finally:
+        context_a.close()
+        context_b.close()
 
 
 def test_every_tab_renders_and_the_exactness_lab_computes(browser, server):

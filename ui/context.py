@@ -16,6 +16,7 @@ from typing import Any, Sequence
 import gradio as gr
 
 from ui.registry import Families
+from ui.session import StopSignals
 from visual import theme
 from ui.settings import Limits
 
@@ -32,6 +33,7 @@ class Context:
     shapes: Any = None                       # ui.tabs.shapes.ShapesTab (on the Optimise tab)
     placeholders: list = field(default_factory=list)    # (plot, message) redrawn in the dark theme
     prompts: list = field(default_factory=list)         # (label, prompt) examples, read once
+    stops: StopSignals = field(default_factory=StopSignals)   # Stop's signal to the running decodes
 
     @property
     def slots(self) -> int:

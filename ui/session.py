@@ -2,8 +2,9 @@
 
 1) ``decode_events`` is the GPU boundary (the ``spaces.GPU`` function under ZeroGPU, a plain
    generator elsewhere): it decodes a validated ``Request`` and yields its events;
-2) ``stream_trace`` / ``run_to_end`` collect them into a ``Trace``; closing the generator (Stop, a
-   closed tab) stops the decode between two events;
+2) ``stream_trace`` / ``run_to_end`` collect them into a ``Trace``; ``StopSignals`` is how Stop
+   ends a decode (after the round it is in, with a last update that says stopped); closing the
+   generator (a closed tab) stops the decode between two events;
 3) ``UiBudget`` keeps the page updates within a small share of the decode's wall time;
 4) ``as_gr_error`` turns any exception into a ``gr.Error``: a user's mistake keeps its one
    sentence and is logged as ONE line; anything else keeps its traceback in the log;
@@ -20,15 +21,17 @@ import threading
 import time
 import traceback
 import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import gradio as gr
 from gradio.components.plot import PlotData
 
 import visual
 from hsd.errors import HSDError
-from hsd.trace import Event, Trace, event_from_dict, event_to_dict
+from hsd.trace import Event, Finished, Trace, event_from_dict, event_to_dict
 from ui.registry import load_models
 from ui.inputs import Request
 
@@ -110,27 +113,85 @@ def new_trace(req: Request) -> Trace:
     return Trace(meta={"app": "hsd-explorer", "family": req.family, "chain": list(req.chain)})
 
 
-def stream_trace(req: Request) -> Iterator[Trace]:
+def stream_trace(req: Request, stop: Callable[[], bool] | None = None) -> Iterator[Trace]:
     """Decode ``req``, yielding the growing trace after every target round (commit) and at the
-    end.  Closing this generator stops the decode between two events."""
+    end.  ``stop()`` is asked after every commit: once true, the decode is closed and the trace
+    ends there with ``Finished("cancelled")`` (the Stop button).  Closing this generator stops
+    the decode between two events."""
     trace = new_trace(req)
     events = decode_events(req)
     try:
         for e in events:
             event = as_event(e)
             trace.add(event)
+            if event.kind == "committed" and stop is not None and stop():
+                trace.add(Finished(reason="cancelled", n_tokens=event.total_tokens, t_ms=event.t_ms))
+                yield trace
+                return
             if event.kind in ("committed", "finished"):
                 yield trace
     finally:
         events.close()
 
 
-def run_to_end(req: Request) -> Trace:
-    """Decode ``req`` to the end (no page updates); the trace."""
+def run_to_end(req: Request, stop: Callable[[], bool] | None = None) -> Trace:
+    """Decode ``req`` to the end, or until ``stop()`` (no page updates); the trace."""
     trace = new_trace(req)
-    for e in decode_events(req):
-        trace.add(as_event(e))
+    for trace in stream_trace(req, stop):
+        pass
     return trace
+
+
+class StopSignals:
+    """The Stop button's line to the decodes of one page session (by Gradio session hash).
+
+    A decode holds a ``Run`` while it streams (``running``) and its stream asks ``run.requested``
+    after every target round; ``stop(session)`` raises the signal of every decode the session has
+    running and waits until they have sent their last update, so that the stopped status is the
+    last thing the page gets from them.  Stopping by signal and not by cancelling the Gradio
+    event: an update a cancelled event had already produced (a round ending just then) could land
+    after the stopped status and leave the page saying "decoding…" for good."""
+
+    @dataclass
+    class Run:
+        requested: threading.Event = field(default_factory=threading.Event)
+        ended: threading.Event = field(default_factory=threading.Event)
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._runs: dict[str, list[StopSignals.Run]] = {}
+
+    @contextmanager
+    def running(self, session: str | None) -> Iterator["StopSignals.Run"]:
+        run = StopSignals.Run()
+        if session:
+            with self._lock:
+                self._runs.setdefault(session, []).append(run)
+        try:
+            yield run
+        finally:
+            run.ended.set()
+            if session:
+                with self._lock:
+                    left = [r for r in self._runs.get(session, []) if r is not run]
+                    if left:
+                        self._runs[session] = left
+                    else:
+                        self._runs.pop(session, None)
+
+    def stop(self, session: str | None, wait_s: float) -> tuple[int, bool]:
+        """Signal ``session``'s running decodes; (how many, whether all ended within ``wait_s``)."""
+        with self._lock:
+            runs = list(self._runs.get(session, [])) if session else []
+        for run in runs:
+            run.requested.set()
+        deadline = time.monotonic() + wait_s
+        ended = all(run.ended.wait(max(deadline - time.monotonic(), 0.0)) for run in runs)
+        return len(runs), ended
+
+    def running_count(self) -> int:
+        with self._lock:
+            return sum(len(v) for v in self._runs.values())
 
 
 # --------------------------------------------------------------------------------------------

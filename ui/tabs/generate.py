@@ -16,7 +16,7 @@ import visual
 from hsd.trace import Trace
 from ui import session, views
 from hsd.errors import HSDError
-from ui.context import Context, bind, unchanged
+from ui.context import Context, bind, current_session, unchanged
 from ui.registry import decode_kind, default_plan
 from ui.inputs import RULE_LABELS, Request, chain_of, make_request, whole
 from hsd.verify import RULES
@@ -24,6 +24,7 @@ from hsd.verify import RULES
 SAMPLING_NAMES = ["temperature", "top_p", "top_k", "seed", "max_new_tokens"]
 # Gradio's multi-line Textbox submits on Shift+Enter (Enter types a new line)
 PROMPT_LABEL = "Prompt (Shift+Enter to generate; Enter types a new line)"
+STOP_WAIT_S = 10.0      # how long Stop waits for a running decode's last update (one round, its panels)
 
 
 @dataclass
@@ -32,6 +33,7 @@ class GenerateTab:
     gen_btn: gr.Button
     stop_btn: gr.Button
     clear_btn: gr.Button
+    cancel_queued_btn: gr.Button    # hidden: Stop and Clear press it last (a decode still queued)
     legend: gr.HTML
     code: gr.HTML                   # the output as code (monospace, per-token colours)
     tokens: gr.HighlightedText      # the same tokens as chips (the /generate API's first output)
@@ -98,6 +100,9 @@ def build(ctx: Context) -> GenerateTab:
                 w["gen_btn"] = gr.Button("Generate", variant="primary", elem_id="generate-btn")
                 w["stop_btn"] = gr.Button("Stop", variant="stop", elem_id="stop-btn")
                 w["clear_btn"] = gr.Button("Clear", elem_id="clear-btn")
+                # pressed by Stop and Clear once they are done (see wire): cancels a queued decode
+                w["cancel_queued_btn"] = gr.Button("Cancel queued decode", visible="hidden",
+                                                   elem_id="cancel-queued-btn")
             gr.Examples([[p] for _, p in prompts], inputs=[w["prompt"]], example_labels=[lb for lb, _ in prompts],
                         label="Example prompts (Python code: the bundled models were trained on the standard library)",
                         cache_examples=False)
@@ -170,7 +175,8 @@ def _panels(ctx: Context, stack0) -> dict:
                                       label="Verifier level (accept map and mass balance)", scale=2)
         w["view_index"] = gr.Slider(1, 2, value=1, step=1, label="Verification # (1 = the first; drag after a run)",
                                     scale=3, interactive=True, elem_id="view-index")
-        w["download"] = gr.DownloadButton("Download trace (JSON)", value=None, interactive=False, scale=1)
+        w["download"] = gr.DownloadButton("Download trace (JSON)", value=None, interactive=False, scale=1,
+                                            elem_id="trace-download")
     with gr.Row(equal_height=False, elem_id="panels-row"):
         with gr.Column(scale=1, min_width=360):
             w["accept_plot"] = ctx.placeholder(gr.Plot(empty, label="Accept map", elem_id="accept-map",
@@ -203,12 +209,18 @@ def wire(ctx: Context, tab: GenerateTab) -> None:
     submit_event = tab.prompt.submit(bind(generate, ctx, tab, names=names), inputs, tab.outputs(),
                                      api_visibility="private", **decode)
     tab.events = (gen_event, submit_event)
-    tab.stop_btn.click(mark_stopped, [tab.stats], [tab.stats], cancels=[gen_event, submit_event],
-                       api_visibility="private", show_progress="hidden")
-    tab.clear_btn.click(bind(clear, tab), [ctx.dark], [tab.prompt, tab.tokens, tab.stats, tab.timeline,
-                                                        tab.accept_plot, tab.mass_plot, ctx.trace_state, tab.download,
-                                                        tab.code, tab.note],
-                        api_visibility="private", cancels=[gen_event, submit_event])
+    # Stop and Clear first signal this page's running decode and wait for its last update (see
+    # session.StopSignals), then press the hidden button that cancels a decode still waiting in
+    # the queue.  (Gradio's ``cancels`` works on a direct trigger, not on a ``.then`` step; on
+    # Stop's own click it would race the running decode's last update.)
+    quiet = dict(api_visibility="private", show_progress="hidden")
+    tab.cancel_queued_btn.click(None, cancels=[gen_event, submit_event], **quiet)
+    press = dict(js="() => document.querySelector('#cancel-queued-btn')?.click()", **quiet)
+    tab.stop_btn.click(bind(request_stop, ctx), [tab.stats], [tab.stats], queue=False, **quiet).then(None, **press)
+    tab.clear_btn.click(bind(clear, ctx, tab), [ctx.dark], [tab.prompt, tab.tokens, tab.stats, tab.timeline,
+                                                             tab.accept_plot, tab.mass_plot, ctx.trace_state,
+                                                             tab.download, tab.code, tab.note],
+                        queue=False, api_visibility="private").then(None, **press)
     room = dict(trigger_mode="always_last", show_progress="hidden", api_visibility="private")
     fit_in = [tab.family, tab.prompt, tab.max_new, tab.max_new_wanted]
     tab.prompt.change(bind(fit_max_new, ctx), fit_in, [tab.max_new, tab.note], **room)
@@ -273,14 +285,17 @@ def generate(ctx: Context, tab: GenerateTab, prompt_text, *values):
     try:
         req = make_request(ctx.families, prompt_text, fam, mods, bufs, rules, temperature, top_p, top_k, seed,
                            max_new)
-        yield from _stream(ctx, tab, req, bool(time_ar), bool(dark))
+        with ctx.stops.running(current_session()) as run:
+            yield from _stream(ctx, tab, req, bool(time_ar), bool(dark), run.requested.is_set)
     except Exception as exc:
         raise session.as_gr_error(exc) from exc
 
 
-def _stream(ctx: Context, tab: GenerateTab, req: Request, time_ar: bool, dark: bool):
+def _stream(ctx: Context, tab: GenerateTab, req: Request, time_ar: bool, dark: bool, stop=None):
     """1) time the target alone first (optional), 2) stream the decode's traces, 3) each update as
-    the budget allows: tokens and stats, then panels, then at the end the trace and download."""
+    the budget allows: tokens and stats, then panels, then at the end the trace and download.
+    ``stop()`` (Stop was pressed) ends the decode after its current round; the last update, like
+    any decode's last, has the panels, the trace and its download, and the status says stopped."""
     names = ctx.families.names(req.family)
     level_names = [names[i] for i in req.chain]
     cmap = visual.token_color_map(level_names)
@@ -289,11 +304,14 @@ def _stream(ctx: Context, tab: GenerateTab, req: Request, time_ar: bool, dark: b
     if time_ar and len(req.chain) > 1:                                           # 1)
         yield {tab.tokens: gr.update(value=[], color_map=cmap), tab.legend: legend,
                tab.stats: "*Timing the target alone first (same prompt and seed)…*"}
-        ar_trace = session.run_to_end(req.with_stack([req.chain[-1]], []))
+        ar_trace = session.run_to_end(req.with_stack([req.chain[-1]], []), stop)
+        if stop is not None and stop():
+            yield {tab.stats: mark_stopped("")}
+            return
     pred = views.prediction(ctx.families, req, names)
     budget = session.UiBudget(ctx.limits.ui_share, ctx.limits.panel_interval_s, ctx.limits.token_interval_s)
     panels_ctx = _PanelState(ctx, req, names, dark)
-    for trace in session.stream_trace(req):                                      # 2)
+    for trace in session.stream_trace(req, stop):                                # 2)
         finished = trace.events[-1].kind == "finished"
         show, panels = budget.decide(finished)
         if not show:
@@ -305,7 +323,7 @@ def _stream(ctx: Context, tab: GenerateTab, req: Request, time_ar: bool, dark: b
                tab.stats: visual.stats_markdown(trace, ar_trace, *_predicted(pred))}
         if finished:
             out[tab.stats] += (f"  \n*Page updates paused the decode {budget.spent_s * 1000:.0f} ms in all "
-                               f"({budget.updates} updates).*")
+                               f"({budget.updates} update{'s' if budget.updates != 1 else ''}).*")
         if panels:
             out.update(panels_ctx.panels(tab, trace, legend))
         if finished:
@@ -362,16 +380,30 @@ def _final(tab: GenerateTab, trace: Trace, req: Request, level_names) -> dict:
                                       value=len(level_names) - 1 if len(level_names) > 1 else None)}
 
 
-def clear(tab: GenerateTab, dark):
+def clear(ctx: Context, tab: GenerateTab, dark):
+    ctx.stops.stop(current_session(), STOP_WAIT_S)       # a decode running now sends nothing after this
     empty = visual.figure_empty(views.PLACEHOLDER, dark=bool(dark))
     return {tab.prompt: "", tab.tokens: [], tab.stats: "*Press Generate.*", tab.timeline: empty,
             tab.accept_plot: empty, tab.mass_plot: empty, tab.trace_state: None,
             tab.download: gr.update(value=None, interactive=False), tab.code: visual.code_html([]), tab.note: ""}
 
 
+def request_stop(ctx: Context, stats):
+    """Stop: signal this page's running decode and wait (up to ``STOP_WAIT_S``) until it has sent
+    its last update, which says stopped; then there is nothing to change.  With no decode running
+    (one still waiting in the queue: the next step cancels it), or one that did not end in time
+    (it is cancelled too), the status line is changed here."""
+    signalled, ended = ctx.stops.stop(current_session(), STOP_WAIT_S)
+    if signalled and ended:
+        return gr.skip()
+    return mark_stopped(stats)
+
+
 def mark_stopped(stats) -> str:
-    """Stop: the status line says so (the cancelled decode sends nothing more)."""
+    """The status line says stopped, unless the decode had already finished."""
     text = str(stats or "")
+    if "*Status: finished" in text:
+        return text
     if "*Status:" in text:
         return text[:text.rindex("*Status:")] + f"*Status: {visual.text.STATUS['cancelled']}*"
     return f"*Status: {visual.text.STATUS['cancelled']}*"
