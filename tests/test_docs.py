@@ -102,7 +102,9 @@ def test_the_readmes_make_targets_and_modules_exist():
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     for target in re.findall(r"^make (\w+)", README, flags=re.M) + ["run", "test"]:
         assert re.search(rf"^{target}:", makefile, flags=re.M), f"make {target}"
-    assert "make test" in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    test_line = next(line for line in README.splitlines() if line.startswith("make test"))
+    assert "make test" in "\n".join(ci) and test_line in ci, f"CI must run the README's {test_line!r}"
     for module in re.findall(r"python -m ([\w.]+)", README):
         path = ROOT.joinpath(*module.split("."))
         assert path.with_suffix(".py").exists() or (path / "__main__.py").exists(), f"python -m {module}"
